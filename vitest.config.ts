@@ -3,9 +3,12 @@ import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 // The tests run as an unprivileged user who may not own the checkout: keep vite's cache in /tmp.
+const cacheDir = join(tmpdir(), `hoist-vitest-${process.getuid?.() ?? 0}`);
+
 export default defineConfig({
-  cacheDir: join(tmpdir(), `hoist-vitest-${process.getuid?.() ?? 0}`),
+  cacheDir,
   test: {
+    fsModuleCachePath: join(cacheDir, 'modules'),
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
   },
