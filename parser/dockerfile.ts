@@ -1,5 +1,5 @@
 // A Dockerfile as a whole: the global ARGs before the first FROM, then the stages.
-import { DockerfileError } from './errors.ts';
+import { sourceError } from './errors.ts';
 import { toInstructions, type ArgInstruction, type FromInstruction, type Instruction } from './instructions.ts';
 import { parseDockerfile, type Directives } from './syntax.ts';
 
@@ -17,6 +17,8 @@ export interface Dockerfile {
   /** ARGs before the first FROM: visible to FROM lines, and in a stage only when redeclared. */
   globalArgs: ArgInstruction[];
   stages: Stage[];
+  /** The source lines, for messages about later steps (expansion, stage references). */
+  lines: string[];
 }
 
 export function parseInstructions(text: string, file = 'Dockerfile'): Dockerfile {
@@ -31,18 +33,16 @@ export function parseInstructions(text: string, file = 'Dockerfile'): Dockerfile
     } else if (instruction.kind === 'ARG') {
       globalArgs.push(instruction);
     } else {
-      const start = instruction.range.start;
-      throw new DockerfileError(`${instruction.kind} comes before the first FROM: only ARG may`, file, start, parsed.lines[start.line - 1]);
+      sourceError(parsed, instruction.range.start, `${instruction.kind} comes before the first FROM: only ARG may`);
     }
   }
   const names = new Map<string, Stage>();
   for (const stage of stages) {
     if (stage.name === undefined) continue;
     if (names.has(stage.name)) {
-      const start = stage.from.range.start;
-      throw new DockerfileError(`duplicate stage name "${stage.name}" (first used on line ${names.get(stage.name)!.from.range.start.line})`, file, start, parsed.lines[start.line - 1]);
+      sourceError(parsed, stage.from.range.start, `duplicate stage name "${stage.name}" (first used on line ${names.get(stage.name)!.from.range.start.line})`);
     }
     names.set(stage.name, stage);
   }
-  return { file, directives: parsed.directives, globalArgs, stages };
+  return { file, directives: parsed.directives, globalArgs, stages, lines: parsed.lines };
 }

@@ -37,3 +37,8 @@ export class DockerfileError extends Error {
     return `${this.summary}\n ${gutter} | ${this.sourceLine}\n ${pad} | ${caret}`;
   }
 }
+
+/** An error at a position of a Dockerfile whose source lines are known. */
+export function sourceError(source: { file: string; lines: readonly string[] }, position: Position, message: string): never {
+  throw new DockerfileError(message, source.file, position, source.lines[position.line - 1]);
+}

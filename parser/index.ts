@@ -5,3 +5,9 @@ export { parseDockerfile, type Heredoc, type Node, type ParsedDockerfile } from 
 export { dumpTree } from './dump.ts';
 export type * from './instructions.ts';
 export { parseInstructions, type Dockerfile, type Stage } from './dockerfile.ts';
+export { expandInstruction } from './expand.ts';
+export {
+  planBuild, StageVariables, unusedBuildArgs, resolveStageRef, hostPlatform, parsePlatform, formatPlatform, PROXY_ARGS,
+  type BuildOptions, type BuildPlan, type PlannedStage, type Platform, type StageBase,
+} from './stages.ts';
+export { expandWord, expandWords, ShellExpansionError, type Env } from './shell.ts';

@@ -1,6 +1,6 @@
 // The typed instruction model: each parse-tree node checked and turned into one Instruction, with
 // its flags validated and its source range kept. Values stay unexpanded here; see expand.ts.
-import { DockerfileError, type Position, type SourceRange } from './errors.ts';
+import { sourceError, type Position, type SourceRange } from './errors.ts';
 import type { Flag, Heredoc, Node, ParsedDockerfile } from './syntax.ts';
 
 export type Command = { form: 'shell'; script: string } | { form: 'exec'; argv: string[] };
@@ -113,9 +113,7 @@ type FlagValues = Map<string, string | boolean | string[]>;
 
 /** Turns every parse-tree node into a typed instruction, in order. */
 export function toInstructions(parsed: ParsedDockerfile): Instruction[] {
-  const fail = (message: string, position: Position): never => {
-    throw new DockerfileError(message, parsed.file, position, parsed.lines[position.line - 1]);
-  };
+  const fail = (message: string, position: Position): never => sourceError(parsed, position, message);
   return parsed.nodes.map((node) => toInstruction(node, fail));
 }
 

@@ -1,7 +1,8 @@
 // The parse stage, as BuildKit's frontend/dockerfile/parser does it: parser directives, logical
 // lines (continuations, comments inside them), heredoc bodies, and the split of each instruction
 // into keyword, flags and arguments. No variable expansion and no quote removal happen here.
-import { DockerfileError, type Position, type SourceRange } from './errors.ts';
+import { sourceError, type Position, type SourceRange } from './errors.ts';
+import { SPACE } from './shell.ts';
 
 export interface Heredoc {
   /** The delimiter word, quotes removed. */
@@ -60,14 +61,12 @@ const KNOWN_DIRECTIVES = new Set(['escape', 'syntax', 'check']);
 const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
 const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
 const HEREDOC_INSTRUCTIONS = new Set(['run', 'copy', 'add']);
-/** Go's unicode.IsSpace, which BuildKit uses to trim and split. */
-const SPACE = /[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/;
 const LEADING_SPACE = new RegExp(`^${SPACE.source}+`);
 const TRAILING_SPACE = new RegExp(`${SPACE.source}+$`);
 /** BuildKit's reWhitespace: blanks that separate words, never newlines. */
 const BLANKS = /[\t\v\f\r ]+/;
 
-export const isSpace = (ch: string): boolean => SPACE.test(ch);
+const isSpace = (ch: string): boolean => SPACE.test(ch);
 const trimSpace = (s: string): string => s.replace(LEADING_SPACE, '').replace(TRAILING_SPACE, '');
 const isComment = (line: string): boolean => line.replace(LEADING_SPACE, '').startsWith('#');
 
@@ -103,9 +102,7 @@ const trimNewline = (line: string): string => line.replace(/\r?\n$/, '');
 export function parseDockerfile(text: string, file = 'Dockerfile'): ParsedDockerfile {
   const raw = splitLines(text);
   const lines = raw.map(trimNewline);
-  const fail = (message: string, position: Position): never => {
-    throw new DockerfileError(message, file, position, lines[position.line - 1]);
-  };
+  const fail = (message: string, position: Position): never => sourceError({ file, lines }, position, message);
 
   const directives = readDirectives(lines, fail);
   const escape = directives.values.escape;

@@ -11,6 +11,7 @@ if [ "$(id -u)" = 0 ]; then
   id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
   grep -q "^$user:" /etc/subuid || echo "$user:200000:65536" >> /etc/subuid
   grep -q "^$user:" /etc/subgid || echo "$user:200000:65536" >> /etc/subgid
-  exec su "$user" -s /bin/bash -c "cd '$repo' && PATH='$PATH' npx vitest run --configLoader runner $*"
+  exec su "$user" -s /bin/bash -c "cd '$repo' && PATH='$PATH' bash scripts/test.sh $*"
 fi
+npx tsc -p tsconfig.json
 exec npx vitest run --configLoader runner "$@"

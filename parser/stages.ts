@@ -1,0 +1,255 @@
+// Stages and their variables, with BuildKit's rules: global ARGs are visible to FROM only, unless
+// a stage redeclares them; --build-arg overrides a declared default; ENV is expanded when defined,
+// wins over an ARG of the same name and is inherited through the image; ARG is not inherited.
+import type { Dockerfile, Stage } from './dockerfile.ts';
+import { sourceError } from './errors.ts';
+import { expandInstruction } from './expand.ts';
+import { closest, type ArgInstruction, type EnvInstruction, type Instruction } from './instructions.ts';
+import { expandWord } from './shell.ts';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+const NODE_ARCH: Record<string, Platform> = {
+  x64: { os: 'linux', architecture: 'amd64' },
+  arm64: { os: 'linux', architecture: 'arm64' },
+  arm: { os: 'linux', architecture: 'arm', variant: 'v7' },
+  ia32: { os: 'linux', architecture: '386' },
+  ppc64: { os: 'linux', architecture: 'ppc64le' },
+  s390x: { os: 'linux', architecture: 's390x' },
+  riscv64: { os: 'linux', architecture: 'riscv64' },
+};
+
+export function hostPlatform(): Platform {
+  return NODE_ARCH[process.arch] ?? { os: 'linux', architecture: process.arch };
+}
+
+/** `linux/arm64/v8`, `linux/amd64`, or `arm64` (OS linux). */
+export function parsePlatform(text: string): Platform {
+  const parts = text.toLowerCase().split('/');
+  if (parts.length > 3 || parts.some((part) => !/^[a-z0-9_.-]+$/.test(part))) {
+    throw new Error(`invalid platform "${text}" (expected os/arch[/variant], e.g. linux/amd64)`);
+  }
+  const [os, architecture, variant] = parts.length === 1 ? ['linux', parts[0]!] : parts;
+  return variant ? { os: os!, architecture: architecture!, variant } : { os: os!, architecture: architecture! };
+}
+
+export function formatPlatform(platform: Platform): string {
+  return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
+}
+
+/** Build args that need no ARG: passed to RUN when given, and never written into history. */
+export const PROXY_ARGS = new Set(
+  ['HTTP_PROXY', 'HTTPS_PROXY', 'FTP_PROXY', 'NO_PROXY', 'ALL_PROXY'].flatMap((name) => [name, name.toLowerCase()]),
+);
+
+export interface BuildOptions {
+  buildArgs?: ReadonlyMap<string, string>;
+  target?: string;
+  /** The platform built for (TARGETPLATFORM); the host's by default. */
+  platform?: Platform;
+  /** The platform building (BUILDPLATFORM); the host's by default. */
+  buildPlatform?: Platform;
+}
+
+export type StageBase = { kind: 'scratch' } | { kind: 'image'; ref: string } | { kind: 'stage'; index: number };
+
+export interface PlannedStage {
+  stage: Stage;
+  base: StageBase;
+  platform: Platform;
+  /** Stages this one needs: its base, COPY --from and RUN --mount from=. */
+  dependencies: number[];
+}
+
+export interface BuildPlan {
+  dockerfile: Dockerfile;
+  stages: PlannedStage[];
+  target: number;
+  /** The stages the target needs, itself included, each after its dependencies. */
+  order: number[];
+  /** TARGET* and BUILD* args; a stage sees one only when it declares it. */
+  predefinedArgs: Map<string, string>;
+  /** The global ARGs' values, as FROM lines see them. */
+  globalArgs: Map<string, string>;
+  buildArgs: ReadonlyMap<string, string>;
+}
+
+function platformArgs(prefix: 'TARGET' | 'BUILD', platform: Platform): [string, string][] {
+  return [
+    [`${prefix}PLATFORM`, formatPlatform(platform)],
+    [`${prefix}OS`, platform.os],
+    [`${prefix}ARCH`, platform.architecture],
+    [`${prefix}VARIANT`, platform.variant ?? ''],
+  ];
+}
+
+export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): BuildPlan {
+  const buildArgs = options.buildArgs ?? new Map<string, string>();
+  const platform = options.platform ?? hostPlatform();
+  const predefinedArgs = new Map([
+    ...platformArgs('TARGET', platform),
+    ...platformArgs('BUILD', options.buildPlatform ?? hostPlatform()),
+  ]);
+
+  const globalArgs = new Map<string, string>();
+  const globalEnv = (): Map<string, string> => new Map([...predefinedArgs, ...globalArgs]);
+  for (const instruction of dockerfile.globalArgs) {
+    for (const arg of expandInstruction(dockerfile, instruction, globalEnv()).args) {
+      const value = buildArgs.get(arg.name) ?? arg.value;
+      if (value === undefined) globalArgs.delete(arg.name);
+      else globalArgs.set(arg.name, value);
+    }
+  }
+
+  const fail = (instruction: Instruction, message: string): never => sourceError(dockerfile, instruction.range.start, message);
+  const byName = new Map(dockerfile.stages.filter((stage) => stage.name).map((stage) => [stage.name!, stage.index]));
+  const stages = dockerfile.stages.map((stage): PlannedStage => {
+    const from = expandInstruction(dockerfile, stage.from, globalEnv());
+    if (from.image === '') fail(stage.from, 'FROM names no image: its argument expanded to an empty string');
+    const baseIndex = byName.get(from.image.toLowerCase());
+    let base: StageBase;
+    if (baseIndex !== undefined && baseIndex < stage.index) base = { kind: 'stage', index: baseIndex };
+    else if (from.image.toLowerCase() === 'scratch') base = { kind: 'scratch' };
+    else base = { kind: 'image', ref: from.image };
+    let stagePlatform = platform;
+    if (from.platform !== undefined) {
+      try {
+        stagePlatform = parsePlatform(from.platform);
+      } catch (error) {
+        fail(stage.from, (error as Error).message);
+      }
+    }
+    const dependencies = new Set<number>(base.kind === 'stage' ? [base.index] : []);
+    const stageRef = (instruction: Instruction, ref: string | undefined): void => {
+      if (ref === undefined) return;
+      const index = resolveStageRef(dockerfile, expandWord(ref, globalEnv(), { escape: dockerfile.directives.escape }), stage.index, instruction);
+      if (index !== undefined) dependencies.add(index);
+    };
+    for (const instruction of stage.instructions) {
+      if (instruction.kind === 'COPY') stageRef(instruction, instruction.from);
+      if (instruction.kind === 'RUN') for (const mount of instruction.mounts) stageRef(instruction, mount.from);
+    }
+    return { stage, base, platform: stagePlatform, dependencies: [...dependencies] };
+  });
+
+  const target = options.target === undefined ? stages.length - 1 : byName.get(options.target.toLowerCase());
+  if (target === undefined) {
+    const names = [...byName.keys()];
+    throw new Error(`target stage "${options.target}" could not be found${names.length ? ` (stages: ${names.join(', ')})` : ' (no stage has a name)'}`);
+  }
+  return { dockerfile, stages, target, order: dependencyOrder(stages, target), predefinedArgs, globalArgs, buildArgs };
+}
+
+/** `--from` values are stage names, stage indexes, or image references (undefined is returned). */
+export function resolveStageRef(dockerfile: Dockerfile, ref: string, current: number, instruction: Instruction): number | undefined {
+  const fail = (message: string): never => sourceError(dockerfile, instruction.range.start, message);
+  if (/^\d+$/.test(ref)) {
+    const index = Number(ref);
+    if (index >= current) fail(`--from=${ref}: there is no stage ${index} before this one (stages are numbered from 0)`);
+    return index;
+  }
+  const stage = dockerfile.stages.find((candidate) => candidate.name === ref.toLowerCase());
+  if (stage === undefined) {
+    // Any other name is an image, as in Docker; but a near miss of a stage name is a typo.
+    const names = dockerfile.stages.flatMap((candidate) => (candidate.name ? [candidate.name] : []));
+    const typo = /^[a-z0-9_.-]+$/i.test(ref) ? closest(ref, names) : undefined;
+    if (typo) fail(`undefined stage "${ref}" in --from (did you mean ${typo}?); to copy from an image of that name, add its tag: ${ref}:latest`);
+    return undefined;
+  }
+  if (stage.index === current) fail(`--from=${ref} refers to the stage it is in`);
+  return stage.index;
+}
+
+function dependencyOrder(stages: PlannedStage[], target: number): number[] {
+  const order: number[] = [];
+  const state = new Map<number, 'visiting' | 'done'>();
+  const visit = (index: number, path: number[]): void => {
+    if (state.get(index) === 'done') return;
+    if (state.get(index) === 'visiting') {
+      const names = [...path, index].map((i) => stages[i]!.stage.name ?? String(i));
+      throw new Error(`circular dependency between stages: ${names.join(' -> ')}`);
+    }
+    state.set(index, 'visiting');
+    for (const dependency of stages[index]!.dependencies) visit(dependency, [...path, index]);
+    state.set(index, 'done');
+    order.push(index);
+  };
+  visit(target, []);
+  return order;
+}
+
+/** The variables of one stage as its instructions run. */
+export class StageVariables {
+  private readonly plan: BuildPlan;
+  private readonly args = new Map<string, string>();
+  private readonly env: Map<string, string>;
+  /** ARG values with ENV over them, kept up to date so that expansion never copies. */
+  private readonly visible: Map<string, string>;
+
+  /** `imageEnv` is the base image's config Env (`KEY=value` entries). */
+  constructor(plan: BuildPlan, imageEnv: readonly string[]) {
+    this.plan = plan;
+    this.env = new Map(imageEnv.map((entry) => {
+      const equals = entry.indexOf('=');
+      return equals < 0 ? [entry, ''] : [entry.slice(0, equals), entry.slice(equals + 1)];
+    }));
+    this.visible = new Map(this.env);
+  }
+
+  /** What `$NAME` means in this stage's next instruction: ARG values, with ENV winning. */
+  expansionEnv(): ReadonlyMap<string, string> {
+    return this.visible;
+  }
+
+  /** Expands an instruction, applying it when it is an ARG or an ENV. */
+  expand<T extends Instruction>(instruction: T): T {
+    const expanded = expandInstruction(this.plan.dockerfile, instruction, this.visible);
+    if (expanded.kind === 'ARG') this.declareArgs(expanded as ArgInstruction);
+    if (expanded.kind === 'ENV') {
+      for (const { key, value } of (expanded as EnvInstruction).pairs) {
+        this.env.set(key, value);
+        this.visible.set(key, value);
+      }
+    }
+    return expanded;
+  }
+
+  private declareArgs(instruction: ArgInstruction): void {
+    for (const { name, value } of instruction.args) {
+      const resolved = this.plan.buildArgs.get(name) ?? value ?? this.plan.globalArgs.get(name) ?? this.plan.predefinedArgs.get(name);
+      if (resolved === undefined) this.args.delete(name);
+      else this.args.set(name, resolved);
+      if (this.env.has(name)) continue;
+      if (resolved === undefined) this.visible.delete(name);
+      else this.visible.set(name, resolved);
+    }
+  }
+
+  /** The image config's Env: ENV only. */
+  imageEnv(): string[] {
+    return [...this.env].map(([key, value]) => `${key}=${value}`);
+  }
+
+  /** The environment of a RUN: declared ARGs and proxy build args, then ENV over them. */
+  runEnv(): string[] {
+    const proxies = [...this.plan.buildArgs].filter(([name]) => PROXY_ARGS.has(name));
+    return [...new Map([...proxies, ...this.args, ...this.env])].map(([key, value]) => `${key}=${value}`);
+  }
+
+  /** Declared ARGs with values, for RUN history (`|N K=V ...`) and cache keys; proxy args excluded. */
+  declaredArgs(): Map<string, string> {
+    return new Map(this.args);
+  }
+}
+
+/** Build args that no ARG in the Dockerfile declares and that are not proxy args, to warn about. */
+export function unusedBuildArgs(plan: BuildPlan): string[] {
+  const declared = new Set<string>();
+  const instructions = [...plan.dockerfile.globalArgs, ...plan.dockerfile.stages.flatMap((stage) => stage.instructions)];
+  for (const instruction of instructions) if (instruction.kind === 'ARG') for (const arg of instruction.args) declared.add(arg.name);
+  return [...plan.buildArgs.keys()].filter((name) => !declared.has(name) && !PROXY_ARGS.has(name));
+}
