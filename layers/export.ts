@@ -1,0 +1,113 @@
+// Images out of the store: an OCI image layout (directory or tarball) or a `docker load` archive.
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { LayerEntry } from './entry.ts';
+import type { Image } from './image.ts';
+import { tarChunks } from './layer.ts';
+import { familiarReference, parseReference } from './reference.ts';
+import { MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
+
+export interface Named {
+  image: Image;
+  /** Full references (`docker.io/library/demo:latest`); may be empty. */
+  refs: string[];
+}
+
+const hex = (digest: string): string => digest.slice('sha256:'.length);
+
+function blobDigests(image: Image): string[] {
+  return [image.descriptor.digest, image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)];
+}
+
+function file(path: string, content: Buffer | string, mtime: number): LayerEntry {
+  const bytes = Buffer.from(content);
+  return { path, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: bytes.length, source: () => Readable.from([bytes]) };
+}
+
+function directory(path: string, mtime: number): LayerEntry {
+  return { path, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime };
+}
+
+/** index.json: one descriptor per name (buildx's annotations), or one unnamed. */
+function ociIndex(images: Named[], created: string): object {
+  const manifests: Descriptor[] = images.flatMap(({ image, refs }) => {
+    const base = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+    if (refs.length === 0) return [{ ...base, annotations: { 'org.opencontainers.image.created': created } }];
+    return refs.map((ref) => ({
+      ...base,
+      annotations: {
+        'io.containerd.image.name': ref,
+        [REF_NAME]: parseReference(ref).tag ?? 'latest',
+        'org.opencontainers.image.created': created,
+      },
+    }));
+  });
+  return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };
+}
+
+async function blobEntries(store: Store, digests: string[], mtime: number): Promise<LayerEntry[]> {
+  const blobs = await Promise.all(digests.map(async (digest): Promise<LayerEntry> => ({
+    path: `blobs/sha256/${hex(digest)}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime,
+    size: await store.blobSize(digest), source: store.blobPath(digest),
+  })));
+  return [directory('blobs', mtime), directory('blobs/sha256', mtime), ...blobs];
+}
+
+async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  const temp = `${dest}.hoist-tmp`;
+  try {
+    await pipeline(Readable.from(tarChunks(entries)), createWriteStream(temp));
+    await rename(temp, dest);
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+/** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
+export async function writeOciLayout(store: Store, images: Named[], dest: string, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
+  const digests = [...new Set(images.flatMap(({ image }) => blobDigests(image)))];
+  const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+  const index = JSON.stringify(ociIndex(images, options.created));
+  if (!options.tar) {
+    await mkdir(join(dest, 'blobs', 'sha256'), { recursive: true });
+    for (const digest of digests) await copyFile(store.blobPath(digest), join(dest, 'blobs', 'sha256', hex(digest)));
+    await writeFile(join(dest, 'oci-layout'), layoutFile);
+    await writeFile(join(dest, 'index.json'), index);
+    return;
+  }
+  const entries: LayerEntry[] = [
+    ...(await blobEntries(store, digests, options.mtime)),
+    file('index.json', index, options.mtime),
+    file('oci-layout', layoutFile, options.mtime),
+  ];
+  await writeTarFile(dest, entries);
+}
+
+/** A `docker load` archive: manifest.json and repositories beside the blobs. */
+export async function writeDockerArchive(store: Store, images: Named[], dest: string, options: { mtime: number }): Promise<void> {
+  const manifest = images.map(({ image, refs }) => ({
+    Config: `blobs/sha256/${hex(image.manifest.config.digest)}`,
+    RepoTags: refs.map((ref) => familiarReference(parseReference(ref))),
+    Layers: image.layers.map((layer) => `blobs/sha256/${hex(layer.digest)}`),
+  }));
+  const repositories: Record<string, Record<string, string>> = {};
+  for (const { image, refs } of images) {
+    const top = image.layers.at(-1);
+    for (const ref of refs) {
+      const parsed = parseReference(ref);
+      const name = familiarReference({ ...parsed, tag: undefined, digest: undefined });
+      if (top && parsed.tag) (repositories[name] ??= {})[parsed.tag] = hex(top.diffId);
+    }
+  }
+  const digests = [...new Set(images.flatMap(({ image }) => [image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)]))];
+  const entries: LayerEntry[] = [
+    ...(await blobEntries(store, digests, options.mtime)),
+    file('manifest.json', JSON.stringify(manifest), options.mtime),
+    file('repositories', JSON.stringify(repositories), options.mtime),
+  ];
+  await writeTarFile(dest, entries);
+}

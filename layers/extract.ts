@@ -1,0 +1,171 @@
+// Applying layers to a directory, refusing any entry that would land outside it: `..`, absolute
+// paths, a path through a symlink, a hardlink to outside. Whiteouts delete what lower layers made.
+import { createWriteStream } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry.ts';
+import type { Layer } from './layer.ts';
+import type { Store } from './store.ts';
+import { readTar, type TarHeader } from './tar.ts';
+
+export class UnsafeLayerError extends Error {}
+
+/** Splits a tar path into components, refusing `..` and absolute paths. */
+export function safeComponents(path: string, what = 'entry'): string[] {
+  if (path.startsWith('/')) throw new UnsafeLayerError(`refusing layer ${what} "${path}": absolute paths are not allowed`);
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw new UnsafeLayerError(`refusing layer ${what} "${path}": it would land outside the root (..)`);
+  return parts;
+}
+
+/** The decompressed tar stream of a layer blob (gzip or plain, by magic bytes). */
+export async function* layerTar(store: Store, layer: Layer): AsyncGenerator<Buffer> {
+  const source = store.readBlob(layer.digest);
+  if (!/(\.tar|tar\+gzip|tar\.gzip)$/.test(layer.mediaType)) throw new Error(`unsupported layer media type ${layer.mediaType}`);
+  const stream = layer.mediaType.endsWith('gzip') ? source.pipe(createGunzip()) : source;
+  source.on('error', (error) => stream.destroy(error));
+  for await (const chunk of stream) yield chunk as Buffer;
+}
+
+export interface ApplyOptions {
+  /** Called once per kind of thing that could not be reproduced here (device nodes, xattrs, owners). */
+  warn?: (message: string) => void;
+}
+
+/** Applies layers in order to `root`, as a container runtime would see them merged. */
+export async function applyLayers(store: Store, layers: Layer[], root: string, options: ApplyOptions = {}): Promise<void> {
+  await mkdir(root, { recursive: true });
+  const warned = new Set<string>();
+  const warnOnce = (key: string, message: string): void => {
+    if (warned.has(key)) return;
+    warned.add(key);
+    options.warn?.(message);
+  };
+  for (const layer of layers) await applyLayer(store, layer, root, warnOnce);
+}
+
+async function applyLayer(store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void): Promise<void> {
+  const asRoot = process.getuid?.() === 0;
+  const verifiedDirs = new Set<string>(['']);
+  const addedHere = new Set<string>();
+  // Directory modes and times are set last: adding children changes the times, and a read-only
+  // mode would stop the children being added.
+  const directories: [string, TarHeader][] = [];
+
+  /** Checks that every parent of `parts` is a real directory inside root, creating missing ones. */
+  const parentDir = async (parts: string[], entryPath: string): Promise<string> => {
+    let rel = '';
+    for (const part of parts.slice(0, -1)) {
+      rel = rel ? `${rel}/${part}` : part;
+      if (verifiedDirs.has(rel)) continue;
+      const info = await lstat(join(root, rel)).catch(() => undefined);
+      if (info?.isSymbolicLink()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": its path goes through the symlink /${rel}`);
+      if (info && !info.isDirectory()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": /${rel} is not a directory`);
+      if (!info) await mkdir(join(root, rel));
+      verifiedDirs.add(rel);
+    }
+    return rel;
+  };
+
+  for await (const { header, body } of readTar(layerTar(store, layer))) {
+    const parts = safeComponents(header.path);
+    if (parts.length === 0) continue; // the root itself
+    const name = parts[parts.length - 1]!;
+    const parent = await parentDir(parts, header.path);
+    const rel = parts.join('/');
+
+    if (name === OPAQUE_MARKER) {
+      for (const child of await readdir(join(root, parent))) {
+        const childRel = parent ? `${parent}/${child}` : child;
+        if (!addedHere.has(childRel)) await rm(join(root, childRel), { recursive: true, force: true });
+      }
+      continue;
+    }
+    if (name.startsWith(WHITEOUT_PREFIX)) {
+      const hidden = parent ? `${parent}/${name.slice(WHITEOUT_PREFIX.length)}` : name.slice(WHITEOUT_PREFIX.length);
+      await rm(join(root, hidden), { recursive: true, force: true });
+      forget(verifiedDirs, hidden);
+      continue;
+    }
+
+    const target = join(root, rel);
+    const existing = await lstat(target).catch(() => undefined);
+    if (existing && !(existing.isDirectory() && header.type === 'directory')) {
+      await rm(target, { recursive: true, force: true });
+      forget(verifiedDirs, rel);
+    }
+    addedHere.add(rel);
+
+    switch (header.type) {
+      case 'directory':
+        if (!existing?.isDirectory()) await mkdir(target);
+        verifiedDirs.add(rel);
+        directories.push([target, header]);
+        continue;
+      case 'file':
+        await pipeline(body, createWriteStream(target, { mode: 0o600 }));
+        break;
+      case 'symlink':
+        await symlink(header.linkname ?? '', target);
+        break;
+      case 'hardlink': {
+        const linkParts = safeComponents(header.linkname ?? '', 'hardlink target');
+        await parentDir([...linkParts, ''], header.path);
+        const source = join(root, ...linkParts);
+        const info = await lstat(source).catch(() => undefined);
+        if (!info || info.isDirectory() || info.isSymbolicLink()) {
+          throw new UnsafeLayerError(`refusing layer entry "${header.path}": its hardlink target "${header.linkname}" is not a file inside the layer root`);
+        }
+        await link(source, target);
+        continue; // a hardlink shares its target's metadata
+      }
+      default:
+        warn('device', `skipping ${header.type} nodes (such as /${rel}): they cannot be created without root`);
+        continue;
+    }
+    await setMetadata(target, header, asRoot, warn);
+  }
+  for (const [path, header] of directories.reverse()) await setMetadata(path, header, asRoot, warn);
+}
+
+async function setMetadata(target: string, header: TarHeader, asRoot: boolean, warn: (key: string, message: string) => void): Promise<void> {
+  if (asRoot) await lchown(target, header.uid, header.gid);
+  else if (header.uid !== process.getuid?.() || header.gid !== process.getgid?.()) {
+    warn('owner', 'file owners from the image are not kept: extracting without root');
+  }
+  if (header.xattrs && Object.keys(header.xattrs).length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
+  if (header.type !== 'symlink') await chmod(target, header.mode);
+  await lutimes(target, header.mtime, header.mtime);
+}
+
+/** Drops a path and everything under it from the set of verified directories. */
+function forget(verified: Set<string>, rel: string): void {
+  for (const dir of verified) if (dir === rel || dir.startsWith(`${rel}/`)) verified.delete(dir);
+}
+
+/** Reads one file of an image, top layer first, without extracting anything. */
+export async function readImageFile(store: Store, layers: Layer[], path: string): Promise<Buffer | undefined> {
+  const wanted = safeComponents(path.replace(/^\/+/, '')).join('/');
+  const ancestors = wanted.split('/').map((_, i, parts) => parts.slice(0, i).join('/'));
+  for (const layer of [...layers].reverse()) {
+    let hidden = false;
+    for await (const { header, body } of readTar(layerTar(store, layer))) {
+      const rel = safeComponents(header.path).join('/');
+      if (rel === wanted && header.type === 'file') {
+        const chunks: Buffer[] = [];
+        for await (const chunk of body) chunks.push(chunk);
+        return Buffer.concat(chunks);
+      }
+      const slash = rel.lastIndexOf('/');
+      const dir = slash < 0 ? '' : rel.slice(0, slash);
+      const name = rel.slice(slash + 1);
+      if (rel === wanted) return undefined; // something other than a file
+      if (name === OPAQUE_MARKER && ancestors.includes(dir)) hidden = true;
+      if (name.startsWith(WHITEOUT_PREFIX) && [wanted, ...ancestors].includes(dir ? `${dir}/${name.slice(4)}` : name.slice(4))) return undefined;
+    }
+    if (hidden) return undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,119 @@
+// An image: manifest, config and layers, read from and written to the store.
+import type { Layer } from './layer.ts';
+import { MediaTypes, type Descriptor, type Store } from './store.ts';
+
+export interface HealthConfig {
+  Test: string[];
+  Interval?: number;
+  Timeout?: number;
+  StartPeriod?: number;
+  StartInterval?: number;
+  Retries?: number;
+}
+
+/** The runtime part of an image config, with the OCI/Docker field names. */
+export interface ContainerConfig {
+  User?: string;
+  ExposedPorts?: Record<string, object>;
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  Volumes?: Record<string, object>;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
+  Shell?: string[];
+  Healthcheck?: HealthConfig;
+  OnBuild?: string[] | null;
+  ArgsEscaped?: boolean;
+}
+
+export interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+export interface ImageConfig {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  config: ContainerConfig;
+  rootfs: { type: 'layers'; diff_ids: string[] };
+  history?: HistoryEntry[];
+}
+
+export interface Manifest {
+  schemaVersion: 2;
+  mediaType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+interface Index {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export interface Image {
+  descriptor: Descriptor;
+  manifest: Manifest;
+  config: ImageConfig;
+  /** The manifest's layers with their diffIDs from the config. */
+  layers: Layer[];
+}
+
+export interface PlatformChoice {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+const INDEX_TYPES: string[] = [MediaTypes.ociIndex, MediaTypes.dockerManifestList];
+
+/** Reads an image from the store; an index resolves to the manifest for `platform`. */
+export async function readImage(store: Store, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
+  const document = await store.readJson<Manifest | Index>(descriptor.digest);
+  const mediaType = document.mediaType ?? descriptor.mediaType;
+  if (INDEX_TYPES.includes(mediaType) || 'manifests' in document) {
+    const manifests = (document as Index).manifests;
+    const chosen = platform
+      ? manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
+        && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant))
+      : manifests[0];
+    if (!chosen) {
+      const have = manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}` : '?')).join(', ');
+      throw new Error(`no image for ${platform!.os}/${platform!.architecture} in ${descriptor.digest} (it has: ${have})`);
+    }
+    return readImage(store, chosen, platform);
+  }
+  const manifest = document as Manifest;
+  const config = await store.readJson<ImageConfig>(manifest.config.digest);
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw new Error(`image ${descriptor.digest} is inconsistent: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
+  }
+  const layers = manifest.layers.map((layer, i) => ({ ...layer, diffId: diffIds[i]! }));
+  return { descriptor: { mediaType, digest: descriptor.digest, size: descriptor.size }, manifest, config, layers };
+}
+
+/** Writes the config and an OCI manifest for these layers. */
+export async function writeImage(store: Store, config: ImageConfig, layers: Layer[], annotations?: Record<string, string>): Promise<Image> {
+  const withDiffIds: ImageConfig = { ...config, rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) } };
+  const configDescriptor = await store.writeJson(MediaTypes.ociConfig, withDiffIds);
+  const manifest: Manifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.ociManifest,
+    config: configDescriptor,
+    layers: layers.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
+    ...(annotations ? { annotations } : {}),
+  };
+  const descriptor = await store.writeJson(MediaTypes.ociManifest, manifest);
+  return { descriptor, manifest, config: withDiffIds, layers };
+}

@@ -1,0 +1,225 @@
+// The local store: an OCI image layout on disk (blobs by digest, tagged images in index.json).
+// Every blob is written to a temp file and renamed into place, so a killed build never leaves a
+// half blob under a real digest; index.json changes are serialised by a lock file, so two builds
+// can share a store.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export const MediaTypes = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
+  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+} as const;
+
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os: string; architecture: string; variant?: string };
+}
+
+interface OciIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export function defaultStoreRoot(): string {
+  const data = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(data, 'hoist');
+}
+
+/** A Transform that passes bytes through and computes their sha256 and count. */
+export class Hasher extends Transform {
+  private readonly hash = createHash('sha256');
+  size = 0;
+
+  override _transform(chunk: Buffer, _encoding: string, done: (error?: Error | null, data?: Buffer) => void): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    done(null, chunk);
+  }
+
+  digest(): string {
+    return `sha256:${this.hash.digest('hex')}`;
+  }
+}
+
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+export class Store {
+  readonly root: string;
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  static async open(root = defaultStoreRoot()): Promise<Store> {
+    await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(join(root, 'tmp'), { recursive: true });
+    const layout = join(root, 'oci-layout');
+    if (!(await exists(layout))) await atomicWrite(join(root, 'tmp'), layout, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    return new Store(root);
+  }
+
+  blobPath(digest: string): string {
+    if (!DIGEST.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
+    return join(this.root, 'blobs', 'sha256', digest.slice(7));
+  }
+
+  hasBlob(digest: string): Promise<boolean> {
+    return exists(this.blobPath(digest));
+  }
+
+  /** A new private directory on the store's file system (so renames into the store are atomic). */
+  tempDir(prefix: string): Promise<string> {
+    return mkdtemp(join(this.root, 'tmp', `${prefix}-`));
+  }
+
+  /**
+   * Streams `source`, through the `through` transforms if any, into a blob. With `expected`, bytes
+   * that do not match its digest are refused and nothing is kept.
+   */
+  async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string; through?: Transform[] } = {}): Promise<{ digest: string; size: number }> {
+    const temp = join(this.root, 'tmp', `blob-${randomBytes(8).toString('hex')}`);
+    const hasher = new Hasher();
+    const expected = options.expected;
+    try {
+      await pipeline([source, ...(options.through ?? []), hasher, createWriteStream(temp)]);
+      const digest = hasher.digest();
+      if (expected !== undefined && digest !== expected) throw new Error(`content does not match its digest: expected ${expected}, got ${digest}`);
+      await rename(temp, this.blobPath(digest));
+      return { digest, size: hasher.size };
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+
+  /** Stores a JSON document exactly as serialised here, and returns its descriptor. */
+  async writeJson(mediaType: string, value: unknown): Promise<Descriptor> {
+    const bytes = Buffer.from(JSON.stringify(value));
+    const { digest, size } = await this.writeBlob(Readable.from([bytes]));
+    return { mediaType, digest, size };
+  }
+
+  /** Reads a JSON blob, checking its bytes against the digest. */
+  async readJson<T>(digest: string): Promise<T> {
+    const bytes = await readFile(this.blobPath(digest));
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== digest) throw new Error(`store blob ${digest} is corrupt (its content hashes to ${actual})`);
+    return JSON.parse(bytes.toString('utf8')) as T;
+  }
+
+  readBlob(digest: string): Readable {
+    return createReadStream(this.blobPath(digest));
+  }
+
+  async blobSize(digest: string): Promise<number> {
+    return (await stat(this.blobPath(digest))).size;
+  }
+
+  async listTags(): Promise<Descriptor[]> {
+    return (await this.readIndex()).manifests.filter((descriptor) => descriptor.annotations?.[REF_NAME]);
+  }
+
+  async resolve(ref: string): Promise<Descriptor | undefined> {
+    return (await this.listTags()).find((descriptor) => descriptor.annotations![REF_NAME] === ref);
+  }
+
+  /** Points `ref` at a manifest, replacing what it pointed at before. */
+  async tag(ref: string, manifest: Descriptor): Promise<void> {
+    await this.updateIndex((manifests) => [
+      ...manifests.filter((descriptor) => descriptor.annotations?.[REF_NAME] !== ref),
+      { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size, annotations: { [REF_NAME]: ref } },
+    ]);
+  }
+
+  /** Removes a tag; true when it existed. */
+  async untag(ref: string): Promise<boolean> {
+    let found = false;
+    await this.updateIndex((manifests) => manifests.filter((descriptor) => {
+      const match = descriptor.annotations?.[REF_NAME] === ref;
+      found ||= match;
+      return !match;
+    }));
+    return found;
+  }
+
+  private async readIndex(): Promise<OciIndex> {
+    try {
+      return JSON.parse(await readFile(join(this.root, 'index.json'), 'utf8')) as OciIndex;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, manifests: [] };
+      throw error;
+    }
+  }
+
+  private async updateIndex(change: (manifests: Descriptor[]) => Descriptor[]): Promise<void> {
+    await withLock(join(this.root, 'index.json.lock'), async () => {
+      const index = await this.readIndex();
+      const updated: OciIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: change(index.manifests) };
+      await atomicWrite(join(this.root, 'tmp'), join(this.root, 'index.json'), JSON.stringify(updated, null, 2) + '\n');
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function atomicWrite(tempDir: string, path: string, content: string): Promise<void> {
+  const temp = join(tempDir, `write-${randomBytes(8).toString('hex')}`);
+  await writeFile(temp, content);
+  await rename(temp, path);
+}
+
+/** Runs `task` holding a lock file; a lock left by a dead process is taken over. */
+async function withLock<T>(lockPath: string, task: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number(await readFile(lockPath, 'utf8').catch(() => ''));
+      if (owner > 0 && !isAlive(owner)) await unlink(lockPath).catch(() => undefined);
+      else if (attempt > 1500) throw new Error(`the store is locked by process ${owner} (${lockPath})`);
+      else await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  try {
+    return await task();
+  } finally {
+    await unlink(lockPath);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
