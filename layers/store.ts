@@ -1,10 +1,10 @@
 // The local store: an OCI image layout on disk (blobs by digest, tagged images in index.json).
 // Every blob is written to a temp file and renamed into place, so a killed build never leaves a
-// half blob under a real digest; index.json changes are serialised by a lock file, so two builds
+// half blob under a real digest (its temp files are removed when the store is next opened); index.json changes are serialised by a lock file, so two builds
 // can share a store.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -73,6 +73,7 @@ export class Store {
     await mkdir(join(root, 'tmp'), { recursive: true });
     const layout = join(root, 'oci-layout');
     if (!(await exists(layout))) await atomicWrite(join(root, 'tmp'), layout, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await removeStaleTemps(join(root, 'tmp'));
     return new Store(root);
   }
 
@@ -87,7 +88,7 @@ export class Store {
 
   /** A new private directory on the store's file system (so renames into the store are atomic). */
   tempDir(prefix: string): Promise<string> {
-    return mkdtemp(join(this.root, 'tmp', `${prefix}-`));
+    return mkdtemp(join(this.root, 'tmp', `${prefix}-${process.pid}-`));
   }
 
   /**
@@ -95,7 +96,7 @@ export class Store {
    * that do not match its digest are refused and nothing is kept.
    */
   async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string; through?: Transform[] } = {}): Promise<{ digest: string; size: number }> {
-    const temp = join(this.root, 'tmp', `blob-${randomBytes(8).toString('hex')}`);
+    const temp = join(this.root, 'tmp', `blob-${process.pid}-${randomBytes(8).toString('hex')}`);
     const hasher = new Hasher();
     const expected = options.expected;
     try {
@@ -186,8 +187,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Temp files and dirs are named `kind-PID-random`: those of processes that died are removed. */
+async function removeStaleTemps(tempDir: string): Promise<void> {
+  for (const name of await readdir(tempDir)) {
+    const pid = Number(name.split('-')[1]);
+    if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) await rm(join(tempDir, name), { recursive: true, force: true });
+  }
+}
+
 async function atomicWrite(tempDir: string, path: string, content: string): Promise<void> {
-  const temp = join(tempDir, `write-${randomBytes(8).toString('hex')}`);
+  const temp = join(tempDir, `write-${process.pid}-${randomBytes(8).toString('hex')}`);
   await writeFile(temp, content);
   await rename(temp, path);
 }

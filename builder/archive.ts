@@ -1,0 +1,232 @@
+// ADD's sources that are not plain files: local tar archives (unpacked) and URLs (downloaded).
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdtemp, open, rm, stat, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import type { LayerEntry } from '../layers/entry.ts';
+import { readTar } from '../layers/tar.ts';
+import { cleanPath } from './context.ts';
+
+type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
+
+/** The compression of a file, by its magic number, as moby's compression.Detect sees it. */
+function detect(head: Buffer): Compression {
+  const starts = (...bytes: number[]): boolean => bytes.every((byte, i) => head[i] === byte);
+  if (starts(0x42, 0x5a, 0x68)) return 'bzip2';
+  if (starts(0x1f, 0x8b, 0x08)) return 'gzip';
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
+  // A zstd frame, or a skippable frame (magic 0x184D2A50 to 0x184D2A5F).
+  if (starts(0x28, 0xb5, 0x2f, 0xfd) || (head.length >= 8 && (head.readUInt32LE(0) & 0xfffffff0) === 0x184d2a50)) return 'zstd';
+  return 'none';
+}
+
+/**
+ * A file's bytes, decompressed as they are read. Node has no bzip2 or xz, and no npm package both
+ * streams and is kept up, so those two go through the system's `bzip2` and `xz` (packages bzip2
+ * and xz-utils, in every Debian and Ubuntu install). Closing the generator early ends the reading.
+ */
+async function* decompressed(path: string): AsyncGenerator<Buffer> {
+  const handle = await open(path, 'r');
+  const head = Buffer.alloc(8);
+  const { bytesRead } = await handle.read(head, 0, 8, 0).finally(() => handle.close());
+  const compression = detect(head.subarray(0, bytesRead));
+  if (compression === 'bzip2' || compression === 'xz') {
+    const child = spawn(compression, ['-dc', '--', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const exit = once(child, 'close');
+    exit.catch(() => undefined); // the rejection is seen below, unless the reader stopped early
+    try {
+      yield* child.stdout;
+      const [code] = await exit;
+      if (code !== 0) throw new Error(`${compression}: ${path}: ${stderr.trim() || `exit status ${code}`}`);
+    } finally {
+      if (child.exitCode === null) child.kill();
+    }
+    return;
+  }
+  const file = createReadStream(path);
+  if (compression === 'none') {
+    yield* file;
+    return;
+  }
+  const decompressor = compression === 'gzip' ? createGunzip() : createZstdDecompress();
+  const done = pipeline(file, decompressor);
+  done.catch(() => undefined); // the error also reaches the decompressor, read below
+  yield* decompressor;
+}
+
+/**
+ * Whether ADD unpacks a local file: a regular file whose (decompressed) start is a tar header, as
+ * BuildKit decides by content alone. An empty tar is not an archive there either.
+ */
+export async function isLocalArchive(path: string): Promise<boolean> {
+  if (!(await stat(path).catch(() => undefined))?.isFile()) return false;
+  const chunks = decompressed(path);
+  try {
+    return !(await readTar(chunks).next()).done;
+  } catch {
+    return false;
+  } finally {
+    await chunks.return(undefined);
+  }
+}
+
+export interface ArchiveOptions {
+  /** Where file contents are extracted to (in a new directory). The caller removes it. */
+  tmpDir: string;
+  /** `--chown`: every entry from the archive gets this owner, else the archive's owners stay. */
+  chown?: { uid: number; gid: number };
+  /** The mtime of the directories the extraction creates (destDir and missing parents). */
+  createdDirMtime?: number;
+  /** Whether a path (absolute, in the image) is already a directory below this layer. */
+  destIsDirectory?: (absPath: string) => boolean;
+}
+
+/**
+ * The entries of a tar archive unpacked into `destDir` (absolute in the image), as BuildKit's ADD
+ * does with moby's go-archive: owners, modes, mtimes and links are kept; a leading `/` is dropped;
+ * names and hardlinks that leave the destination (`..`) are refused; a later entry replaces an
+ * earlier one; missing parents are made 0755 root:root. `--chmod` does not apply. Devices and
+ * FIFOs are skipped: a rootless build cannot make them.
+ */
+export async function archiveEntries(archivePath: string, destDir: string, options: ArchiveOptions): Promise<LayerEntry[]> {
+  const dest = cleanPath(`/${destDir}`).slice(1);
+  const mtime = options.createdDirMtime ?? 0;
+  const entries = new Map<string, LayerEntry>();
+  const inodes = new Map<LayerEntry, string>();
+  const isDirectory = (path: string): boolean => (
+    entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || options.destIsDirectory?.(`/${path}`) === true
+  );
+  const makeDirectories = (path: string, owner: { uid: number; gid: number }): void => {
+    const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (!isDirectory(dir) && !entries.has(dir)) entries.set(dir, { path: dir, type: 'directory', mode: 0o755, ...owner, mtime });
+    }
+  };
+  const put = (entry: LayerEntry): void => {
+    const old = entries.get(entry.path);
+    // A directory over a directory merges; anything else replaces the old path and what was below it.
+    if (old && (old.type !== 'directory' || entry.type !== 'directory')) {
+      for (const path of entries.keys()) if (path === old.path || path.startsWith(`${old.path}/`)) entries.delete(path);
+    }
+    entries.set(entry.path, entry);
+  };
+
+  makeDirectories(dest, options.chown ?? { uid: 0, gid: 0 });
+  const contentDir = await mkdtemp(join(options.tmpDir, 'add-'));
+  let files = 0;
+  const chunks = decompressed(archivePath);
+  try {
+    for await (const { header, body } of readTar(chunks)) {
+      const name = cleanPath(header.path.replace(/^\/+/, ''));
+      if (name === '.') continue;
+      if (name === '..' || name.startsWith('../')) throw new Error(`${archivePath}: invalid entry name "${header.path}"`);
+      if (header.type !== 'file' && header.type !== 'directory' && header.type !== 'symlink' && header.type !== 'hardlink') continue;
+      const path = dest ? `${dest}/${name}` : name;
+      const owner = options.chown ?? { uid: header.uid, gid: header.gid };
+      makeDirectories(posix.dirname(path), { uid: 0, gid: 0 });
+      const entry: LayerEntry = { path, type: header.type, mode: header.mode & 0o7777, ...owner, mtime: header.mtime };
+      if (header.xattrs && Object.keys(header.xattrs).length > 0) entry.xattrs = header.xattrs;
+      if (header.type === 'file') {
+        entry.source = join(contentDir, String(files++));
+        entry.size = header.size;
+        await pipeline(body, createWriteStream(entry.source));
+      } else if (header.type === 'symlink') {
+        entry.linkname = header.linkname ?? '';
+      } else if (header.type === 'hardlink') {
+        // Hardlink targets are names in the archive; an absolute one is taken from the archive's root.
+        const target = cleanPath((header.linkname ?? '').replace(/^\/+/, ''));
+        if (target === '.' || target === '..' || target.startsWith('../')) throw new Error(`${archivePath}: invalid hardlink target "${header.linkname}"`);
+        const linked = entries.get(dest ? `${dest}/${target}` : target);
+        if (linked?.type !== 'file') throw new Error(`${archivePath}: hardlink "${header.path}" to "${header.linkname}", a file the archive does not hold before it`);
+        // Kept as a file sharing the target's content; sortWithHardlinks makes the links.
+        const key = inodes.get(linked) ?? linked.path;
+        inodes.set(linked, key);
+        inodes.set(entry, key);
+        Object.assign(entry, { type: 'file', source: linked.source, size: linked.size });
+      }
+      put(entry);
+    }
+  } finally {
+    // readTar leaves its source open when the loop stops early.
+    await chunks.return(undefined);
+  }
+  return sortWithHardlinks(entries.values(), inodes);
+}
+
+const comparePaths = (a: LayerEntry, b: LayerEntry): number => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+/**
+ * Sorts entries by path (a directory before its contents) and writes files that share an inode
+ * (same key in `inodes`) as one file, at the first path, and hardlinks to it, as a tar must.
+ */
+export function sortWithHardlinks(entries: Iterable<LayerEntry>, inodes: Map<LayerEntry, string>): LayerEntry[] {
+  const sorted = [...entries].sort(comparePaths);
+  const first = new Map<string, string>();
+  return sorted.map((entry) => {
+    const key = inodes.get(entry);
+    if (key === undefined) return entry;
+    const primary = first.get(key);
+    if (primary === undefined) {
+      first.set(key, entry.path);
+      return { ...entry, type: 'file' as const };
+    }
+    const { source: _source, size: _size, ...rest } = entry;
+    return { ...rest, type: 'hardlink' as const, linkname: primary };
+  });
+}
+
+/**
+ * Downloads a URL for ADD into a new directory under `tmpDir` and returns the file's path: named
+ * after the URL's last path segment (`__unnamed__` without one), mode 0600, mtime from
+ * Last-Modified (else the epoch), as BuildKit's HTTP source does. `checksum` is `sha256:<hex>`.
+ * URL sources are not unpacked unless `ADD --unpack=true`.
+ */
+export async function fetchUrl(url: string, tmpDir: string, checksum?: string): Promise<string> {
+  if (checksum !== undefined && !/^sha256:[0-9a-f]{64}$/.test(checksum)) {
+    throw new Error(`invalid checksum "${checksum}": expected sha256: and 64 lowercase hex digits`);
+  }
+  const response = await fetch(url);
+  if (response.status < 200 || response.status >= 400) throw new Error(`downloading ${url}: invalid response status ${response.status}`);
+  const file = join(await mkdtemp(join(tmpDir, 'url-')), urlFileName(url));
+  const hash = createHash('sha256');
+  const body = response.body ? Readable.fromWeb(response.body as ReadableStream<Uint8Array>) : Readable.from([]);
+  await pipeline(body, async function* (chunks: AsyncIterable<Buffer>) {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      yield chunk;
+    }
+  }, createWriteStream(file));
+  const digest = `sha256:${hash.digest('hex')}`;
+  if (checksum !== undefined && digest !== checksum) {
+    await rm(file, { force: true });
+    throw new Error(`digest mismatch for ${url}: ${digest} (expected: ${checksum})`);
+  }
+  await chmod(file, 0o600);
+  const lastModified = Date.parse(response.headers.get('last-modified') ?? '');
+  const mtime = Number.isNaN(lastModified) ? 0 : lastModified / 1000;
+  await utimes(file, mtime, mtime);
+  return file;
+}
+
+/** BuildKit's name for a downloaded file: the URL path's base, made safe. */
+function urlFileName(url: string): string {
+  let base = '';
+  try {
+    base = posix.basename(decodeURIComponent(new URL(url).pathname));
+  } catch {
+    // An unparsable URL gets the default name, as in BuildKit.
+  }
+  if (base === '' || base === '/') return '__unnamed__';
+  // Go's path.Base of the decoded path, then pathutil.SafeFileName.
+  const name = base.trim();
+  return name === '' || name === '.' || name === '..' || /[\u0000-\u001f\u007f-\u009f]/.test(name) ? 'download' : name;
+}

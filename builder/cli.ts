@@ -1,0 +1,313 @@
+// The `hoist` command line, shaped like `docker buildx build` so users need no new habits.
+// Exit codes: 0 success, 1 build failure, 2 usage error.
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DockerfileError, parsePlatform, type Platform } from '../parser/index.ts';
+import {
+  applyLayers, familiarReference, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
+  type Image, type Named,
+} from '../layers/index.ts';
+import { build, BuildError } from './build.ts';
+
+class UsageError extends Error {}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const HELP: Record<string, string> = {
+  main: `Usage: hoist COMMAND [OPTIONS]
+
+A daemonless, rootless OCI image builder.
+
+Commands:
+  build     Build an image from a Dockerfile
+  images    List images in the local store
+  inspect   Show an image's manifest and config
+  save      Write images to an OCI or docker-load tarball
+  rmi       Remove image names from the local store
+
+Global options:
+  --root DIR   Store location (default $XDG_DATA_HOME/hoist)
+  --version    Print the version
+  -h, --help   Print help (also: hoist COMMAND --help)`,
+  build: `Usage: hoist build [OPTIONS] CONTEXT
+
+Build an image from a Dockerfile.
+
+Options:
+  -f, --file FILE          Dockerfile (default CONTEXT/Dockerfile; - reads standard input)
+  -t, --tag REF            Name the image (repeatable)
+      --build-arg K=V      Set a build-time variable (repeatable)
+      --target STAGE       Build this stage
+      --label K=V          Add a label to the image (repeatable)
+      --platform P         Target platform, e.g. linux/amd64
+      --no-cache           Do not use the build cache
+  -o, --output SPEC        type=image | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
+      --iidfile F          Write the image ID (config digest) to F
+      --metadata-file F    Write build results (digests, names) as JSON to F
+      --progress MODE      auto, plain, tty or quiet
+  -q, --quiet              Print only the image ID
+      --root DIR           Store location`,
+  images: 'Usage: hoist images [--root DIR]\n\nList images in the local store.',
+  inspect: 'Usage: hoist inspect [--root DIR] REF\n\nShow an image\'s manifest and config as JSON.',
+  save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to an OCI image-layout tarball (default) or a `docker load` archive.',
+  rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
+};
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+const COMMON: Options = { root: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+
+function parse(command: string, args: string[], options: Options) {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.replace(/\. To specify a positional.*$/s, '')} (see 'hoist ${command} --help')`);
+  }
+}
+
+const openStore = (root: unknown): Promise<Store> => Store.open(typeof root === 'string' ? resolve(root) : undefined);
+
+function keyValues(values: unknown, flag: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const value of (values as string[] | undefined) ?? []) {
+    const equals = value.indexOf('=');
+    if (equals === 0) throw new UsageError(`--${flag} ${value}: expected KEY=VALUE`);
+    // `--build-arg NAME` takes NAME's value from the environment, as docker does.
+    if (equals < 0) {
+      const fromEnv = process.env[value];
+      if (fromEnv !== undefined) map.set(value, fromEnv);
+      continue;
+    }
+    map.set(value.slice(0, equals), value.slice(equals + 1));
+  }
+  return map;
+}
+
+interface OutputSpec {
+  type: 'image' | 'oci' | 'docker' | 'local';
+  dest?: string;
+  tar: boolean;
+}
+
+/** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
+export function parseOutput(spec: string): OutputSpec {
+  if (!spec.includes('=')) return { type: 'local', dest: spec, tar: false };
+  const fields = new Map(spec.split(',').map((field) => {
+    const equals = field.indexOf('=');
+    if (equals < 0) throw new UsageError(`--output ${spec}: "${field}" is not key=value`);
+    return [field.slice(0, equals).trim(), field.slice(equals + 1).trim()];
+  }));
+  const type = fields.get('type');
+  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local') {
+    throw new UsageError(`--output ${spec}: type must be image, oci, docker or local`);
+  }
+  const dest = fields.get('dest');
+  if (type !== 'image' && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
+  const tarField = fields.get('tar');
+  if (tarField !== undefined && tarField !== 'true' && tarField !== 'false') throw new UsageError(`--output ${spec}: tar must be true or false`);
+  return { type, ...(dest ? { dest: resolve(dest) } : {}), tar: type !== 'local' && tarField !== 'false' };
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function buildCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('build', args, {
+    file: { type: 'string', short: 'f' }, tag: { type: 'string', short: 't', multiple: true },
+    'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
+    platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, output: { type: 'string', short: 'o', multiple: true },
+    iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+  });
+  if (values.help) return help('build');
+  if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
+  const contextDir = resolve(positionals[0]!);
+  const contextInfo = await stat(contextDir).catch(() => undefined);
+  if (!contextInfo?.isDirectory()) throw new UsageError(`context "${positionals[0]}" is not a directory`);
+  const progress = (values.progress as string | undefined) ?? 'auto';
+  if (!['auto', 'plain', 'tty', 'quiet'].includes(progress)) throw new UsageError(`--progress ${progress}: use auto, plain, tty or quiet`);
+  const quiet = values.quiet === true || progress === 'quiet';
+  let platform: Platform | undefined;
+  if (values.platform !== undefined) {
+    try {
+      platform = parsePlatform(values.platform as string);
+    } catch (error) {
+      throw new UsageError(`--platform: ${(error as Error).message}`);
+    }
+  }
+  const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => {
+    try {
+      return normalizeReference(tag);
+    } catch (error) {
+      throw new UsageError(`-t ${tag}: ${(error as Error).message}`);
+    }
+  });
+  const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
+  if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false });
+
+  const fileOption = values.file as string | undefined;
+  const dockerfilePath = fileOption === undefined ? resolve(contextDir, 'Dockerfile') : fileOption === '-' ? undefined : resolve(fileOption);
+  let text: string;
+  try {
+    text = dockerfilePath === undefined ? await readStdin() : await readFile(dockerfilePath, 'utf8');
+  } catch {
+    throw new UsageError(`cannot read the Dockerfile ${dockerfilePath}`);
+  }
+
+  const store = await openStore(values.root);
+  const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
+  const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH;
+  const image = await build({
+    store, contextDir, log,
+    dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
+    buildArgs: keyValues(values['build-arg'], 'build-arg'), target: values.target as string | undefined,
+    labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
+    ...(sourceDateEpoch && /^\d+$/.test(sourceDateEpoch) ? { timestamp: Number(sourceDateEpoch) } : {}),
+  });
+
+  const created = image.config.created ?? new Date().toISOString();
+  const mtime = Math.floor(Date.parse(created) / 1000);
+  for (const output of outputs) {
+    const named: Named[] = [{ image, refs: tags }];
+    if (output.type === 'image') for (const tag of tags) await store.tag(tag, image.descriptor);
+    if (output.type === 'oci') await writeOciLayout(store, named, output.dest!, { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, named, output.dest!, { mtime });
+    if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
+    log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
+  }
+  if (outputs.length === 0) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
+  if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
+  if (values['metadata-file']) {
+    await writeResult(values['metadata-file'] as string, JSON.stringify({
+      'containerimage.digest': image.descriptor.digest,
+      'containerimage.config.digest': image.manifest.config.digest,
+      'containerimage.descriptor': image.descriptor,
+      ...(tags.length ? { 'image.name': tags.join(',') } : {}),
+    }, null, 2));
+  }
+  process.stdout.write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
+  return 0;
+}
+
+async function writeResult(path: string, content: string): Promise<void> {
+  await mkdir(dirname(resolve(path)), { recursive: true });
+  await writeFile(path, content);
+}
+
+function help(command: string): number {
+  process.stdout.write(`${HELP[command]}\n`);
+  return 0;
+}
+
+async function imagesCommand(args: string[]): Promise<number> {
+  const { values } = parse('images', args, {});
+  if (values.help) return help('images');
+  const store = await openStore(values.root);
+  const rows = [['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE']];
+  for (const descriptor of await store.listTags()) {
+    const ref = parseReference(descriptor.annotations![REF_NAME]!);
+    const image = await readImage(store, descriptor);
+    const size = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+    const repository = familiarReference({ ...ref, tag: undefined, digest: undefined } as typeof ref);
+    rows.push([repository, ref.tag ?? '<none>', image.manifest.config.digest.slice(7, 19), image.config.created ?? '', formatSize(size)]);
+  }
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}\n`);
+  return 0;
+}
+
+function formatSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) [value, unit] = [value / 1000, unit + 1];
+  return `${unit === 0 ? value : value.toFixed(1)}${units[unit]}`;
+}
+
+async function imageByName(store: Store, name: string): Promise<{ ref: string; image: Image }> {
+  let ref: string;
+  try {
+    ref = normalizeReference(name);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const descriptor = await store.resolve(ref);
+  if (!descriptor) throw new BuildError(`no image named ${name} in the store (${store.root})`);
+  return { ref, image: await readImage(store, descriptor) };
+}
+
+async function inspectCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('inspect', args, {});
+  if (values.help) return help('inspect');
+  if (positionals.length !== 1) throw new UsageError("inspect takes one REF (see 'hoist inspect --help')");
+  const store = await openStore(values.root);
+  const { ref, image } = await imageByName(store, positionals[0]!);
+  process.stdout.write(`${JSON.stringify({ Name: ref, Digest: image.descriptor.digest, Id: image.manifest.config.digest, Manifest: image.manifest, Config: image.config }, null, 2)}\n`);
+  return 0;
+}
+
+async function saveCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('save', args, { output: { type: 'string', short: 'o' }, format: { type: 'string' } });
+  if (values.help) return help('save');
+  if (positionals.length === 0) throw new UsageError("save needs at least one REF (see 'hoist save --help')");
+  if (!values.output) throw new UsageError('save needs -o FILE');
+  const format = (values.format as string | undefined) ?? 'oci';
+  if (format !== 'oci' && format !== 'docker') throw new UsageError(`--format ${format}: use oci or docker`);
+  const store = await openStore(values.root);
+  const named = await Promise.all(positionals.map(async (name) => {
+    const { ref, image } = await imageByName(store, name);
+    return { image, refs: [ref] };
+  }));
+  const created = named[0]!.image.config.created ?? new Date().toISOString();
+  const mtime = Math.floor(Date.parse(created) / 1000);
+  const dest = resolve(values.output as string);
+  if (format === 'oci') await writeOciLayout(store, named, dest, { tar: true, created, mtime });
+  else await writeDockerArchive(store, named, dest, { mtime });
+  return 0;
+}
+
+async function rmiCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('rmi', args, {});
+  if (values.help) return help('rmi');
+  if (positionals.length === 0) throw new UsageError("rmi needs at least one REF (see 'hoist rmi --help')");
+  const store = await openStore(values.root);
+  let status = 0;
+  for (const name of positionals) {
+    if (await store.untag(normalizeReference(name))) process.stdout.write(`Untagged: ${name}\n`);
+    else {
+      process.stderr.write(`hoist: no image named ${name}\n`);
+      status = 1;
+    }
+  }
+  return status;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === '--version' || command === 'version') {
+      process.stdout.write(`hoist ${VERSION}\n`);
+      return 0;
+    }
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') return help('main');
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`unknown command "${command}" (see 'hoist --help')`);
+    return await run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`hoist: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
+    else if (process.env.HOIST_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    else process.stderr.write(`hoist: ${(error as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,113 @@
+// The merged view of an image's file tree (metadata only), for questions a build asks without
+// extracting anything: does /app exist, is the destination a directory, who owns /usr.
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type Layer, type Store } from '../layers/index.ts';
+import { readTar } from '../layers/index.ts';
+import { layerTar } from '../layers/extract.ts';
+
+export interface NodeInfo {
+  type: EntryType | 'char' | 'block' | 'fifo';
+  mode: number;
+  uid: number;
+  gid: number;
+  /** A symlink's target as written. */
+  linkname?: string;
+}
+
+/** The entries of one layer, in tar order, with whiteouts as they were written. */
+type LayerListing = [path: string, info: NodeInfo][];
+const listings = new Map<string, Promise<LayerListing>>();
+
+async function listLayer(store: Store, layer: Layer): Promise<LayerListing> {
+  const listing: LayerListing = [];
+  for await (const { header } of readTar(layerTar(store, layer))) {
+    const path = header.path.split('/').filter((part) => part !== '' && part !== '.').join('/');
+    const { type, mode, uid, gid, linkname } = header;
+    listing.push([path, type === 'symlink' ? { type, mode, uid, gid, linkname } : { type, mode, uid, gid }]);
+  }
+  return listing;
+}
+
+export class FileTree {
+  private readonly nodes = new Map<string, NodeInfo>();
+
+  static async fromLayers(store: Store, layers: Layer[]): Promise<FileTree> {
+    const tree = new FileTree();
+    for (const layer of layers) {
+      let listing = listings.get(layer.digest);
+      if (!listing) listings.set(layer.digest, (listing = listLayer(store, layer)));
+      tree.apply(await listing);
+    }
+    return tree;
+  }
+
+  clone(): FileTree {
+    const copy = new FileTree();
+    for (const [path, info] of this.nodes) copy.nodes.set(path, info);
+    return copy;
+  }
+
+  /** Applies one layer's entries on top, whiteouts included. */
+  apply(entries: Iterable<[string, NodeInfo]>): void {
+    const addedHere = new Set<string>();
+    for (const [path, info] of entries) {
+      const slash = path.lastIndexOf('/');
+      const parent = slash < 0 ? '' : path.slice(0, slash);
+      const name = path.slice(slash + 1);
+      if (name === OPAQUE_MARKER) {
+        for (const existing of [...this.nodes.keys()]) {
+          if ((parent === '' || existing.startsWith(`${parent}/`)) && existing !== parent && !addedHere.has(existing)) this.nodes.delete(existing);
+        }
+      } else if (name.startsWith(WHITEOUT_PREFIX)) {
+        this.remove(parent ? `${parent}/${name.slice(WHITEOUT_PREFIX.length)}` : name.slice(WHITEOUT_PREFIX.length));
+      } else if (path !== '') {
+        if (info.type !== 'directory') this.remove(path);
+        this.nodes.set(path, info);
+        addedHere.add(path);
+      }
+    }
+  }
+
+  private remove(path: string): void {
+    const wasDirectory = this.nodes.get(path)?.type === 'directory';
+    this.nodes.delete(path);
+    if (!wasDirectory) return;
+    for (const existing of [...this.nodes.keys()]) if (existing.startsWith(`${path}/`)) this.nodes.delete(existing);
+  }
+
+  /** Metadata of an absolute or relative path, not following symlinks. */
+  get(path: string): NodeInfo | undefined {
+    return this.nodes.get(path.split('/').filter(Boolean).join('/'));
+  }
+
+  /** Whether `path`, with symlinks followed, is a directory. */
+  isDirectory(path: string): boolean {
+    const rel = this.realPath(path).slice(1);
+    return rel === '' || this.nodes.get(rel)?.type === 'directory';
+  }
+
+  /**
+   * The absolute path with every symlink in it followed inside the image, as a process in the
+   * container would see it (`/lib/x` is `/usr/lib/x` where /lib links to usr/lib). A trailing
+   * slash is kept.
+   */
+  realPath(path: string): string {
+    let pending = path.split('/').filter((part) => part !== '' && part !== '.');
+    const resolved: string[] = [];
+    for (let hops = 0; pending.length > 0;) {
+      const part = pending.shift()!;
+      if (part === '..') {
+        resolved.pop();
+        continue;
+      }
+      const node = this.nodes.get([...resolved, part].join('/'));
+      if (node?.type === 'symlink' && node.linkname !== undefined) {
+        if (++hops > 40) throw new Error(`too many levels of symbolic links in ${path}`);
+        if (node.linkname.startsWith('/')) resolved.length = 0;
+        pending = [...node.linkname.split('/').filter((p) => p !== '' && p !== '.'), ...pending];
+        continue;
+      }
+      resolved.push(part);
+    }
+    return `/${resolved.join('/')}${path.endsWith('/') && resolved.length > 0 ? '/' : ''}`;
+  }
+}

@@ -1,0 +1,58 @@
+// Images into the store from an OCI image layout, as a directory or a tarball. Every blob is
+// checked against its digest on the way in.
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readImage, type Image } from './image.ts';
+import { REF_NAME, type Descriptor, type Store } from './store.ts';
+import { readTar } from './tar.ts';
+
+interface LayoutIndex {
+  manifests: Descriptor[];
+}
+
+const BLOB_PATH = /^(?:\.\/)?blobs\/sha256\/([a-f0-9]{64})$/;
+
+/**
+ * Imports an OCI layout and returns its images: the one whose ref.name annotation is `tag`, or
+ * every one in the index when no tag is given.
+ */
+export async function importOciLayout(store: Store, path: string, tag?: string): Promise<Image[]> {
+  let index: LayoutIndex;
+  if ((await stat(path)).isDirectory()) {
+    index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as LayoutIndex;
+    for (const digest of await referencedBlobs(index, (digest) => readFile(join(path, 'blobs', 'sha256', digest.slice(7))))) {
+      await store.writeBlob(createReadStream(join(path, 'blobs', 'sha256', digest.slice(7))), { expected: digest });
+    }
+  } else {
+    let indexText: string | undefined;
+    for await (const { header, body } of readTar(createReadStream(path))) {
+      const name = header.path.replace(/^\.\//, '');
+      const blob = BLOB_PATH.exec(name);
+      if (blob && header.type === 'file') await store.writeBlob(body, { expected: `sha256:${blob[1]}` });
+      else if (name === 'index.json') indexText = Buffer.concat(await Array.fromAsync(body)).toString('utf8');
+    }
+    if (indexText === undefined) throw new Error(`${path} is not an OCI image layout tarball: it has no index.json`);
+    index = JSON.parse(indexText) as LayoutIndex;
+  }
+  const chosen = index.manifests.filter((descriptor) => tag === undefined || descriptor.annotations?.[REF_NAME] === tag);
+  if (chosen.length === 0) throw new Error(`${path} has no image tagged "${tag}"`);
+  return Promise.all(chosen.map(async (descriptor) => {
+    if (!(await store.hasBlob(descriptor.digest))) throw new Error(`${path} is incomplete: blob ${descriptor.digest} is missing`);
+    return readImage(store, descriptor);
+  }));
+}
+
+/** The digests an index needs, following manifests and nested indexes. */
+async function referencedBlobs(index: LayoutIndex, read: (digest: string) => Promise<Buffer>): Promise<string[]> {
+  const seen = new Set<string>();
+  const visit = async (descriptor: Descriptor): Promise<void> => {
+    if (seen.has(descriptor.digest)) return;
+    seen.add(descriptor.digest);
+    if (!descriptor.mediaType.includes('manifest') && !descriptor.mediaType.includes('index')) return;
+    const document = JSON.parse((await read(descriptor.digest)).toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
+    for (const child of [...(document.manifests ?? []), ...(document.config ? [document.config] : []), ...(document.layers ?? [])]) await visit(child);
+  };
+  for (const descriptor of index.manifests) await visit(descriptor);
+  return [...seen];
+}

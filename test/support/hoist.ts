@@ -1,0 +1,32 @@
+// Runs the real `hoist` command, as a user would.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot, sharedDir } from './paths.ts';
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function hoist(args: string[], options: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Run {
+  const result = spawnSync(join(repoRoot, 'bin', 'hoist'), args, {
+    cwd: options.cwd ?? repoRoot, input: options.input ?? '', encoding: 'utf8', env: { ...process.env, ...options.env },
+  });
+  if (result.error) throw result.error;
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Like hoist(), but a non-zero exit fails the test with hoist's own message. */
+export function hoistOk(args: string[], options: Parameters<typeof hoist>[1] = {}): Run {
+  const run = hoist(args, options);
+  if (run.code !== 0) throw new Error(`hoist ${args.join(' ')} exited ${run.code}:\n${run.stderr}`);
+  return run;
+}
+
+/** A one-layer busybox image (Debian's busybox-static) as an OCI layout, made by the team's script. */
+export function makeBusyboxLayout(dest: string): string {
+  const result = spawnSync('sh', [join(sharedDir, 'bench', 'make-busybox.sh'), dest], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`make-busybox.sh failed: ${result.stderr}`);
+  return dest;
+}
