@@ -1,17 +1,21 @@
 // Layer entries to a compressed, content-addressed blob in one streaming pass: the tar's sha256
 // (the diffID) and the compressed sha256 (the digest) are computed as the bytes go by, so a
 // layer is never held in memory and never compressed twice.
-import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { createGzip } from 'node:zlib';
 import type { LayerEntry } from './entry.ts';
-import { MediaTypes, Hasher, type Descriptor, type Store } from './store.ts';
+import { gzipParallel } from './gzip.ts';
+import { MediaTypes, type Descriptor, type Store } from './store.ts';
 import { END_OF_ARCHIVE, encodeHeader, padding } from './tar.ts';
 
 export interface Layer extends Descriptor {
   /** sha256 of the uncompressed tar, as the image config's rootfs.diff_ids lists it. */
   diffId: string;
 }
+
+// gzip -1: on a node_modules-like tree it is twice as fast as -6 for an 8% larger layer.
+export const DEFAULT_LEVEL = 1;
 
 export interface LayerOptions {
   /** gzip level, 1 (fastest) to 9 (smallest). */
@@ -23,22 +27,38 @@ export function sortEntries(entries: LayerEntry[]): LayerEntry[] {
   return [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
+/** Files up to this size are read in one call; larger ones are streamed. */
+const SMALL_FILE = 1 << 20;
+
 /** The bytes of a tar holding `entries` in the order given. */
 export async function* tarChunks(entries: LayerEntry[]): AsyncGenerator<Buffer> {
   for (const entry of entries) {
     const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
-    yield encodeHeader({ ...entry, size });
-    if (size === 0) continue;
+    const header = encodeHeader({ ...entry, size });
+    if (size === 0) {
+      yield header;
+      continue;
+    }
     const source = entry.source;
     if (source === undefined) throw new Error(`layer entry ${entry.path} has no content source`);
+    const changed = (read: number): Error => new Error(`${entry.path} changed while it was being added to a layer (expected ${size} bytes, read ${read})`);
+    if (typeof source === 'string' && size <= SMALL_FILE) {
+      // Many small files: a synchronous read costs far less than a stream, and compression runs
+      // in zlib's threads meanwhile.
+      const content = readFileSync(source);
+      if (content.length !== size) throw changed(content.length);
+      yield Buffer.concat([header, content, padding(size)]);
+      continue;
+    }
+    yield header;
     let written = 0;
-    const stream = typeof source === 'string' ? createReadStream(source) : source();
+    const stream = typeof source === 'string' ? createReadStream(source, { highWaterMark: SMALL_FILE }) : source();
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       written += chunk.length;
       if (written > size) break;
       yield chunk;
     }
-    if (written !== size) throw new Error(`${entry.path} changed while it was being added to a layer (expected ${size} bytes, read ${written})`);
+    if (written !== size) throw changed(written);
     yield padding(size);
   }
   yield END_OF_ARCHIVE;
@@ -46,8 +66,14 @@ export async function* tarChunks(entries: LayerEntry[]): AsyncGenerator<Buffer> 
 
 /** Writes the entries (in path order) as a gzip-compressed layer blob. */
 export async function writeLayer(store: Store, entries: LayerEntry[], options: LayerOptions = {}): Promise<Layer> {
-  const tar = new Hasher();
-  const gzip = createGzip({ level: options.level ?? 6 });
-  const { digest, size } = await store.writeBlob(Readable.from(tarChunks(sortEntries(entries))), { through: [tar, gzip] });
-  return { mediaType: MediaTypes.ociLayerGzip, digest, size, diffId: tar.digest() };
+  const tarHash = createHash('sha256');
+  async function* hashed(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of chunks) {
+      tarHash.update(chunk);
+      yield chunk;
+    }
+  }
+  const tar = hashed(tarChunks(sortEntries(entries)));
+  const { digest, size } = await store.writeBlob(Readable.from(gzipParallel(tar, options.level ?? DEFAULT_LEVEL)));
+  return { mediaType: MediaTypes.ociLayerGzip, digest, size, diffId: `sha256:${tarHash.digest('hex')}` };
 }

@@ -44,7 +44,7 @@ export function defaultStoreRoot(): string {
 }
 
 /** A Transform that passes bytes through and computes their sha256 and count. */
-export class Hasher extends Transform {
+class Hasher extends Transform {
   private readonly hash = createHash('sha256');
   size = 0;
 
@@ -92,15 +92,15 @@ export class Store {
   }
 
   /**
-   * Streams `source`, through the `through` transforms if any, into a blob. With `expected`, bytes
-   * that do not match its digest are refused and nothing is kept.
+   * Streams `source` into a blob. With `expected`, bytes that do not match its digest are refused
+   * and nothing is kept.
    */
-  async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string; through?: Transform[] } = {}): Promise<{ digest: string; size: number }> {
+  async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string } = {}): Promise<{ digest: string; size: number }> {
     const temp = join(this.root, 'tmp', `blob-${process.pid}-${randomBytes(8).toString('hex')}`);
     const hasher = new Hasher();
     const expected = options.expected;
     try {
-      await pipeline([source, ...(options.through ?? []), hasher, createWriteStream(temp)]);
+      await pipeline(source, hasher, createWriteStream(temp));
       const digest = hasher.digest();
       if (expected !== undefined && digest !== expected) throw new Error(`content does not match its digest: expected ${expected}, got ${digest}`);
       await rename(temp, this.blobPath(digest));

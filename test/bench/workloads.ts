@@ -25,6 +25,8 @@ export interface WorkloadResult {
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 function timed(command: string, args: string[]): Measurement {
+  // Flush the previous run's writes first, so that their writeback is not billed to this run.
+  execFileSync('sync');
   const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
   const last = result.stderr.trim().split('\n').at(-1) ?? '';
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed:\n${result.stderr.slice(-4000)}`);

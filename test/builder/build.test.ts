@@ -1,7 +1,8 @@
 // `hoist build` end to end, without RUN: the real command, a real store, and skopeo and umoci as
 // independent judges of what it writes.
-import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -217,6 +218,42 @@ describe('destinations through symlinks, ADD', () => {
     expect(readdirSync(join(dir, 'add-fs', 'opt')).sort()).toEqual(['plain.txt', 'tool']);
   });
 });
+
+describe('a shared store', () => {
+  test('two builds at once into one store both land, with their tags', async () => {
+    const ctx = context('parallel', { Dockerfile: 'FROM scratch\nARG N\nCOPY f /f\nLABEL n=$N\n', f: 'same file' });
+    const runs = ['1', '2'].map((n) => new Promise<number>((resolve) => {
+      spawn(join(repoRoot, 'bin', 'hoist'), ['build', '--root', root, '-q', '--build-arg', `N=${n}`, '-t', `parallel:${n}`, ctx], { stdio: 'ignore' })
+        .on('exit', (code) => resolve(code ?? -1));
+    }));
+    expect(await Promise.all(runs)).toEqual([0, 0]);
+    const labels = ['1', '2'].map((n) => JSON.parse(hoistOk(['inspect', '--root', root, `parallel:${n}`]).stdout).Config.config.Labels.n);
+    expect(labels).toEqual(['1', '2']);
+  });
+
+  test('a build killed mid-layer leaves no half blob, and its temp files go at the next start', async () => {
+    const ctx = join(dir, 'killed');
+    mkdirSync(ctx, { recursive: true });
+    writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY big /big\n');
+    execFileSync('head', ['-c', '400000000', '/dev/urandom'], { stdio: ['ignore', openSync(join(ctx, 'big'), 'w'), 'ignore'] });
+    const killedRoot = join(dir, 'killed-store');
+    const child = spawn(join(repoRoot, 'bin', 'hoist'), ['build', '--root', killedRoot, '-t', 'killed', ctx], { stdio: 'ignore' });
+    // Wait until the layer blob is being written, then kill without warning.
+    for (let i = 0; i < 400 && !readdirSafe(join(killedRoot, 'tmp')).some((name) => name.startsWith('blob-')); i++) await sleep(25);
+    expect(readdirSafe(join(killedRoot, 'tmp')).some((name) => name.startsWith('blob-'))).toBe(true);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    for (const blob of readdirSafe(join(killedRoot, 'blobs', 'sha256'))) {
+      const hash = createHash('sha256').update(readFileSync(join(killedRoot, 'blobs', 'sha256', blob))).digest('hex');
+      expect(hash).toBe(blob);
+    }
+    expect(hoist(['images', '--root', killedRoot]).stdout).not.toContain('killed');
+    expect(readdirSafe(join(killedRoot, 'tmp'))).toEqual([]);
+  });
+});
+
+const readdirSafe = (path: string): string[] => (existsSync(path) ? readdirSync(path) : []);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('errors', () => {
   test('bad flags, a missing context and a bad Dockerfile give one clear line and the right exit code', () => {
