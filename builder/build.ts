@@ -1,15 +1,18 @@
 // Runs a Dockerfile's needed stages, instruction by instruction, into an image in the store.
-import { rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { goQuote } from '../parser/dump.ts';
 import {
   parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
-  type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage,
+  type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
-  applyLayers, normalizeReference, readImage, readImageFile, writeImage, writeLayer,
+  applyLayers, normalizeReference, readImage, readImageFile, upperDirEntries, writeImage, writeLayer,
   type HistoryEntry, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
 } from '../layers/index.ts';
+import { readXattrs, runStep } from '../userns-native/index.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
 import { FileTree } from './tree.ts';
@@ -28,7 +31,11 @@ export interface BuildRequest {
   /** Seconds since the epoch for `created` and history times (SOURCE_DATE_EPOCH); now by default. */
   timestamp?: number;
   log: (line: string) => void;
+  /** Where RUN output goes, whole and as it comes. */
+  output?: (chunk: Buffer) => void;
 }
+
+const HOSTNAME = 'hoist';
 
 export class BuildError extends Error {}
 
@@ -65,6 +72,10 @@ class BuildRun {
   private readonly created: string;
   private context?: Promise<BuildContext>;
   private tempDirs: string[] = [];
+  /** Layers written by this build, and the directory of each, for overlay lower dirs. */
+  private readonly madeHere = new Set<string>();
+  private readonly layerDirs = new Map<string, Promise<string>>();
+  private sandbox?: Promise<string>;
   private step = 0;
   private readonly totalSteps: number;
 
@@ -210,7 +221,7 @@ class BuildRun {
       case 'ADD':
         return this.copy(planned, state, instruction);
       case 'RUN':
-        throw new BuildError(`${this.dockerfile.file}:${raw.range.start.line}: RUN is not supported yet: hoist runs Dockerfiles without RUN for now`);
+        return this.run(state, instruction, raw.range.start.line);
       case 'FROM':
         throw new Error('unreachable: FROM inside a stage');
     }
@@ -243,11 +254,121 @@ class BuildRun {
     return this.request.timestamp ?? 0;
   }
 
-  private async addLayer(state: StageState, entries: LayerEntry[], createdBy: string): Promise<void> {
+  private async addLayer(state: StageState, entries: LayerEntry[], createdBy: string): Promise<Layer> {
     const layer = await writeLayer(this.store, entries);
     state.layers.push(layer);
+    this.madeHere.add(layer.diffId);
     state.tree.apply(entries.map((entry) => [entry.path, entry]));
     this.historyEntry(state, createdBy, false);
+    return layer;
+  }
+
+  private async run(state: StageState, instruction: RunInstruction, line: number): Promise<void> {
+    const where = `${this.dockerfile.file}:${line}`;
+    if (process.getuid?.() !== 0) throw new BuildError(`${where}: RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
+    if (instruction.mounts.length > 0) throw new BuildError(`${where}: RUN --mount is not supported yet`);
+    const container = state.config.config;
+    const argv = runArgv(instruction, container.Shell ?? ['/bin/sh', '-c']);
+    const user = await this.resolveUser(state, container.User || '0');
+    const lower = await this.lowerDirs(state);
+    const sandbox = await this.sandboxDir();
+    const step = await this.tempDir('run');
+    const [upper, work, rootfs] = ['upper', 'work', 'rootfs'].map((name) => join(step, name)) as [string, string, string];
+    await Promise.all([upper, work, rootfs].map((dir) => mkdir(dir)));
+    let tail = '';
+    const result = await runStep({
+      lower, upper, work, rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user,
+      binds: ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ source: join(sandbox, name), target: `/etc/${name}` })),
+      env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' : 'host', argv,
+      output: (chunk) => {
+        this.request.output?.(chunk);
+        tail = (tail + chunk.toString('utf8')).slice(-4000);
+      },
+    });
+    if (result.exitCode !== 0) {
+      const how = result.signal !== undefined ? `was killed by signal ${result.signal}` : `exited with code ${result.exitCode}`;
+      const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
+      throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}`);
+    }
+    const warn = (message: string): void => this.request.log(`warning: ${message}`);
+    const entries = upperDirEntries(upper, { xattrs: await readXattrs(upper), warn });
+    const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
+    const createdBy = `RUN ${args.length ? `|${args.length} ${args.join(' ')} ` : ''}${argv.join(' ')} # buildkit`;
+    // A RUN that changes nothing adds history but no layer, as Docker does.
+    if (entries.length === 0) return this.historyEntry(state, createdBy, true);
+    const layer = await this.addLayer(state, entries, createdBy);
+    this.layerDirs.set(layer.diffId, Promise.resolve(upper));
+  }
+
+  /** Overlay lower dirs, topmost first: this build's layers one by one, the image below merged. */
+  private async lowerDirs(state: StageState): Promise<string[]> {
+    let base = state.layers.length;
+    while (base > 0 && this.madeHere.has(state.layers[base - 1]!.diffId)) base--;
+    const own = await Promise.all(state.layers.slice(base).reverse().map((layer) => this.layerDir(layer)));
+    const below = base > 0 ? [await this.chainDir(state.layers.slice(0, base))] : [];
+    return [...own, ...below, join(await this.sandboxDir(), 'mountpoints')];
+  }
+
+  /** A layer made by this build as a directory (COPY and WORKDIR layers hold no whiteouts). */
+  private layerDir(layer: Layer): Promise<string> {
+    let dir = this.layerDirs.get(layer.diffId);
+    if (!dir) {
+      dir = this.tempDir('layer').then(async (path) => {
+        await applyLayers(this.store, [layer], path, { warn: (message) => this.request.log(`warning: ${message}`) });
+        return path;
+      });
+      this.layerDirs.set(layer.diffId, dir);
+    }
+    return dir;
+  }
+
+  /** An image's layers applied into one directory, kept in the store for later builds. */
+  private async chainDir(layers: Layer[]): Promise<string> {
+    const key = createHash('sha256').update(layers.map((layer) => layer.diffId).join('\n')).digest('hex');
+    const dir = join(this.store.root, 'rootfs', key);
+    if (existsSync(dir)) return dir;
+    const temp = await this.tempDir('rootfs');
+    await applyLayers(this.store, layers, join(temp, 'root'), { warn: (message) => this.request.log(`warning: ${message}`) });
+    await mkdir(join(this.store.root, 'rootfs'), { recursive: true });
+    // Another build may have finished the same directory first: then keep theirs.
+    await rename(join(temp, 'root'), dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+    });
+    return dir;
+  }
+
+  /** Files every step binds in, and the bottom lower layer that gives them mount points. */
+  private sandboxDir(): Promise<string> {
+    this.sandbox ??= this.tempDir('sandbox').then(async (dir) => {
+      const mountpoints = join(dir, 'mountpoints');
+      for (const sub of ['etc', 'proc', 'dev', 'sys']) await mkdir(join(mountpoints, sub), { recursive: true, mode: 0o755 });
+      for (const name of ['hosts', 'resolv.conf', 'hostname']) await writeFile(join(mountpoints, 'etc', name), '', { mode: 0o644 });
+      await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n`, { mode: 0o644 });
+      await writeFile(join(dir, 'resolv.conf'), existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf') : '', { mode: 0o644 });
+      await writeFile(join(dir, 'hostname'), `${HOSTNAME}\n`, { mode: 0o644 });
+      return dir;
+    });
+    return this.sandbox;
+  }
+
+  /** USER as Docker applies it: name or id, group by name or id, supplementary groups from /etc/group. */
+  private async resolveUser(state: StageState, spec: string): Promise<{ uid: number; gid: number; groups: number[] }> {
+    const [user = '', group] = spec.split(':');
+    const table = async (file: string): Promise<string[][]> =>
+      ((await readImageFile(this.store, state.layers, file))?.toString('utf8') ?? '').split('\n').filter(Boolean).map((entry) => entry.split(':'));
+    const passwd = await table('/etc/passwd');
+    const entry = passwd.find((fields) => fields[0] === user || (/^\d+$/.test(user) && fields[2] === user));
+    if (!entry && !/^\d+$/.test(user)) throw new BuildError(`unable to find user ${user}: no matching entries in passwd file`);
+    const uid = entry ? Number(entry[2]) : Number(user);
+    const groups = await table('/etc/group');
+    let gid = entry ? Number(entry[3]) : 0;
+    if (group !== undefined && group !== '') {
+      const found = groups.find((fields) => fields[0] === group || (/^\d+$/.test(group) && fields[2] === group));
+      if (!found && !/^\d+$/.test(group)) throw new BuildError(`unable to find group ${group}: no matching entries in group file`);
+      gid = found ? Number(found[2]) : Number(group);
+    }
+    const supplementary = entry ? groups.filter((fields) => (fields[3] ?? '').split(',').includes(entry[0]!)).map((fields) => Number(fields[2])) : [];
+    return { uid, gid, groups: [...new Set([gid, ...supplementary])] };
   }
 
   private async copy(planned: PlannedStage, state: StageState, instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>): Promise<void> {
@@ -326,6 +447,20 @@ class BuildRun {
     const gid = group === undefined || group === '' ? uid : await lookup('/etc/group', group);
     return { uid, gid };
   }
+}
+
+/** The command line of a RUN: exec form as written; shell form, heredocs included, through the shell. */
+function runArgv(run: RunInstruction, shell: string[]): string[] {
+  if (run.command.form === 'exec') return run.command.argv;
+  const script = run.command.script;
+  if (run.heredocs.length === 0) return [...shell, script];
+  // `RUN <<EOF` alone runs the body as the script; otherwise the shell gets the heredocs back.
+  if (run.heredocs.length === 1 && /^\d*<<-?\S+$/.test(script.trim())) return [...shell, run.heredocs[0]!.content];
+  return [...shell, run.heredocs.reduce((full, heredoc) => `${full}\n${heredoc.content}${heredoc.name}`, script)];
+}
+
+function withDefaultPath(env: string[]): string[] {
+  return env.some((entry) => entry.startsWith('PATH=')) ? env : [DEFAULT_PATH, ...env];
 }
 
 /** When two sources give the same path, the later one wins, as files copied in order would. */

@@ -161,7 +161,7 @@ async function buildCommand(args: string[]): Promise<number> {
   const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
   const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH;
   const image = await build({
-    store, contextDir, log,
+    store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk),
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs: keyValues(values['build-arg'], 'build-arg'), target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
-import { hoist, hoistOk, makeBusyboxLayout } from '../support/hoist.ts';
+import { hoist, hoistOk, makeBusyboxLayout, removeTree } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
@@ -21,7 +21,7 @@ beforeAll(async () => {
   const [busybox] = await importOciLayout(store, makeBusyboxLayout(join(dir, 'busybox')), 'latest');
   await store.tag(normalizeReference('localhost:5000/busybox:latest'), busybox!.descriptor);
 });
-afterAll(() => execFileSync('rm', ['-rf', dir]));
+afterAll(() => removeTree(dir));
 
 /** Writes a build context from a map of relative paths to contents. */
 function context(name: string, files: Record<string, string>): string {

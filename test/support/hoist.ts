@@ -11,7 +11,7 @@ export interface Run {
 
 export function hoist(args: string[], options: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Run {
   const result = spawnSync(join(repoRoot, 'bin', 'hoist'), args, {
-    cwd: options.cwd ?? repoRoot, input: options.input ?? '', encoding: 'utf8', env: { ...process.env, ...options.env },
+    cwd: options.cwd ?? repoRoot, input: options.input ?? '', encoding: 'utf8', env: { ...process.env, ...options.env }, maxBuffer: 1 << 26,
   });
   if (result.error) throw result.error;
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
@@ -29,4 +29,11 @@ export function makeBusyboxLayout(dest: string): string {
   const result = spawnSync('sh', [join(sharedDir, 'bench', 'make-busybox.sh'), dest], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`make-busybox.sh failed: ${result.stderr}`);
   return dest;
+}
+
+/** Removes a tree that may hold files of the user's sub-ids (made inside hoist's user namespace). */
+export function removeTree(path: string): void {
+  const command = process.getuid?.() === 0 ? ['rm', '-rf', path] : [join(repoRoot, 'userns-native', 'build', 'hoist-sandbox'), 'enter', '--', 'rm', '-rf', path];
+  const result = spawnSync(command[0]!, command.slice(1), { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`removing ${path} failed: ${result.stderr}`);
 }

@@ -1,0 +1,199 @@
+// RUN in the rootless sandbox: run as the unprivileged test user with a subuid range, judged by
+// GNU tar listings of the layers and by rootless buildah building the same RUN.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } from '../../layers/index.ts';
+import { hoist, hoistOk, makeBusyboxLayout, removeTree } from '../support/hoist.ts';
+import { repoRoot } from '../support/paths.ts';
+import { startRegistry } from '../support/registry.ts';
+
+let dir: string;
+let root: string;
+let busyboxLayout: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'hoist-run-'));
+  root = join(dir, 'store');
+  const store = await Store.open(root);
+  busyboxLayout = makeBusyboxLayout(join(dir, 'busybox'));
+  const [busybox] = await importOciLayout(store, busyboxLayout, 'latest');
+  await store.tag(normalizeReference('busybox'), busybox!.descriptor);
+});
+afterAll(() => removeTree(dir));
+
+function context(name: string, dockerfile: string): string {
+  const path = join(dir, name);
+  mkdirSync(path, { recursive: true });
+  writeFileSync(join(path, 'Dockerfile'), dockerfile);
+  return path;
+}
+
+/** The entries of one layer blob, as GNU tar lists them: type+mode, owner, path (and link). */
+function listing(blob: string): string[] {
+  return execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' }).trim().split('\n').filter(Boolean)
+    .map((line) => {
+      const fields = line.split(/\s+/);
+      return [fields[0], fields[1], ...fields.slice(5)].join(' ');
+    });
+}
+
+function ociLayers(layout: string): string[] {
+  const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci:${layout}`], { encoding: 'utf8' }));
+  return (inspected.Layers as string[]).map((digest) => join(layout, 'blobs', 'sha256', digest.slice(7)));
+}
+
+const changes = [
+  'FROM busybox',
+  'RUN mkdir -p /app/old/sub /keep && echo old > /app/old/sub/f && echo base > /etc/base.txt && echo gone > /gone.txt',
+  [
+    'RUN set -e; echo new > /created.txt; echo changed >> /etc/base.txt; rm /gone.txt',
+    'mkdir -p /owned && touch /owned/a /owned/b /owned/c && chown 1000:1000 /owned/a && chown 65534:65534 /owned/b && chown 40000:40001 /owned/c',
+    'touch /suid && chmod 4755 /suid && mkdir /sticky && chmod 1777 /sticky',
+    'rm -rf /app/old && mkdir -p /app/old && echo replaced > /app/old/new',
+    'ln -s /created.txt /link && ln /created.txt /hard && ln /bin/busybox /bin/bb',
+  ].join(' && '),
+].join('\n');
+
+describe('RUN', () => {
+  test('creates, changes, chowns, chmods, deletes, replaces a directory and links: the layer holds exactly that', () => {
+    const out = join(dir, 'changes-oci');
+    hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, context('changes', changes)]);
+    const layers = ociLayers(out);
+    expect(layers).toHaveLength(3);
+    expect(listing(layers[2]!)).toEqual([
+      '---------- 0/0 .wh.gone.txt',
+      'drwxr-xr-x 0/0 app/',
+      'drwxr-xr-x 0/0 app/old/',
+      '---------- 0/0 app/old/.wh..wh..opq',
+      '-rw-r--r-- 0/0 app/old/new',
+      'drwxr-xr-x 0/0 bin/',
+      '-rwxr-xr-x 0/0 bin/bb',
+      'hrwxr-xr-x 0/0 bin/busybox link to bin/bb',
+      '-rw-r--r-- 0/0 created.txt',
+      'drwxr-xr-x 0/0 etc/',
+      '-rw-r--r-- 0/0 etc/base.txt',
+      'hrw-r--r-- 0/0 hard link to created.txt',
+      'lrwxrwxrwx 0/0 link -> /created.txt',
+      'drwxr-xr-x 0/0 owned/',
+      '-rw-r--r-- 1000/1000 owned/a',
+      '-rw-r--r-- 65534/65534 owned/b',
+      '-rw-r--r-- 40000/40001 owned/c',
+      'drwxrwxrwt 0/0 sticky/',
+      '-rwsr-xr-x 0/0 suid',
+    ]);
+    // Nothing of the sandbox leaks into any layer.
+    for (const layer of layers.slice(1)) expect(listing(layer).join('\n')).not.toMatch(/etc\/(hosts|resolv\.conf|hostname)|^d\S+ \S+ (proc|dev|sys)\//m);
+  });
+
+  test('rootless buildah makes the same layer from the same RUN', async () => {
+    const ctx = context('judge', changes);
+    const ours = join(dir, 'judge-ours');
+    hoistOk(['build', '--root', root, '--output', `type=oci,dest=${ours},tar=false`, ctx]);
+    const work = mkdtempSync(join(tmpdir(), 'hoist-buildah-run-'));
+    const storage = ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'overlay'];
+    // buildah names an image pulled from an oci: path after the path, which may not be a valid
+    // name here; a local registry gives it a plain one.
+    const registry = await startRegistry();
+    try {
+      execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${busyboxLayout}:latest`, `docker://${registry.host}/busybox:latest`]);
+      execFileSync('buildah', [...storage, 'pull', '--quiet', '--tls-verify=false', `docker://${registry.host}/busybox:latest`], { stdio: 'pipe' });
+      execFileSync('buildah', [...storage, 'tag', `${registry.host}/busybox:latest`, 'busybox'], { stdio: 'pipe' });
+    } finally {
+      await registry.stop();
+    }
+    const theirs = join(work, 'oci');
+    try {
+      execFileSync('buildah', [...storage, 'bud', '--quiet', '--layers', '--isolation', 'chroot', '--pull-never', '-t', 'judge', ctx], { stdio: 'pipe' });
+      execFileSync('buildah', [...storage, 'push', '--quiet', 'judge', `oci:${theirs}`], { stdio: 'pipe' });
+      // Compared as sets of rows: the order of entries in a layer carries no meaning, nor does a
+      // whiteout file's mode. buildah adds a run/ directory of its own sandbox, which hoist keeps out.
+      const rows = (blob: string) => listing(blob).map((row) => row.replace(/^\S+( \S+ (.*\/)?\.wh\.)/, 'whiteout$1')).sort();
+      const judged = rows(ociLayers(theirs)[2]!).filter((row) => row !== 'drwxr-xr-x 0/0 run/');
+      expect(rows(ociLayers(ours)[2]!)).toEqual(judged);
+    } finally {
+      spawnSync('buildah', ['unshare', 'rm', '-rf', work]);
+    }
+  });
+
+  test('a RUN that changes nothing adds history but no layer', () => {
+    const out = join(dir, 'nothing');
+    hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, context('nothing', 'FROM busybox\nRUN true\nRUN ["/bin/sh", "-c", "exit 0"]\n')]);
+    const config = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci:${out}`], { encoding: 'utf8' }));
+    expect(config.rootfs.diff_ids).toHaveLength(1);
+    expect(config.history.slice(1)).toMatchObject([
+      { created_by: 'RUN /bin/sh -c true # buildkit', empty_layer: true },
+      { created_by: 'RUN /bin/sh -c exit 0 # buildkit', empty_layer: true },
+    ]);
+  });
+
+  test('USER, WORKDIR, ENV, ARG, SHELL and heredocs reach the step', () => {
+    const ctx = context('env', [
+      'FROM busybox', 'ARG VERSION=1.2', 'ENV GREETING=hi', 'WORKDIR /work', 'USER 1000:2000',
+      'RUN echo "$(id -u):$(id -g) $(pwd) $GREETING $VERSION" > /tmp/out 2>/dev/null || echo "$(id -u):$(id -g) $(pwd) $GREETING $VERSION"',
+      'USER 0', 'SHELL ["/bin/sh", "-ec"]', 'RUN <<EOF', 'echo "heredoc as $(id -u)" > /heredoc.txt', 'EOF',
+      'RUN cat <<A > /two.txt && cat <<B >> /two.txt', 'one', 'A', 'two', 'B',
+    ].join('\n'));
+    const built = hoistOk(['build', '--root', root, '--output', `type=local,dest=${dir}/env-fs`, ctx]);
+    expect(built.stderr).toContain('1000:2000 /work hi 1.2');
+    expect(readFileSync(join(dir, 'env-fs', 'heredoc.txt'), 'utf8')).toBe('heredoc as 0\n');
+    expect(readFileSync(join(dir, 'env-fs', 'two.txt'), 'utf8')).toBe('one\ntwo\n');
+  });
+
+  test('--network=none leaves only loopback; the default is the host network', () => {
+    const ctx = context('network', 'FROM busybox\nRUN --network=none ls /sys/class/net 2>/dev/null; cat /proc/net/dev | tail -n +3 | cut -d: -f1\n');
+    const built = hoistOk(['build', '--root', root, ctx]);
+    expect(built.stderr).toMatch(/\[stage-0 2\/2\][^\n]*\n\s*lo\s*\n/);
+    const host = hoistOk(['build', '--root', root, context('host', 'FROM busybox\nRUN cat /proc/net/dev | tail -n +3 | wc -l\n')]);
+    expect(host.stderr).toMatch(/\n\s*[1-9]\d*\s*\n/);
+  });
+
+  test('a failing RUN fails the build with its exit code and last output lines', () => {
+    const failed = hoist(['build', '--root', root, context('fails', 'FROM busybox\nRUN echo first line; echo about to fail >&2; exit 7\n')]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('Dockerfile:2: RUN exited with code 7: /bin/sh -c echo first line; echo about to fail >&2; exit 7');
+    expect(failed.stderr).toMatch(/last output:\n  first line\n  about to fail/);
+  });
+
+  test('output is streamed whole, not clipped', () => {
+    const built = hoistOk(['build', '--root', root, context('output', 'FROM busybox\nRUN i=0; while [ $i -lt 40000 ]; do echo "line $i of a long step output"; i=$((i+1)); done\n')]);
+    expect(built.stderr).toContain('line 0 of a long step output');
+    expect(built.stderr).toContain('line 39999 of a long step output');
+    expect(built.stderr.length).toBeGreaterThan(1 << 20);
+  });
+
+  test('a hostile base layer is refused and writes nothing outside', async () => {
+    const store = await Store.open(root);
+    const outside = join(dir, 'outside');
+    mkdirSync(outside);
+    const layer = await writeLayer(store, [
+      { path: 'escape', type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: 0, linkname: outside },
+      { path: 'escape/pwned', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 },
+    ]);
+    const image = await writeImage(store, { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } }, [layer]);
+    await store.tag(normalizeReference('hostile'), image.descriptor);
+    const failed = hoist(['build', '--root', root, context('hostile', 'FROM hostile\nRUN true\n')]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('refusing layer entry "escape/pwned": its path goes through the symlink /escape');
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  test('a killed build leaves no process, mount or temp dir', async () => {
+    const ctx = context('killed-run', 'FROM busybox\nRUN echo started; sleep 1000\n');
+    const child = spawn(join(repoRoot, 'bin', 'hoist'), ['build', '--root', root, ctx], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    for (let i = 0; i < 200 && !stderr.includes('started'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(stderr).toContain('started');
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(spawnSync('pgrep', ['-f', 'sleep 1000']).status).toBe(1);
+    expect(spawnSync('pgrep', ['-f', 'hoist-sandbox run']).status).toBe(1);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(root);
+    hoistOk(['images', '--root', root]);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+  });
+});

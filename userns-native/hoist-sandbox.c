@@ -1,0 +1,430 @@
+/*
+ * hoist-sandbox: the few things hoist cannot do from Node.
+ *
+ *   hoist-sandbox enter -- CMD...
+ *     Runs CMD as root of a new user namespace whose maps cover the caller's /etc/subuid and
+ *     /etc/subgid ranges (set by newuidmap/newgidmap), in a private mount namespace. Without a
+ *     range, only the caller's own ids are mapped (one warning).
+ *
+ *   hoist-sandbox xattrs DIR
+ *     Lists the extended attributes of everything under DIR (not following symlinks) as
+ *     NUL-terminated fields: path, name, value in hex; Node has no call for them.
+ *
+ *   hoist-sandbox run [OPTIONS] -- CMD...
+ *     Runs one RUN step: new mount, pid, ipc and uts namespaces (and net with --network none);
+ *     the root an overlay of --lower dirs under a fresh --upper; /proc, a minimal /dev and the
+ *     --bind files mounted; pivot_root; then the user, groups, directory and environment.
+ *     The step's end is written to --status-fd as "exit N" or "signal N".
+ *
+ * Setup is a list of steps applied in order; every call is checked, and a failure ends the
+ * program with the step that failed and why.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <ftw.h>
+#include <unistd.h>
+
+#define MAX_ITEMS 256
+
+static void die(const char *format, ...) {
+  va_list args;
+  int saved = errno;
+  va_start(args, format);
+  fputs("hoist-sandbox: ", stderr);
+  vfprintf(stderr, format, args);
+  if (saved) fprintf(stderr, ": %s", strerror(saved));
+  fputc('\n', stderr);
+  va_end(args);
+  exit(125);
+}
+
+static void write_file(const char *path, const char *content) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  if (write(fd, content, strlen(content)) != (ssize_t)strlen(content)) die("write %s", path);
+  close(fd);
+}
+
+/* ---- enter ------------------------------------------------------------------------------- */
+
+/* Finds the caller's range in /etc/subuid or /etc/subgid (by name or by number). */
+static int find_range(const char *file, const char *name, unsigned long id, unsigned long *start, unsigned long *count) {
+  FILE *f = fopen(file, "re");
+  char line[512];
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f)) {
+    char who[256];
+    unsigned long s, c;
+    if (sscanf(line, "%255[^:]:%lu:%lu", who, &s, &c) != 3) continue;
+    char *end;
+    unsigned long numeric = strtoul(who, &end, 10);
+    if (strcmp(who, name) == 0 || (*end == '\0' && numeric == id)) {
+      *start = s;
+      *count = c;
+      fclose(f);
+      return 1;
+    }
+  }
+  fclose(f);
+  return 0;
+}
+
+static void run_tool(char *const argv[]) {
+  pid_t pid = fork();
+  int status;
+  if (pid < 0) die("fork for %s", argv[0]);
+  if (pid == 0) {
+    execvp(argv[0], argv);
+    die("exec %s (is the uidmap package installed?)", argv[0]);
+  }
+  if (waitpid(pid, &status, 0) < 0) die("wait for %s", argv[0]);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    errno = 0;
+    die("%s failed: check the ranges in /etc/subuid and /etc/subgid", argv[0]);
+  }
+}
+
+static int enter(char **command) {
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  struct passwd *pw = getpwuid(uid);
+  const char *name = pw ? pw->pw_name : "";
+  unsigned long uid_start, uid_count, gid_start, gid_count;
+  int ranged = find_range("/etc/subuid", name, uid, &uid_start, &uid_count) && find_range("/etc/subgid", name, uid, &gid_start, &gid_count);
+  int ready[2];
+  char c;
+
+  if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
+  pid_t helper = fork();
+  if (helper < 0) die("fork");
+  if (helper == 0) {
+    /* The child maps the parent once it has its new user namespace. */
+    pid_t parent = getppid();
+    char pid_text[32], uid_text[32], gid_text[32], us[32], uc[32], gs[32], gc[32];
+    close(ready[1]);
+    if (read(ready[0], &c, 1) != 1) _exit(1);
+    snprintf(pid_text, sizeof pid_text, "%d", parent);
+    snprintf(uid_text, sizeof uid_text, "%u", uid);
+    snprintf(gid_text, sizeof gid_text, "%u", gid);
+    if (ranged) {
+      snprintf(us, sizeof us, "%lu", uid_start);
+      snprintf(uc, sizeof uc, "%lu", uid_count);
+      snprintf(gs, sizeof gs, "%lu", gid_start);
+      snprintf(gc, sizeof gc, "%lu", gid_count);
+      char *uidmap[] = {"newuidmap", pid_text, "0", uid_text, "1", "1", us, uc, NULL};
+      char *gidmap[] = {"newgidmap", pid_text, "0", gid_text, "1", "1", gs, gc, NULL};
+      run_tool(uidmap);
+      run_tool(gidmap);
+    } else {
+      char path[64], map[64];
+      snprintf(path, sizeof path, "/proc/%d/setgroups", parent);
+      write_file(path, "deny");
+      snprintf(path, sizeof path, "/proc/%d/uid_map", parent);
+      snprintf(map, sizeof map, "0 %u 1\n", uid);
+      write_file(path, map);
+      snprintf(path, sizeof path, "/proc/%d/gid_map", parent);
+      snprintf(map, sizeof map, "0 %u 1\n", gid);
+      write_file(path, map);
+    }
+    _exit(0);
+  }
+
+  close(ready[0]);
+  if (unshare(CLONE_NEWUSER) < 0) die("unshare user namespace (are unprivileged user namespaces enabled?)");
+  if (write(ready[1], "x", 1) != 1) die("signal the mapper");
+  close(ready[1]);
+  int status;
+  if (waitpid(helper, &status, 0) < 0) die("wait for the mapper");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    errno = 0;
+    die("mapping ids into the user namespace failed");
+  }
+  if (!ranged) {
+    fprintf(stderr, "hoist: warning: no range for %s in /etc/subuid and /etc/subgid: only your own ids are mapped, so files owned by other users cannot be made\n", *name ? name : "you");
+    setenv("HOIST_SINGLE_ID", "1", 1);
+  }
+  if (setresgid(0, 0, 0) < 0) die("setresgid 0");
+  if (setresuid(0, 0, 0) < 0) die("setresuid 0");
+  if (ranged && setgroups(0, NULL) < 0) die("setgroups");
+  if (unshare(CLONE_NEWNS) < 0) die("unshare mount namespace");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
+  setenv("HOIST_USERNS", "1", 1);
+  execvp(command[0], command);
+  die("exec %s", command[0]);
+  return 125;
+}
+
+/* ---- run --------------------------------------------------------------------------------- */
+
+struct run_options {
+  const char *rootfs, *lower, *upper, *work, *cwd, *hostname, *network;
+  const char *binds[MAX_ITEMS];
+  int bind_count;
+  char *env[MAX_ITEMS + 1];
+  int env_count;
+  gid_t groups[MAX_ITEMS];
+  int group_count;
+  uid_t uid;
+  gid_t gid;
+  int status_fd;
+};
+
+/* Opens `path` inside `root` as if root were "/": symlinks cannot lead out of it. */
+static int open_in_root(int root, const char *path, int flags) {
+  struct open_how how = {.flags = (unsigned long long)(flags | O_PATH | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  while (*path == '/') path++;
+  return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+}
+
+/* Bind-mounts `source` onto `target` inside the root, making an empty file or dir if needed. */
+static void bind_in_root(int root, const char *source, const char *target, int is_dir, unsigned long extra) {
+  char fd_path[64];
+  int fd = open_in_root(root, target, 0);
+  if (fd < 0) die("find mount point %s in the root filesystem", target);
+  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
+  if (mount(source, fd_path, NULL, MS_BIND | (is_dir ? MS_REC : 0), NULL) < 0) die("bind %s to %s", source, target);
+  if (extra && mount(NULL, fd_path, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0) die("remount %s", target);
+  close(fd);
+}
+
+static void mount_in_root(int root, const char *type, const char *target, unsigned long flags, const char *data) {
+  char fd_path[64];
+  int fd = open_in_root(root, target, O_DIRECTORY);
+  if (fd < 0) die("find mount point %s in the root filesystem", target);
+  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
+  if (mount(type, fd_path, type, flags, data) < 0) die("mount %s on %s", type, target);
+  close(fd);
+}
+
+static void make_file(const char *path, mode_t mode) {
+  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, mode);
+  if (fd < 0) die("create %s", path);
+  close(fd);
+}
+
+/* A minimal /dev: a tmpfs with the host's harmless devices bound in, a private devpts and shm. */
+static void setup_dev(const char *rootfs) {
+  static const char *devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+  char path[4096], source[64];
+  snprintf(path, sizeof path, "%s/dev", rootfs);
+  if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k") < 0) die("mount tmpfs on /dev");
+  for (size_t i = 0; i < sizeof devices / sizeof *devices; i++) {
+    snprintf(path, sizeof path, "%s/dev/%s", rootfs, devices[i]);
+    snprintf(source, sizeof source, "/dev/%s", devices[i]);
+    make_file(path, 0666);
+    if (mount(source, path, NULL, MS_BIND, NULL) < 0) die("bind %s", source);
+  }
+  snprintf(path, sizeof path, "%s/dev/pts", rootfs);
+  if (mkdir(path, 0755) < 0) die("mkdir /dev/pts");
+  if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") < 0) die("mount devpts");
+  snprintf(path, sizeof path, "%s/dev/shm", rootfs);
+  if (mkdir(path, 01777) < 0) die("mkdir /dev/shm");
+  if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k") < 0) die("mount /dev/shm");
+  static const char *links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+  for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+    snprintf(path, sizeof path, "%s/dev/%s", rootfs, links[i][1]);
+    if (symlink(links[i][0], path) < 0) die("symlink /dev/%s", links[i][1]);
+  }
+}
+
+/* A new network namespace has only a loopback device, and it starts down. */
+static void bring_up_loopback(void) {
+  struct ifreq request = {0};
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) die("socket for loopback");
+  strcpy(request.ifr_name, "lo");
+  if (ioctl(sock, SIOCGIFFLAGS, &request) < 0) die("read loopback flags");
+  request.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(sock, SIOCSIFFLAGS, &request) < 0) die("bring loopback up");
+  close(sock);
+}
+
+/* mkdir -p, as root of the step: a RUN's working directory is made when missing, as BuildKit does. */
+static void make_directories(const char *path) {
+  char partial[4096];
+  size_t length = strlen(path);
+  if (length >= sizeof partial) die("working directory too long");
+  for (size_t i = 1; i <= length; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    memcpy(partial, path, i);
+    partial[i] = '\0';
+    if (mkdir(partial, 0755) < 0 && errno != EEXIST) die("mkdir %s", partial);
+  }
+}
+
+static pid_t command_pid;
+
+static void forward_signal(int sig) {
+  if (command_pid > 0) kill(command_pid, sig);
+}
+
+/* As pid 1 of the step: start the command, reap everything, end with the command's status. */
+static void init_and_exec(struct run_options *o, char **command) {
+  signal(SIGINT, forward_signal);
+  signal(SIGTERM, forward_signal);
+  signal(SIGHUP, forward_signal);
+  command_pid = fork();
+  if (command_pid < 0) die("fork the command");
+  if (command_pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    if (setgroups((size_t)o->group_count, o->groups) < 0) die("setgroups");
+    if (setgid(o->gid) < 0) die("setgid %u", o->gid);
+    if (setuid(o->uid) < 0) die("setuid %u", o->uid);
+    execvpe(command[0], command, o->env);
+    die("exec %s", command[0]);
+  }
+  int status = 0;
+  for (;;) {
+    int reaped_status;
+    pid_t reaped = waitpid(-1, &reaped_status, 0);
+    if (reaped < 0 && errno == EINTR) continue;
+    if (reaped < 0) break;
+    if (reaped == command_pid) {
+      status = reaped_status;
+      break;
+    }
+  }
+  /* Leaving pid 1 ends every other process of the step. */
+  if (WIFSIGNALED(status)) {
+    dprintf(o->status_fd, "signal %d\n", WTERMSIG(status));
+    _exit(128 + WTERMSIG(status));
+  }
+  dprintf(o->status_fd, "exit %d\n", WEXITSTATUS(status));
+  _exit(WEXITSTATUS(status));
+}
+
+static void setup_and_run(struct run_options *o, char **command) {
+  char data[16384];
+  /* The step dies with hoist. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
+  if ((size_t)snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", o->lower, o->upper, o->work) >= sizeof data) {
+    errno = 0;
+    die("too many lower layers for one overlay mount");
+  }
+  if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) die("mount the overlay root filesystem");
+  int root = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("open %s", o->rootfs);
+  mount_in_root(root, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  setup_dev(o->rootfs);
+  for (int i = 0; i < o->bind_count; i++) {
+    char source[4096];
+    const char *colon = strchr(o->binds[i], ':');
+    if (!colon || (size_t)(colon - o->binds[i]) >= sizeof source) die("bad --bind %s", o->binds[i]);
+    memcpy(source, o->binds[i], (size_t)(colon - o->binds[i]));
+    source[colon - o->binds[i]] = '\0';
+    bind_in_root(root, source, colon + 1, 0, 0);
+  }
+  close(root);
+  if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
+  if (chdir(o->rootfs) < 0) die("chdir %s", o->rootfs);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
+  if (umount2(".", MNT_DETACH) < 0) die("detach the old root");
+  if (o->network && !strcmp(o->network, "none")) bring_up_loopback();
+  if (o->cwd) make_directories(o->cwd);
+  if (chdir(o->cwd ? o->cwd : "/") < 0) die("chdir %s", o->cwd ? o->cwd : "/");
+  init_and_exec(o, command);
+}
+
+static unsigned long parse_id(const char *text, const char *what) {
+  char *end;
+  errno = 0;
+  unsigned long value = strtoul(text, &end, 10);
+  if (*text == '\0' || *end != '\0' || errno) die("bad %s: %s", what, text);
+  return value;
+}
+
+static int run(int argc, char **argv) {
+  struct run_options o = {.status_fd = 2};
+  int i = 0;
+  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
+    const char *key = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!value) die("%s needs a value", key);
+    if (!strcmp(key, "--rootfs")) o.rootfs = value;
+    else if (!strcmp(key, "--lower")) o.lower = value;
+    else if (!strcmp(key, "--upper")) o.upper = value;
+    else if (!strcmp(key, "--work")) o.work = value;
+    else if (!strcmp(key, "--cwd")) o.cwd = value;
+    else if (!strcmp(key, "--hostname")) o.hostname = value;
+    else if (!strcmp(key, "--network")) o.network = value;
+    else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_id(value, "uid");
+    else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_id(value, "gid");
+    else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_id(value, "fd");
+    else if (!strcmp(key, "--group") && o.group_count < MAX_ITEMS) o.groups[o.group_count++] = (gid_t)parse_id(value, "group");
+    else if (!strcmp(key, "--bind") && o.bind_count < MAX_ITEMS) o.binds[o.bind_count++] = value;
+    else if (!strcmp(key, "--env") && o.env_count < MAX_ITEMS) o.env[o.env_count++] = (char *)value;
+    else die("unknown or repeated too often: %s", key);
+  }
+  if (i >= argc - 1) die("usage: hoist-sandbox run OPTIONS -- COMMAND...");
+  if (!o.rootfs || !o.lower || !o.upper || !o.work) die("run needs --rootfs, --lower, --upper and --work");
+  int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;
+  if (unshare(flags) < 0) die("unshare namespaces");
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
+  pid_t init = fork();
+  if (init < 0) die("fork pid 1");
+  if (init == 0) setup_and_run(&o, argv + i + 1);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  int status;
+  while (waitpid(init, &status, 0) < 0) {
+    if (errno != EINTR) die("wait for the step");
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- xattrs ------------------------------------------------------------------------------ */
+
+static int print_xattrs(const char *path, const struct stat *info, int type, struct FTW *ftw) {
+  char names[65536], value[65536];
+  (void)info, (void)type, (void)ftw;
+  ssize_t length = llistxattr(path, names, sizeof names);
+  if (length < 0) {
+    if (errno == ENOTSUP || errno == ENODATA) return 0;
+    die("list xattrs of %s", path);
+  }
+  for (char *name = names; name < names + length; name += strlen(name) + 1) {
+    ssize_t size = lgetxattr(path, name, value, sizeof value);
+    if (size < 0) die("read xattr %s of %s", name, path);
+    fputs(path, stdout);
+    fputc('\0', stdout);
+    fputs(name, stdout);
+    fputc('\0', stdout);
+    for (ssize_t i = 0; i < size; i++) printf("%02x", (unsigned char)value[i]);
+    fputc('\0', stdout);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "xattrs")) {
+    if (nftw(argv[2], print_xattrs, 64, FTW_PHYS) < 0) die("walk %s", argv[2]);
+    return fflush(stdout) == 0 ? 0 : 125;
+  }
+  if (argc >= 4 && !strcmp(argv[1], "enter") && !strcmp(argv[2], "--")) return enter(argv + 3);
+  if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc - 2, argv + 2);
+  fprintf(stderr, "usage: hoist-sandbox enter -- CMD... | run OPTIONS -- CMD... | xattrs DIR\n");
+  return 2;
+}

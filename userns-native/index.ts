@@ -1,0 +1,88 @@
+// The thin TypeScript side of hoist-sandbox (see hoist-sandbox.c).
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const helperPath = fileURLToPath(new URL('./build/hoist-sandbox', import.meta.url));
+
+function helper(): string {
+  if (!existsSync(helperPath)) throw new Error(`the sandbox helper is not built (${helperPath}): run "npm install" or scripts/setup.sh`);
+  return helperPath;
+}
+
+export interface StepOptions {
+  /** Lower layer directories, topmost first. */
+  lower: string[];
+  upper: string;
+  work: string;
+  /** An empty directory to mount the root filesystem on. */
+  rootfs: string;
+  /** Host files to bind over paths of the root filesystem (`/etc/hosts`...). */
+  binds: { source: string; target: string }[];
+  hostname: string;
+  cwd: string;
+  uid: number;
+  gid: number;
+  groups: number[];
+  env: string[];
+  network: 'host' | 'none';
+  argv: string[];
+  /** Called with each chunk the step writes, stdout and stderr as they come. */
+  output: (chunk: Buffer) => void;
+}
+
+export interface StepResult {
+  exitCode?: number;
+  signal?: number;
+}
+
+/** Runs one RUN step in its sandbox and reports how its command ended. */
+export function runStep(options: StepOptions): Promise<StepResult> {
+  const args = [
+    'run', '--rootfs', options.rootfs, '--lower', options.lower.join(':'), '--upper', options.upper, '--work', options.work,
+    '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
+    '--network', options.network, '--status-fd', '3',
+    ...options.groups.flatMap((group) => ['--group', String(group)]),
+    ...options.binds.flatMap(({ source, target }) => ['--bind', `${source}:${target}`]),
+    ...options.env.flatMap((entry) => ['--env', entry]),
+    '--', ...options.argv,
+  ];
+  for (const dir of options.lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let status = '';
+    child.stdout!.on('data', options.output);
+    child.stderr!.on('data', options.output);
+    child.stdio[3]!.on('data', (chunk: Buffer) => (status += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const match = /^(exit|signal) (\d+)$/m.exec(status);
+      if (!match) return reject(new Error(`the sandbox failed before the command ran (exit code ${code})`));
+      resolve(match[1] === 'exit' ? { exitCode: Number(match[2]) } : { signal: Number(match[2]) });
+    });
+  });
+}
+
+/** Extended attributes under `dir`, by absolute path. */
+export function readXattrs(dir: string): Promise<Map<string, Record<string, Buffer>>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(helper(), ['xattrs', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let errors = '';
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(errors.trim() || `hoist-sandbox xattrs exited ${code}`));
+      const fields = Buffer.concat(chunks).toString('latin1').split('\0');
+      const result = new Map<string, Record<string, Buffer>>();
+      for (let i = 0; i + 2 < fields.length; i += 3) {
+        const path = Buffer.from(fields[i]!, 'latin1').toString('utf8');
+        const record = result.get(path) ?? {};
+        record[fields[i + 1]!] = Buffer.from(fields[i + 2]!, 'hex');
+        result.set(path, record);
+      }
+      resolve(result);
+    });
+  });
+}
