@@ -2,7 +2,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { goQuote } from '../parser/dump.ts';
 import {
   parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
@@ -12,7 +14,7 @@ import {
   applyLayers, normalizeReference, readImage, readImageFile, upperDirEntries, writeImage, writeLayer,
   type HistoryEntry, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
 } from '../layers/index.ts';
-import { readXattrs, runStep } from '../userns-native/index.ts';
+import { readXattrs, runStep, writeXattrs } from '../userns-native/index.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
 import { FileTree } from './tree.ts';
@@ -31,8 +33,10 @@ export interface BuildRequest {
   /** Seconds since the epoch for `created` and history times (SOURCE_DATE_EPOCH); now by default. */
   timestamp?: number;
   log: (line: string) => void;
-  /** Where RUN output goes, whole and as it comes. */
+  /** Where RUN output goes, whole and as it comes, each line after its stage's name. */
   output?: (chunk: Buffer) => void;
+  /** Stages built at the same time (default: the number of cores). */
+  jobs?: number;
 }
 
 const HOSTNAME = 'hoist';
@@ -57,6 +61,9 @@ export async function build(request: BuildRequest): Promise<Image> {
   const run = new BuildRun(request, dockerfile, plan);
   try {
     return await run.buildTarget();
+  } catch (error) {
+    run.cancel();
+    throw error;
   } finally {
     await run.cleanup();
   }
@@ -67,7 +74,10 @@ class BuildRun {
   private readonly dockerfile: Dockerfile;
   private readonly plan: BuildPlan;
   private readonly store: Store;
-  private readonly results = new Map<number, Image>();
+  /** Each needed stage's image, built once its dependencies are, at most `jobs` at a time. */
+  private readonly results = new Map<number, Promise<Image>>();
+  private readonly limit: LimitFunction;
+  private readonly cancelled = new AbortController();
   private readonly rootfsDirs = new Map<string, Promise<string>>();
   private readonly created: string;
   private context?: Promise<BuildContext>;
@@ -85,15 +95,33 @@ class BuildRun {
     this.plan = plan;
     this.store = request.store;
     this.created = new Date((request.timestamp ?? Date.now() / 1000) * 1000).toISOString();
+    this.limit = pLimit(request.jobs ?? availableParallelism());
     this.totalSteps = plan.order.reduce((sum, index) => sum + 1 + plan.stages[index]!.stage.instructions.length, 0);
   }
 
   async buildTarget(): Promise<Image> {
-    for (const index of this.plan.order) this.results.set(index, await this.buildStage(this.plan.stages[index]!));
-    return this.results.get(this.plan.target)!;
+    return this.stageResult(this.plan.target);
   }
 
+  private stageResult(index: number): Promise<Image> {
+    let result = this.results.get(index);
+    if (!result) {
+      const planned = this.plan.stages[index]!;
+      result = Promise.all(planned.dependencies.map((dependency) => this.stageResult(dependency)))
+        .then(() => this.limit(() => this.buildStage(planned)));
+      this.results.set(index, result);
+    }
+    return result;
+  }
+
+  /** After a failure: stages not started never start, and running steps are killed. */
+  cancel(): void {
+    this.cancelled.abort();
+  }
+
+  /** Waits for every stage to end, then removes the build's temp dirs. */
   async cleanup(): Promise<void> {
+    await Promise.allSettled(this.results.values());
     await Promise.all(this.tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
@@ -108,6 +136,7 @@ class BuildRun {
   }
 
   private async buildStage(planned: PlannedStage): Promise<Image> {
+    this.cancelled.signal.throwIfAborted();
     this.progress(planned, planned.stage.from);
     const base = await this.baseImage(planned);
     const config: ImageConfig = structuredClone(base?.config) ?? {
@@ -129,6 +158,7 @@ class BuildRun {
       await this.dispatch(planned, state, instruction);
     }
     for (const instruction of planned.stage.instructions) {
+      this.cancelled.signal.throwIfAborted();
       this.progress(planned, instruction);
       await this.dispatch(planned, state, instruction);
     }
@@ -142,7 +172,7 @@ class BuildRun {
 
   private async baseImage(planned: PlannedStage): Promise<Image | undefined> {
     if (planned.base.kind === 'scratch') return undefined;
-    if (planned.base.kind === 'stage') return this.results.get(planned.base.index)!;
+    if (planned.base.kind === 'stage') return this.stageResult(planned.base.index);
     return this.localImage(planned.base.ref, planned.platform);
   }
 
@@ -221,7 +251,7 @@ class BuildRun {
       case 'ADD':
         return this.copy(planned, state, instruction);
       case 'RUN':
-        return this.run(state, instruction, raw.range.start.line);
+        return this.run(planned, state, instruction, raw.range.start.line);
       case 'FROM':
         throw new Error('unreachable: FROM inside a stage');
     }
@@ -263,7 +293,7 @@ class BuildRun {
     return layer;
   }
 
-  private async run(state: StageState, instruction: RunInstruction, line: number): Promise<void> {
+  private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, line: number): Promise<void> {
     const where = `${this.dockerfile.file}:${line}`;
     if (process.getuid?.() !== 0) throw new BuildError(`${where}: RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
     if (instruction.mounts.length > 0) throw new BuildError(`${where}: RUN --mount is not supported yet`);
@@ -276,15 +306,18 @@ class BuildRun {
     const [upper, work, rootfs] = ['upper', 'work', 'rootfs'].map((name) => join(step, name)) as [string, string, string];
     await Promise.all([upper, work, rootfs].map((dir) => mkdir(dir)));
     let tail = '';
+    const lines = new LinePrefixer(`[${this.stageLabel(planned)}] `, (chunk) => this.request.output?.(chunk));
     const result = await runStep({
       lower, upper, work, rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user,
       binds: ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ source: join(sandbox, name), target: `/etc/${name}` })),
       env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' : 'host', argv,
+      signal: this.cancelled.signal,
       output: (chunk) => {
-        this.request.output?.(chunk);
+        lines.write(chunk);
         tail = (tail + chunk.toString('utf8')).slice(-4000);
       },
     });
+    lines.end();
     if (result.exitCode !== 0) {
       const how = result.signal !== undefined ? `was killed by signal ${result.signal}` : `exited with code ${result.exitCode}`;
       const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
@@ -314,7 +347,7 @@ class BuildRun {
     let dir = this.layerDirs.get(layer.diffId);
     if (!dir) {
       dir = this.tempDir('layer').then(async (path) => {
-        await applyLayers(this.store, [layer], path, { warn: (message) => this.request.log(`warning: ${message}`) });
+        await applyLayers(this.store, [layer], path, this.applyOptions());
         return path;
       });
       this.layerDirs.set(layer.diffId, dir);
@@ -328,13 +361,17 @@ class BuildRun {
     const dir = join(this.store.root, 'rootfs', key);
     if (existsSync(dir)) return dir;
     const temp = await this.tempDir('rootfs');
-    await applyLayers(this.store, layers, join(temp, 'root'), { warn: (message) => this.request.log(`warning: ${message}`) });
+    await applyLayers(this.store, layers, join(temp, 'root'), this.applyOptions());
     await mkdir(join(this.store.root, 'rootfs'), { recursive: true });
     // Another build may have finished the same directory first: then keep theirs.
     await rename(join(temp, 'root'), dir).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
     });
     return dir;
+  }
+
+  private applyOptions() {
+    return { warn: (message: string) => this.request.log(`warning: ${message}`), setXattrs: writeXattrs };
   }
 
   /** Files every step binds in, and the bottom lower layer that gives them mount points. */
@@ -418,12 +455,11 @@ class BuildRun {
   /** The root filesystem that `--from` names: a stage of this build, or an image in the store. */
   private async fromRoot(planned: PlannedStage, instruction: Instruction, from: string): Promise<string> {
     const index = resolveStageRef(this.dockerfile, from, planned.stage.index, instruction);
-    const image = index !== undefined ? this.results.get(index) : await this.localImage(from, planned.platform);
-    if (!image) throw new Error(`stage ${from} was not built before it was needed`);
+    const image = index !== undefined ? await this.stageResult(index) : await this.localImage(from, planned.platform);
     let dir = this.rootfsDirs.get(image.descriptor.digest);
     if (!dir) {
       dir = this.tempDir('rootfs').then(async (path) => {
-        await applyLayers(this.store, image.layers, path, { warn: (message) => this.request.log(`warning: ${message}`) });
+        await applyLayers(this.store, image.layers, path, this.applyOptions());
         return path;
       });
       this.rootfsDirs.set(image.descriptor.digest, dir);
@@ -446,6 +482,38 @@ class BuildRun {
     // Docker: a user without a group gets the same numeric id as its group.
     const gid = group === undefined || group === '' ? uid : await lookup('/etc/group', group);
     return { uid, gid };
+  }
+}
+
+/** Writes output with a prefix at the start of every line, so that stages running together stay apart. */
+class LinePrefixer {
+  private readonly prefix: Buffer;
+  private readonly sink: (chunk: Buffer) => void;
+  private atLineStart = true;
+
+  constructor(prefix: string, write: (chunk: Buffer) => void) {
+    this.prefix = Buffer.from(prefix);
+    this.sink = write;
+  }
+
+  write(chunk: Buffer): void {
+    const parts: Buffer[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      if (this.atLineStart) parts.push(this.prefix);
+      const newline = chunk.indexOf(10, start);
+      const end = newline < 0 ? chunk.length : newline + 1;
+      parts.push(chunk.subarray(start, end));
+      this.atLineStart = newline >= 0;
+      start = end;
+    }
+    this.sink(Buffer.concat(parts));
+  }
+
+  /** Ends a last line that had no newline. */
+  end(): void {
+    if (!this.atLineStart) this.sink(Buffer.from('\n'));
+    this.atLineStart = true;
   }
 }
 

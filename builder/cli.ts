@@ -47,6 +47,7 @@ Options:
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
+      --jobs N             Stages built at the same time (default: the number of cores)
   -q, --quiet              Print only the image ID
       --root DIR           Store location`,
   images: 'Usage: hoist images [--root DIR]\n\nList images in the local store.',
@@ -121,6 +122,7 @@ async function buildCommand(args: string[]): Promise<number> {
     'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
     platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+    jobs: { type: 'string' },
   });
   if (values.help) return help('build');
   if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
@@ -130,6 +132,8 @@ async function buildCommand(args: string[]): Promise<number> {
   const progress = (values.progress as string | undefined) ?? 'auto';
   if (!['auto', 'plain', 'tty', 'quiet'].includes(progress)) throw new UsageError(`--progress ${progress}: use auto, plain, tty or quiet`);
   const quiet = values.quiet === true || progress === 'quiet';
+  const jobs = values.jobs === undefined ? undefined : Number(values.jobs);
+  if (jobs !== undefined && !(Number.isInteger(jobs) && jobs > 0)) throw new UsageError(`--jobs ${values.jobs}: expected a whole number above 0`);
   let platform: Platform | undefined;
   if (values.platform !== undefined) {
     try {
@@ -161,7 +165,7 @@ async function buildCommand(args: string[]): Promise<number> {
   const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
   const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH;
   const image = await build({
-    store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk),
+    store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs: keyValues(values['build-arg'], 'build-arg'), target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,

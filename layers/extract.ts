@@ -32,6 +32,8 @@ export async function* layerTar(store: Store, layer: Layer): AsyncGenerator<Buff
 export interface ApplyOptions {
   /** Called once per kind of thing that could not be reproduced here (device nodes, xattrs, owners). */
   warn?: (message: string) => void;
+  /** Sets extended attributes ([path, name, value]); without it they are left out, with a warning. */
+  setXattrs?: (records: [string, string, Buffer][]) => Promise<void>;
 }
 
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
@@ -43,10 +45,13 @@ export async function applyLayers(store: Store, layers: Layer[], root: string, o
     warned.add(key);
     options.warn?.(message);
   };
-  for (const layer of layers) await applyLayer(store, layer, root, warnOnce);
+  for (const layer of layers) await applyLayer(store, layer, root, warnOnce, options.setXattrs);
 }
 
-async function applyLayer(store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void): Promise<void> {
+async function applyLayer(
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, setXattrs: ApplyOptions['setXattrs'],
+): Promise<void> {
+  const xattrs: [string, string, Buffer][] = [];
   const asRoot = process.getuid?.() === 0;
   const verifiedDirs = new Set<string>(['']);
   const addedHere = new Set<string>();
@@ -112,7 +117,7 @@ async function applyLayer(store: Store, layer: Layer, root: string, warn: (key: 
         break;
       case 'hardlink': {
         const linkParts = safeComponents(header.linkname ?? '', 'hardlink target');
-        await parentDir([...linkParts, ''], header.path);
+        await parentDir(linkParts, header.path);
         const source = join(root, ...linkParts);
         const info = await lstat(source).catch(() => undefined);
         if (!info || info.isDirectory() || info.isSymbolicLink()) {
@@ -126,16 +131,26 @@ async function applyLayer(store: Store, layer: Layer, root: string, warn: (key: 
         continue;
     }
     await setMetadata(target, header, asRoot, warn);
+    for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([target, name, value]);
   }
-  for (const [path, header] of directories.reverse()) await setMetadata(path, header, asRoot, warn);
+  for (const [path, header] of directories.reverse()) {
+    await setMetadata(path, header, asRoot, warn);
+    for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([path, name, value]);
+  }
+  // After owners and modes: a chown would clear security.capability.
+  if (xattrs.length > 0 && setXattrs) await setXattrs(xattrs);
+  else if (xattrs.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
 }
 
 async function setMetadata(target: string, header: TarHeader, asRoot: boolean, warn: (key: string, message: string) => void): Promise<void> {
-  if (asRoot) await lchown(target, header.uid, header.gid);
-  else if (header.uid !== process.getuid?.() || header.gid !== process.getgid?.()) {
+  if (asRoot) {
+    await lchown(target, header.uid, header.gid).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EINVAL') throw error;
+      throw new Error(`the image has files owned by ${header.uid}:${header.gid}, which your user namespace does not map: give your user a range in /etc/subuid and /etc/subgid (65536 ids)`);
+    });
+  } else if (header.uid !== process.getuid?.() || header.gid !== process.getgid?.()) {
     warn('owner', 'file owners from the image are not kept: extracting without root');
   }
-  if (header.xattrs && Object.keys(header.xattrs).length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
   if (header.type !== 'symlink') await chmod(target, header.mode);
   await lutimes(target, header.mtime, header.mtime);
 }

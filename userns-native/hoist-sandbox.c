@@ -10,6 +10,9 @@
  *     Lists the extended attributes of everything under DIR (not following symlinks) as
  *     NUL-terminated fields: path, name, value in hex; Node has no call for them.
  *
+ *   hoist-sandbox setxattrs
+ *     Sets extended attributes read from standard input in the same form.
+ *
  *   hoist-sandbox run [OPTIONS] -- CMD...
  *     Runs one RUN step: new mount, pid, ipc and uts namespaces (and net with --network none);
  *     the root an overlay of --lower dirs under a fresh --upper; /proc, a minimal /dev and the
@@ -418,13 +421,41 @@ static int print_xattrs(const char *path, const struct stat *info, int type, str
   return 0;
 }
 
+/* Reads one NUL-terminated field; returns 0 at the end of input. */
+static int read_field(char **field, size_t *size) {
+  ssize_t length = getdelim(field, size, '\0', stdin);
+  if (length <= 0) return 0;
+  return 1;
+}
+
+static int set_xattrs(void) {
+  char *path = NULL, *name = NULL, *hex = NULL;
+  size_t path_size = 0, name_size = 0, hex_size = 0;
+  while (read_field(&path, &path_size)) {
+    if (!read_field(&name, &name_size) || !read_field(&hex, &hex_size)) die("setxattrs: a record is cut short");
+    size_t length = strlen(hex) / 2;
+    unsigned char *value = malloc(length + 1);
+    if (!value) die("setxattrs: out of memory");
+    for (size_t i = 0; i < length; i++) {
+      unsigned int byte;
+      if (sscanf(hex + 2 * i, "%2x", &byte) != 1) die("setxattrs: bad value for %s", path);
+      value[i] = (unsigned char)byte;
+    }
+    if (lsetxattr(path, name, value, length, 0) < 0) die("set xattr %s on %s", name, path);
+    free(value);
+  }
+  free(path), free(name), free(hex);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "setxattrs")) return set_xattrs();
   if (argc == 3 && !strcmp(argv[1], "xattrs")) {
     if (nftw(argv[2], print_xattrs, 64, FTW_PHYS) < 0) die("walk %s", argv[2]);
     return fflush(stdout) == 0 ? 0 : 125;
   }
   if (argc >= 4 && !strcmp(argv[1], "enter") && !strcmp(argv[2], "--")) return enter(argv + 3);
   if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc - 2, argv + 2);
-  fprintf(stderr, "usage: hoist-sandbox enter -- CMD... | run OPTIONS -- CMD... | xattrs DIR\n");
+  fprintf(stderr, "usage: hoist-sandbox enter -- CMD... | run OPTIONS -- CMD... | xattrs DIR | setxattrs\n");
   return 2;
 }

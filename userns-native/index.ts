@@ -29,6 +29,8 @@ export interface StepOptions {
   argv: string[];
   /** Called with each chunk the step writes, stdout and stderr as they come. */
   output: (chunk: Buffer) => void;
+  /** Aborting kills the step and everything in it. */
+  signal?: AbortSignal;
 }
 
 export interface StepResult {
@@ -49,7 +51,7 @@ export function runStep(options: StepOptions): Promise<StepResult> {
   ];
   for (const dir of options.lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: options.signal, killSignal: 'SIGKILL' });
     let status = '';
     child.stdout!.on('data', options.output);
     child.stderr!.on('data', options.output);
@@ -84,5 +86,17 @@ export function readXattrs(dir: string): Promise<Map<string, Record<string, Buff
       }
       resolve(result);
     });
+  });
+}
+
+/** Sets extended attributes: [absolute path, name, value] records. */
+export function writeXattrs(records: [string, string, Buffer][]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(helper(), ['setxattrs'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let errors = '';
+    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(errors.trim() || `hoist-sandbox setxattrs exited ${code}`))));
+    child.stdin.end(Buffer.concat(records.flatMap(([path, name, value]) => [Buffer.from(`${path}\0${name}\0${value.toString('hex')}\0`)])));
   });
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } from '../../layers/index.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
-import { startRegistry } from '../support/registry.ts';
+import { freePort, startRegistry } from '../support/registry.ts';
 
 let dir: string;
 let root: string;
@@ -145,9 +145,24 @@ describe('RUN', () => {
   test('--network=none leaves only loopback; the default is the host network', () => {
     const ctx = context('network', 'FROM busybox\nRUN --network=none ls /sys/class/net 2>/dev/null; cat /proc/net/dev | tail -n +3 | cut -d: -f1\n');
     const built = hoistOk(['build', '--root', root, ctx]);
-    expect(built.stderr).toMatch(/\[stage-0 2\/2\][^\n]*\n\s*lo\s*\n/);
+    expect(built.stderr).toMatch(/\[stage-0 2\/2\][^\n]*\n\[stage-0\] \s*lo\s*\n/);
     const host = hoistOk(['build', '--root', root, context('host', 'FROM busybox\nRUN cat /proc/net/dev | tail -n +3 | wc -l\n')]);
-    expect(host.stderr).toMatch(/\n\s*[1-9]\d*\s*\n/);
+    expect(host.stderr).toMatch(/\n\[stage-0\] \s*[1-9]\d*\s*\n/);
+  });
+
+  test('stages that do not depend on each other run at the same time, their output kept apart', async () => {
+    // Each of the first two stages waits for the other over the (shared) host network: built one
+    // after the other, the first would time out.
+    const port = await freePort();
+    const ctx = context('parallel', [
+      'FROM busybox AS listener', `RUN busybox timeout 20 busybox nc -l -p ${port} > /got && echo "listener got $(cat /got)"`,
+      'FROM busybox AS talker', `RUN for i in $(busybox seq 1 100); do echo hello | busybox nc 127.0.0.1 ${port} && break; sleep 0.1; done; echo talker done`,
+      'FROM busybox', 'COPY --from=listener /got /got', 'COPY --from=talker /bin/sh /talker-sh',
+    ].join('\n'));
+    const built = hoistOk(['build', '--root', root, '--jobs', '2', '--output', `type=local,dest=${dir}/parallel-fs`, ctx]);
+    expect(built.stderr).toContain('[listener] listener got hello');
+    expect(built.stderr).toContain('[talker] talker done');
+    expect(readFileSync(join(dir, 'parallel-fs', 'got'), 'utf8')).toBe('hello\n');
   });
 
   test('a failing RUN fails the build with its exit code and last output lines', () => {
