@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
-import { hoist, hoistOk, makeBusyboxLayout, removeTree } from '../support/hoist.ts';
+import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
@@ -23,15 +23,7 @@ beforeAll(async () => {
 });
 afterAll(() => removeTree(dir));
 
-/** Writes a build context from a map of relative paths to contents. */
-function context(name: string, files: Record<string, string>): string {
-  const path = join(dir, name);
-  for (const [file, content] of Object.entries(files)) {
-    mkdirSync(join(path, file, '..'), { recursive: true });
-    writeFileSync(join(path, file), content);
-  }
-  return path;
-}
+const context = (name: string, files: Record<string, string>): string => writeContext(dir, name, files);
 
 const skopeo = (...args: string[]): any => JSON.parse(execFileSync('skopeo', args, { encoding: 'utf8' }));
 

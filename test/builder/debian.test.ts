@@ -2,12 +2,12 @@
 // (it needs Debian's package mirror, as CI has), and a file capability that survives the trip
 // through a layer and back into a base image.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
-import { hoistOk, removeTree } from '../support/hoist.ts';
+import { hoistOk, removeTree, writeContext } from '../support/hoist.ts';
 import { sharedDir } from '../support/paths.ts';
 
 let dir: string;
@@ -25,12 +25,7 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => removeTree(dir));
 
-function context(name: string, dockerfile: string): string {
-  const path = join(dir, name);
-  mkdirSync(path, { recursive: true });
-  writeFileSync(join(path, 'Dockerfile'), dockerfile);
-  return path;
-}
+const context = (name: string, dockerfile: string): string => writeContext(dir, name, { Dockerfile: dockerfile });
 
 const CAPABILITY = '0100000200040000000000000000000000000000'; // cap_net_bind_service, v2
 

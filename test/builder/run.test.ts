@@ -1,12 +1,12 @@
 // RUN in the rootless sandbox: run as the unprivileged test user with a subuid range, judged by
 // GNU tar listings of the layers and by rootless buildah building the same RUN.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } from '../../layers/index.ts';
-import { hoist, hoistOk, makeBusyboxLayout, removeTree } from '../support/hoist.ts';
+import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
 import { freePort, startRegistry } from '../support/registry.ts';
 
@@ -24,12 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => removeTree(dir));
 
-function context(name: string, dockerfile: string): string {
-  const path = join(dir, name);
-  mkdirSync(path, { recursive: true });
-  writeFileSync(join(path, 'Dockerfile'), dockerfile);
-  return path;
-}
+const context = (name: string, dockerfile: string): string => writeContext(dir, name, { Dockerfile: dockerfile });
 
 /** The entries of one layer blob, as GNU tar lists them: type+mode, owner, path (and link). */
 function listing(blob: string): string[] {

@@ -1,5 +1,6 @@
 // Runs the real `hoist` command, as a user would.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, sharedDir } from './paths.ts';
 
@@ -36,4 +37,14 @@ export function removeTree(path: string): void {
   const command = process.getuid?.() === 0 ? ['rm', '-rf', path] : [join(repoRoot, 'userns-native', 'build', 'hoist-sandbox'), 'enter', '--', 'rm', '-rf', path];
   const result = spawnSync(command[0]!, command.slice(1), { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`removing ${path} failed: ${result.stderr}`);
+}
+
+/** Writes a build context under `parent`: relative paths to contents. */
+export function writeContext(parent: string, name: string, files: Record<string, string>): string {
+  const path = join(parent, name);
+  for (const [file, content] of Object.entries(files)) {
+    mkdirSync(join(path, file, '..'), { recursive: true });
+    writeFileSync(join(path, file), content);
+  }
+  return path;
 }
