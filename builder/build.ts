@@ -298,18 +298,23 @@ class BuildRun {
     if (process.getuid?.() !== 0) throw new BuildError(`${where}: RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
     if (instruction.mounts.length > 0) throw new BuildError(`${where}: RUN --mount is not supported yet`);
     const container = state.config.config;
-    const argv = runArgv(instruction, container.Shell ?? ['/bin/sh', '-c']);
+    const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
     const user = await this.resolveUser(state, container.User || '0');
     const lower = await this.lowerDirs(state);
     const sandbox = await this.sandboxDir();
     const step = await this.tempDir('run');
     const [upper, work, rootfs] = ['upper', 'work', 'rootfs'].map((name) => join(step, name)) as [string, string, string];
     await Promise.all([upper, work, rootfs].map((dir) => mkdir(dir)));
+    const binds = ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ source: join(sandbox, name), target: `/etc/${name}` }));
+    if (script) {
+      await writeFile(join(step, 'script'), script.content, { mode: 0o755 });
+      binds.push({ source: join(step, 'script'), target: script.path });
+    }
     let tail = '';
     const lines = new LinePrefixer(`[${this.stageLabel(planned)}] `, (chunk) => this.request.output?.(chunk));
     const result = await runStep({
       lower, upper, work, rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user,
-      binds: ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ source: join(sandbox, name), target: `/etc/${name}` })),
+      binds,
       env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' : 'host', argv,
       signal: this.cancelled.signal,
       output: (chunk) => {
@@ -517,14 +522,22 @@ class LinePrefixer {
   }
 }
 
-/** The command line of a RUN: exec form as written; shell form, heredocs included, through the shell. */
-function runArgv(run: RunInstruction, shell: string[]): string[] {
-  if (run.command.form === 'exec') return run.command.argv;
-  const script = run.command.script;
-  if (run.heredocs.length === 0) return [...shell, script];
-  // `RUN <<EOF` alone runs the body as the script; otherwise the shell gets the heredocs back.
-  if (run.heredocs.length === 1 && /^\d*<<-?\S+$/.test(script.trim())) return [...shell, run.heredocs[0]!.content];
-  return [...shell, run.heredocs.reduce((full, heredoc) => `${full}\n${heredoc.content}${heredoc.name}`, script)];
+/**
+ * The command line of a RUN: exec form as written; shell form, heredocs included, through the
+ * shell. `RUN <<EOF` alone runs the body as the script, or as a file of its own when it starts
+ * with `#!`, as BuildKit does (at /dev/pipes/NAME).
+ */
+function runCommand(run: RunInstruction, shell: string[]): { argv: string[]; script?: { path: string; content: string } } {
+  if (run.command.form === 'exec') return { argv: run.command.argv };
+  const line = run.command.script;
+  if (run.heredocs.length === 0) return { argv: [...shell, line] };
+  const [first] = run.heredocs;
+  if (run.heredocs.length === 1 && /^\d*<<-?\S+$/.test(line.trim())) {
+    if (!first!.content.startsWith('#!')) return { argv: [...shell, first!.content] };
+    const path = `/dev/pipes/${first!.name.replace(/[^\w.-]/g, '_')}`;
+    return { argv: [path], script: { path, content: first!.content } };
+  }
+  return { argv: [...shell, run.heredocs.reduce((full, heredoc) => `${full}\n${heredoc.content}${heredoc.name}`, line)] };
 }
 
 function withDefaultPath(env: string[]): string[] {

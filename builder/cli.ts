@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, parsePlatform, type Platform } from '../parser/index.ts';
 import {
-  applyLayers, familiarReference, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
+  applyLayers, familiarReference, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
   type Image, type Named,
 } from '../layers/index.ts';
 import { build, BuildError } from './build.ts';
@@ -26,6 +26,7 @@ Commands:
   inspect   Show an image's manifest and config
   save      Write images to an OCI or docker-load tarball
   rmi       Remove image names from the local store
+  load      Import images from an OCI image layout (directory or tarball)
 
 Global options:
   --root DIR   Store location (default $XDG_DATA_HOME/hoist)
@@ -54,6 +55,7 @@ Options:
   inspect: 'Usage: hoist inspect [--root DIR] REF\n\nShow an image\'s manifest and config as JSON.',
   save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to an OCI image-layout tarball (default) or a `docker load` archive.',
   rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
+  load: 'Usage: hoist load [--root DIR] [-t NAME] PATH[:TAG]\n\nImport images from an OCI image layout, a directory or a tarball (hoist save, buildx --output type=oci,\nskopeo copy ... oci:). TAG picks one image by its ref.name; NAME names it (default: the name the layout gives).',
 };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -289,8 +291,26 @@ async function rmiCommand(args: string[]): Promise<number> {
   return status;
 }
 
+async function loadCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('load', args, { tag: { type: 'string', short: 't' } });
+  if (values.help) return help('load');
+  if (positionals.length !== 1) throw new UsageError("load takes one PATH (see 'hoist load --help')");
+  const [, path = '', tag] = /^(.*?)(?::([\w][\w.-]*))?$/.exec(positionals[0]!)!;
+  const store = await openStore(values.root);
+  const imported = await importOciLayout(store, resolve(path), tag);
+  const name = values.tag as string | undefined;
+  if (name !== undefined && imported.length > 1) throw new UsageError(`${path} holds ${imported.length} images: pick one with ${path}:TAG to name it`);
+  for (const { image, name: given } of imported) {
+    const ref = name ?? given;
+    if (ref === undefined) throw new UsageError(`the image in ${path} has no name: give one with -t NAME`);
+    await store.tag(normalizeReference(ref), image.descriptor);
+    process.stdout.write(`Loaded image: ${familiarReference(parseReference(normalizeReference(ref)))}\n`);
+  }
+  return 0;
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand,
+  build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand, load: loadCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,11 +13,17 @@ interface LayoutIndex {
 
 const BLOB_PATH = /^(?:\.\/)?blobs\/sha256\/([a-f0-9]{64})$/;
 
+export interface Imported {
+  image: Image;
+  /** The full name the layout gives the image (buildx's io.containerd.image.name), if any. */
+  name?: string;
+}
+
 /**
  * Imports an OCI layout and returns its images: the one whose ref.name annotation is `tag`, or
  * every one in the index when no tag is given.
  */
-export async function importOciLayout(store: Store, path: string, tag?: string): Promise<Image[]> {
+export async function importOciLayout(store: Store, path: string, tag?: string): Promise<Imported[]> {
   let index: LayoutIndex;
   if ((await stat(path)).isDirectory()) {
     index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as LayoutIndex;
@@ -39,7 +45,8 @@ export async function importOciLayout(store: Store, path: string, tag?: string):
   if (chosen.length === 0) throw new Error(`${path} has no image tagged "${tag}"`);
   return Promise.all(chosen.map(async (descriptor) => {
     if (!(await store.hasBlob(descriptor.digest))) throw new Error(`${path} is incomplete: blob ${descriptor.digest} is missing`);
-    return readImage(store, descriptor);
+    const name = descriptor.annotations?.['io.containerd.image.name'];
+    return { image: await readImage(store, descriptor), ...(name ? { name } : {}) };
   }));
 }
 

@@ -8,5 +8,5 @@ export { applyLayers, readImageFile, UnsafeLayerError } from './extract.ts';
 export { readTar, type TarHeader } from './tar.ts';
 export { writeOciLayout, writeDockerArchive, type Named } from './export.ts';
 export { parseReference, formatReference, familiarReference, normalizeReference, type Reference } from './reference.ts';
-export { importOciLayout } from './import.ts';
+export { importOciLayout, type Imported } from './import.ts';
 export { upperDirEntries } from './diff.ts';

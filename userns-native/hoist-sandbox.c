@@ -192,6 +192,12 @@ struct run_options {
   int status_fd;
 };
 
+static void make_file(const char *path, mode_t mode) {
+  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, mode);
+  if (fd < 0) die("create %s", path);
+  close(fd);
+}
+
 /* Opens `path` inside `root` as if root were "/": symlinks cannot lead out of it. */
 static int open_in_root(int root, const char *path, int flags) {
   struct open_how how = {.flags = (unsigned long long)(flags | O_PATH | O_CLOEXEC), .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
@@ -199,14 +205,25 @@ static int open_in_root(int root, const char *path, int flags) {
   return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
 }
 
-/* Bind-mounts `source` onto `target` inside the root, making an empty file or dir if needed. */
-static void bind_in_root(int root, const char *source, const char *target, int is_dir, unsigned long extra) {
+/* Bind-mounts `source` onto `target` inside the root. A target under /dev (the step's own tmpfs)
+ * is made first when missing, with its directories: that is where heredoc scripts go. */
+static void bind_in_root(int root, const char *rootfs, const char *source, const char *target) {
   char fd_path[64];
   int fd = open_in_root(root, target, 0);
+  if (fd < 0 && errno == ENOENT && !strncmp(target, "/dev/", 5) && !strstr(target, "..")) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s", rootfs, target);
+    for (char *slash = strchr(path + strlen(rootfs) + 5, '/'); slash; slash = strchr(slash + 1, '/')) {
+      *slash = '\0';
+      if (mkdir(path, 0755) < 0 && errno != EEXIST) die("mkdir %s", path);
+      *slash = '/';
+    }
+    make_file(path, 0755);
+    fd = open_in_root(root, target, 0);
+  }
   if (fd < 0) die("find mount point %s in the root filesystem", target);
   snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
-  if (mount(source, fd_path, NULL, MS_BIND | (is_dir ? MS_REC : 0), NULL) < 0) die("bind %s to %s", source, target);
-  if (extra && mount(NULL, fd_path, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0) die("remount %s", target);
+  if (mount(source, fd_path, NULL, MS_BIND, NULL) < 0) die("bind %s to %s", source, target);
   close(fd);
 }
 
@@ -216,12 +233,6 @@ static void mount_in_root(int root, const char *type, const char *target, unsign
   if (fd < 0) die("find mount point %s in the root filesystem", target);
   snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
   if (mount(type, fd_path, type, flags, data) < 0) die("mount %s on %s", type, target);
-  close(fd);
-}
-
-static void make_file(const char *path, mode_t mode) {
-  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, mode);
-  if (fd < 0) die("create %s", path);
   close(fd);
 }
 
@@ -338,7 +349,7 @@ static void setup_and_run(struct run_options *o, char **command) {
     if (!colon || (size_t)(colon - o->binds[i]) >= sizeof source) die("bad --bind %s", o->binds[i]);
     memcpy(source, o->binds[i], (size_t)(colon - o->binds[i]));
     source[colon - o->binds[i]] = '\0';
-    bind_in_root(root, source, colon + 1, 0, 0);
+    bind_in_root(root, o->rootfs, source, colon + 1);
   }
   close(root);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");

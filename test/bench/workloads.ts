@@ -55,7 +55,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
         const root = join(work, `hoist-${workload}-${run}`);
         const store = await Store.open(root);
         const [base] = await importOciLayout(store, busybox, 'latest');
-        await store.tag(baseRef, base!.descriptor);
+        await store.tag(baseRef, base!.image.descriptor);
         hoistRuns.push(timed(join(repoRoot, 'bin', 'hoist'), [
           'build', '--root', root, '-q', '-f', dockerfile, '--build-arg', `REGISTRY=${registry.host}`, '-t', `bench/${workload.toLowerCase()}`, context,
         ]));

@@ -19,7 +19,7 @@ beforeAll(async () => {
   root = join(dir, 'store');
   const store = await Store.open(root);
   const [busybox] = await importOciLayout(store, makeBusyboxLayout(join(dir, 'busybox')), 'latest');
-  await store.tag(normalizeReference('localhost:5000/busybox:latest'), busybox!.descriptor);
+  await store.tag(normalizeReference('localhost:5000/busybox:latest'), busybox!.image.descriptor);
 });
 afterAll(() => removeTree(dir));
 
@@ -80,6 +80,22 @@ describe('the README example', () => {
 function skopeoManifest(digest: string): { layers: { digest: string }[] } {
   return JSON.parse(readFileSync(join(root, 'blobs', 'sha256', digest.slice(7)), 'utf8'));
 }
+
+describe('load', () => {
+  test('an image saved from one store loads into another, which builds on it with no registry', () => {
+    hoistOk(['build', '--root', root, '-t', 'carried:1', example]);
+    const tarball = join(dir, 'carried.tar');
+    hoistOk(['save', '--root', root, 'carried:1', '-o', tarball]);
+    const other = join(dir, 'other-store');
+    expect(hoistOk(['load', '--root', other, tarball]).stdout).toBe('Loaded image: carried:1\n');
+    const busyboxLayout = join(dir, 'busybox');
+    expect(hoist(['load', '--root', other, `${busyboxLayout}:latest`]).stderr).toContain('has no name: give one with -t NAME');
+    expect(hoistOk(['load', '--root', other, '-t', 'bb', `${busyboxLayout}:latest`]).stdout).toBe('Loaded image: bb:latest\n');
+    const child = context('carried-child', { Dockerfile: 'FROM carried:1\nCOPY extra.txt /srv/\n', 'extra.txt': 'extra' });
+    hoistOk(['build', '--root', other, '--output', `type=local,dest=${dir}/carried-fs`, child]);
+    expect(readdirSync(join(dir, 'carried-fs', 'srv')).sort()).toEqual(['extra.txt', 'site']);
+  });
+});
 
 describe('outputs', () => {
   test('type=oci tarball and directory, type=docker, type=local, with iidfile and metadata', () => {

@@ -21,7 +21,7 @@ beforeAll(async () => {
   execFileSync('python3', [join(sharedDir, 'bench', 'lib', 'tar2oci.py'), tarball, join(dir, 'oci'), 'bookworm', 'bash'], { stdio: 'pipe' });
   const store = await Store.open(root);
   const [debian] = await importOciLayout(store, join(dir, 'oci'), 'bookworm');
-  await store.tag(normalizeReference('debian:bookworm'), debian!.descriptor);
+  await store.tag(normalizeReference('debian:bookworm'), debian!.image.descriptor);
 }, 300_000);
 afterAll(() => removeTree(dir));
 

@@ -20,7 +20,7 @@ beforeAll(async () => {
   const store = await Store.open(root);
   busyboxLayout = makeBusyboxLayout(join(dir, 'busybox'));
   const [busybox] = await importOciLayout(store, busyboxLayout, 'latest');
-  await store.tag(normalizeReference('busybox'), busybox!.descriptor);
+  await store.tag(normalizeReference('busybox'), busybox!.image.descriptor);
 });
 afterAll(() => removeTree(dir));
 
@@ -130,11 +130,13 @@ describe('RUN', () => {
       'RUN echo "$(id -u):$(id -g) $(pwd) $GREETING $VERSION" > /tmp/out 2>/dev/null || echo "$(id -u):$(id -g) $(pwd) $GREETING $VERSION"',
       'USER 0', 'SHELL ["/bin/sh", "-ec"]', 'RUN <<EOF', 'echo "heredoc as $(id -u)" > /heredoc.txt', 'EOF',
       'RUN cat <<A > /two.txt && cat <<B >> /two.txt', 'one', 'A', 'two', 'B',
+      'RUN <<EOF', '#!/bin/sh -e', 'echo "script $0" > /script.txt', 'EOF',
     ].join('\n'));
     const built = hoistOk(['build', '--root', root, '--output', `type=local,dest=${dir}/env-fs`, ctx]);
     expect(built.stderr).toContain('1000:2000 /work hi 1.2');
     expect(readFileSync(join(dir, 'env-fs', 'heredoc.txt'), 'utf8')).toBe('heredoc as 0\n');
     expect(readFileSync(join(dir, 'env-fs', 'two.txt'), 'utf8')).toBe('one\ntwo\n');
+    expect(readFileSync(join(dir, 'env-fs', 'script.txt'), 'utf8')).toBe('script /dev/pipes/EOF\n');
   });
 
   test('--network=none leaves only loopback; the default is the host network', () => {
