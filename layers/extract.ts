@@ -1,7 +1,9 @@
 // Applying layers to a directory, refusing any entry that would land outside it: `..`, absolute
 // paths, a path through a symlink, a hardlink to outside. Whiteouts delete what lower layers made.
-import { createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import {
+  chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -11,6 +13,9 @@ import type { Store } from './store.ts';
 import { readTar, type TarHeader } from './tar.ts';
 
 export class UnsafeLayerError extends Error {}
+
+/** Files up to this size are written in one call. */
+const SMALL_FILE = 1 << 20;
 
 /** Splits a tar path into components, refusing `..` and absolute paths. */
 export function safeComponents(path: string, what = 'entry'): string[] {
@@ -38,7 +43,7 @@ export interface ApplyOptions {
 
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
 export async function applyLayers(store: Store, layers: Layer[], root: string, options: ApplyOptions = {}): Promise<void> {
-  await mkdir(root, { recursive: true });
+  mkdirSync(root, { recursive: true });
   const warned = new Set<string>();
   const warnOnce = (key: string, message: string): void => {
     if (warned.has(key)) return;
@@ -60,15 +65,15 @@ async function applyLayer(
   const directories: [string, TarHeader][] = [];
 
   /** Checks that every parent of `parts` is a real directory inside root, creating missing ones. */
-  const parentDir = async (parts: string[], entryPath: string): Promise<string> => {
+  const parentDir = (parts: string[], entryPath: string): string => {
     let rel = '';
     for (const part of parts.slice(0, -1)) {
       rel = rel ? `${rel}/${part}` : part;
       if (verifiedDirs.has(rel)) continue;
-      const info = await lstat(join(root, rel)).catch(() => undefined);
+      const info = lstatOrUndefined(join(root, rel));
       if (info?.isSymbolicLink()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": its path goes through the symlink /${rel}`);
       if (info && !info.isDirectory()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": /${rel} is not a directory`);
-      if (!info) await mkdir(join(root, rel));
+      if (!info) mkdirSync(join(root, rel));
       verifiedDirs.add(rel);
     }
     return rel;
@@ -78,63 +83,66 @@ async function applyLayer(
     const parts = safeComponents(header.path);
     if (parts.length === 0) continue; // the root itself
     const name = parts[parts.length - 1]!;
-    const parent = await parentDir(parts, header.path);
+    const parent = parentDir(parts, header.path);
     const rel = parts.join('/');
 
     if (name === OPAQUE_MARKER) {
-      for (const child of await readdir(join(root, parent))) {
+      for (const child of readdirSync(join(root, parent))) {
         const childRel = parent ? `${parent}/${child}` : child;
-        if (!addedHere.has(childRel)) await rm(join(root, childRel), { recursive: true, force: true });
+        if (!addedHere.has(childRel)) rmSync(join(root, childRel), { recursive: true, force: true });
       }
       continue;
     }
     if (name.startsWith(WHITEOUT_PREFIX)) {
       const hidden = parent ? `${parent}/${name.slice(WHITEOUT_PREFIX.length)}` : name.slice(WHITEOUT_PREFIX.length);
-      await rm(join(root, hidden), { recursive: true, force: true });
+      rmSync(join(root, hidden), { recursive: true, force: true });
       forget(verifiedDirs, hidden);
       continue;
     }
 
     const target = join(root, rel);
-    const existing = await lstat(target).catch(() => undefined);
+    const existing = lstatOrUndefined(target);
     if (existing && !(existing.isDirectory() && header.type === 'directory')) {
-      await rm(target, { recursive: true, force: true });
+      rmSync(target, { recursive: true, force: true });
       forget(verifiedDirs, rel);
     }
     addedHere.add(rel);
 
     switch (header.type) {
       case 'directory':
-        if (!existing?.isDirectory()) await mkdir(target);
+        if (!existing?.isDirectory()) mkdirSync(target);
         verifiedDirs.add(rel);
         directories.push([target, header]);
         continue;
       case 'file':
-        await pipeline(body, createWriteStream(target, { mode: 0o600 }));
+        // Small files in one synchronous write: a base image holds thousands of them, and a
+        // thread-pool round trip per call would dominate. Large ones are streamed.
+        if (header.size <= SMALL_FILE) writeFileSync(target, Buffer.concat(await Array.fromAsync(body)), { mode: 0o600 });
+        else await pipeline(body, createWriteStream(target, { mode: 0o600 }));
         break;
       case 'symlink':
-        await symlink(header.linkname ?? '', target);
+        symlinkSync(header.linkname ?? '', target);
         break;
       case 'hardlink': {
         const linkParts = safeComponents(header.linkname ?? '', 'hardlink target');
-        await parentDir(linkParts, header.path);
+        parentDir(linkParts, header.path);
         const source = join(root, ...linkParts);
-        const info = await lstat(source).catch(() => undefined);
+        const info = lstatOrUndefined(source);
         if (!info || info.isDirectory() || info.isSymbolicLink()) {
           throw new UnsafeLayerError(`refusing layer entry "${header.path}": its hardlink target "${header.linkname}" is not a file inside the layer root`);
         }
-        await link(source, target);
+        linkSync(source, target);
         continue; // a hardlink shares its target's metadata
       }
       default:
         warn('device', `skipping ${header.type} nodes (such as /${rel}): they cannot be created without root`);
         continue;
     }
-    await setMetadata(target, header, asRoot, warn);
+    setMetadata(target, header, asRoot, warn);
     for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([target, name, value]);
   }
   for (const [path, header] of directories.reverse()) {
-    await setMetadata(path, header, asRoot, warn);
+    setMetadata(path, header, asRoot, warn);
     for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([path, name, value]);
   }
   // After owners and modes: a chown would clear security.capability.
@@ -142,18 +150,22 @@ async function applyLayer(
   else if (xattrs.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
 }
 
-async function setMetadata(target: string, header: TarHeader, asRoot: boolean, warn: (key: string, message: string) => void): Promise<void> {
+function setMetadata(target: string, header: TarHeader, asRoot: boolean, warn: (key: string, message: string) => void): void {
   if (asRoot) {
-    await lchown(target, header.uid, header.gid).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EINVAL') throw error;
+    try {
+      lchownSync(target, header.uid, header.gid);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
       throw new Error(`the image has files owned by ${header.uid}:${header.gid}, which your user namespace does not map: give your user a range in /etc/subuid and /etc/subgid (65536 ids)`);
-    });
+    }
   } else if (header.uid !== process.getuid?.() || header.gid !== process.getgid?.()) {
     warn('owner', 'file owners from the image are not kept: extracting without root');
   }
-  if (header.type !== 'symlink') await chmod(target, header.mode);
-  await lutimes(target, header.mtime, header.mtime);
+  if (header.type !== 'symlink') chmodSync(target, header.mode);
+  lutimesSync(target, header.mtime, header.mtime);
 }
+
+const lstatOrUndefined = (path: string): Stats | undefined => lstatSync(path, { throwIfNoEntry: false });
 
 /** Drops a path and everything under it from the set of verified directories. */
 function forget(verified: Set<string>, rel: string): void {

@@ -3,8 +3,7 @@
 import { benchParser } from './parser.ts';
 import { benchWorkloads } from './workloads.ts';
 
-/** The workloads hoist can build so far (RUN comes with the sandbox). */
-const WORKLOADS = ['W1-static-binary', 'W3-many-small-files'];
+const WORKLOADS = ['W1-static-binary', 'W2-apt-python', 'W3-many-small-files', 'W4-big-run-layer', 'W5-multi-stage', 'W6-warm-rebuild'];
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -16,8 +15,8 @@ console.log(
 
 const chosen = process.argv.slice(2).length ? WORKLOADS.filter((w) => process.argv.slice(2).some((arg) => w.startsWith(arg))) : WORKLOADS;
 const results = await benchWorkloads(chosen, Number(process.env.BENCH_RUNS ?? 3), (line) => console.error(line));
-console.log('\nworkload               hoist s   hoist MB   buildah s   buildah MB   ratio (time)');
+console.log('\nworkload                         hoist s   hoist MB   buildah s   buildah MB   ratio (time)');
 for (const { workload, hoist, buildah } of results) {
   const ratio = buildah ? (hoist.seconds / buildah.seconds).toFixed(2) : 'n/a (no buildah)';
-  console.log(`${workload.padEnd(22)} ${hoist.seconds.toFixed(2).padStart(7)}   ${hoist.peakMB.toFixed(0).padStart(8)}   ${buildah ? buildah.seconds.toFixed(2).padStart(9) : '      n/a'}   ${buildah ? buildah.peakMB.toFixed(0).padStart(10) : '       n/a'}   ${ratio}`);
+  console.log(`${workload.padEnd(32)} ${hoist.seconds.toFixed(2).padStart(7)}   ${hoist.peakMB.toFixed(0).padStart(8)}   ${buildah ? buildah.seconds.toFixed(2).padStart(9) : '      n/a'}   ${buildah ? buildah.peakMB.toFixed(0).padStart(10) : '       n/a'}   ${ratio}`);
 }

@@ -1,13 +1,13 @@
 // The shared benchmark workloads (../shared/bench), built by hoist and by rootless buildah in the
-// same run, each cold build on an empty store. Wall time and peak RSS come from /usr/bin/time.
-// The base image is put into each fresh store before the clock starts, for both builders
-// (hoist: imported from the OCI layout; buildah: pulled from a local registry).
+// same run, each cold build on an empty store, as ../shared/bench/README.md says. Wall time and peak
+// RSS come from /usr/bin/time. Getting the base images is timed for both: buildah pulls them from a
+// local registry; hoist, which cannot pull yet, loads their OCI layouts (hoist load). W6 is also
+// rebuilt with nothing changed and with its copied file changed, on the warm store.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
-import { makeBusyboxLayout } from '../support/hoist.ts';
+import { makeBusyboxLayout, removeTree } from '../support/hoist.ts';
 import { repoRoot, sharedDir } from '../support/paths.ts';
 import { startRegistry } from '../support/registry.ts';
 
@@ -21,6 +21,12 @@ export interface WorkloadResult {
   hoist: Measurement;
   buildah?: Measurement;
 }
+
+/** Several commands as one measurement: times added, the largest peak. */
+const total = (measurements: Measurement[]): Measurement => ({
+  seconds: measurements.reduce((sum, m) => sum + m.seconds, 0),
+  peakMB: Math.max(...measurements.map((m) => m.peakMB)),
+});
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -36,51 +42,80 @@ function timed(command: string, args: string[]): Measurement {
 
 const hasBuildah = (): boolean => spawnSync('buildah', ['--version']).status === 0;
 
+/** The Debian base (W2) as an OCI layout, made as make-base.sh makes it. */
+function makeDebianLayout(work: string): string {
+  const tarball = join(work, 'bookworm.tar');
+  execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
+  execFileSync('python3', [join(sharedDir, 'bench', 'lib', 'tar2oci.py'), tarball, join(work, 'debian'), 'bookworm', 'bash'], { stdio: 'pipe' });
+  rmSync(tarball);
+  return join(work, 'debian');
+}
+
 export async function benchWorkloads(workloads: string[], runs: number, log: (line: string) => void): Promise<WorkloadResult[]> {
   const work = mkdtempSync(join(tmpdir(), 'hoist-bench-'));
   const registry = await startRegistry();
   try {
-    const busybox = makeBusyboxLayout(join(work, 'busybox'));
-    execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${busybox}:latest`, `docker://${registry.host}/busybox:latest`]);
-    const baseRef = normalizeReference(`${registry.host}/busybox:latest`);
+    const bases = [{ layout: makeBusyboxLayout(join(work, 'busybox')), tag: 'latest', name: 'busybox:latest' }];
+    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: makeDebianLayout(work), tag: 'bookworm', name: 'debian:bookworm' });
+    for (const base of bases) {
+      execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${base.layout}:${base.tag}`, `docker://${registry.host}/${base.name}`]);
+    }
     const results: WorkloadResult[] = [];
     for (const workload of workloads) {
       const source = join(sharedDir, 'bench', 'workloads', workload);
       const context = join(work, `${workload}-context`);
       execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
       const dockerfile = join(source, 'Dockerfile');
-      const hoistRuns: Measurement[] = [];
-      const buildahRuns: Measurement[] = [];
+      const tag = `bench/${workload.toLowerCase()}`;
+      const runsOf: Record<string, Measurement[]> = {};
+      const record = (key: string, measurement: Measurement): void => {
+        (runsOf[key] ??= []).push(measurement);
+        log(`${workload} ${key} run ${runsOf[key]!.length}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMB.toFixed(0)} MB`);
+      };
+      const rebuilds = workload.startsWith('W6');
       for (let run = 0; run < runs; run++) {
         const root = join(work, `hoist-${workload}-${run}`);
-        const store = await Store.open(root);
-        const [base] = await importOciLayout(store, busybox, 'latest');
-        await store.tag(baseRef, base!.image.descriptor);
-        hoistRuns.push(timed(join(repoRoot, 'bin', 'hoist'), [
-          'build', '--root', root, '-q', '-f', dockerfile, '--build-arg', `REGISTRY=${registry.host}`, '-t', `bench/${workload.toLowerCase()}`, context,
-        ]));
-        rmSync(root, { recursive: true, force: true });
-        log(`${workload} hoist run ${run + 1}: ${hoistRuns.at(-1)!.seconds.toFixed(2)} s, ${hoistRuns.at(-1)!.peakMB.toFixed(0)} MB`);
+        const hoist = join(repoRoot, 'bin', 'hoist');
+        const loads = bases.map((base) => timed(hoist, ['load', '--root', root, '-t', `${registry.host}/${base.name}`, `${base.layout}:${base.tag}`]));
+        const hoistBuild = ['build', '--root', root, '-q', '-f', dockerfile, '--build-arg', `REGISTRY=${registry.host}`, '-t', tag, context];
+        record('hoist', total([...loads, timed(hoist, hoistBuild)]));
+        if (rebuilds) {
+          record('hoist no-change', timed(hoist, hoistBuild));
+          execFileSync('sh', [join(source, 'prepare.sh'), context, '2']);
+          record('hoist one-file', timed(hoist, hoistBuild));
+          execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
+        }
+        removeTree(root);
 
         if (!hasBuildah()) continue;
         const buildahRoot = join(work, `buildah-${workload}-${run}`);
         const storage = ['--root', join(buildahRoot, 'root'), '--runroot', join(buildahRoot, 'run'), '--storage-driver', 'overlay'];
-        execFileSync('buildah', [...storage, 'pull', '--quiet', '--tls-verify=false', `docker://${registry.host}/busybox:latest`], { stdio: 'ignore' });
-        buildahRuns.push(timed('buildah', [
+        const buildahBuild = [
           ...storage, 'bud', '--quiet', '--isolation', 'chroot', '--layers', '--tls-verify=false', '-f', dockerfile,
-          '--build-arg', `REGISTRY=${registry.host}`, '-t', `bench/${workload.toLowerCase()}`, context,
-        ]));
+          '--build-arg', `REGISTRY=${registry.host}`, '-t', tag, context,
+        ];
+        record('buildah', timed('buildah', buildahBuild));
+        if (rebuilds) {
+          record('buildah no-change', timed('buildah', buildahBuild));
+          execFileSync('sh', [join(source, 'prepare.sh'), context, '2']);
+          record('buildah one-file', timed('buildah', buildahBuild));
+          execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
+        }
         // Rootless buildah's files belong to sub-ids: remove them from inside its namespace.
         spawnSync('buildah', ['unshare', 'rm', '-rf', buildahRoot]);
         if (existsSync(buildahRoot)) rmSync(buildahRoot, { recursive: true, force: true });
-        log(`${workload} buildah run ${run + 1}: ${buildahRuns.at(-1)!.seconds.toFixed(2)} s, ${buildahRuns.at(-1)!.peakMB.toFixed(0)} MB`);
       }
       const summary = (list: Measurement[]): Measurement => ({ seconds: median(list.map((m) => m.seconds)), peakMB: median(list.map((m) => m.peakMB)) });
-      results.push({ workload, hoist: summary(hoistRuns), ...(buildahRuns.length ? { buildah: summary(buildahRuns) } : {}) });
+      for (const variant of ['', ' no-change', ' one-file']) {
+        const hoist = runsOf[`hoist${variant}`];
+        if (!hoist) continue;
+        const buildah = runsOf[`buildah${variant}`];
+        results.push({ workload: `${workload}${variant}`, hoist: summary(hoist), ...(buildah ? { buildah: summary(buildah) } : {}) });
+      }
     }
     return results;
   } finally {
     await registry.stop();
-    rmSync(work, { recursive: true, force: true });
+    removeTree(work);
   }
 }
