@@ -1,7 +1,9 @@
 // gzip on every core, as pigz does it: the input is cut into 1 MiB blocks, each compressed in
 // zlib's thread pool with the previous block's last 32 KiB as its dictionary and ended with a
-// sync flush, so the blocks join into one deflate stream in one gzip member. The output depends
-// only on the input and the level, never on timing, so layer digests stay reproducible.
+// sync flush, so the blocks join into one deflate stream in one gzip member. A block that looks
+// incompressible (random or already compressed data) is stored instead of deflated, which is
+// nearly free. The output depends only on the input and the level, never on timing, so layer
+// digests stay reproducible.
 import { availableParallelism } from 'node:os';
 import { constants, crc32, deflateRaw } from 'node:zlib';
 
@@ -9,6 +11,24 @@ const BLOCK_SIZE = 1 << 20;
 const WINDOW = 32 * 1024;
 /** Magic, deflate, no flags, mtime 0, no extra flags, OS unix: what `gzip -n` writes. */
 const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+
+const SAMPLE = 4096;
+
+/** Bits per byte of a sample, by its byte histogram: about 8 for random or compressed data. */
+function entropy(sample: Buffer): number {
+  const counts = new Uint32Array(256);
+  for (const byte of sample) counts[byte]!++;
+  let bits = 0;
+  for (const count of counts) if (count > 0) bits -= (count / sample.length) * Math.log2(count / sample.length);
+  return bits;
+}
+
+/** Whether deflate would gain nothing on the block: three samples all look random. */
+function incompressible(block: Buffer): boolean {
+  if (block.length < 3 * SAMPLE) return false;
+  const starts = [0, (block.length - SAMPLE) >> 1, block.length - SAMPLE];
+  return starts.every((start) => entropy(block.subarray(start, start + SAMPLE)) > 7.9);
+}
 
 function compress(block: Buffer, level: number, dictionary: Buffer | undefined, flush: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -51,7 +71,7 @@ export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number
   for await (const block of blocks(source, BLOCK_SIZE)) {
     crc = crc32(block, crc);
     length += block.length;
-    queue(compress(block, level, dictionary, constants.Z_SYNC_FLUSH));
+    queue(compress(block, incompressible(block) ? 0 : level, dictionary, constants.Z_SYNC_FLUSH));
     dictionary = block.subarray(Math.max(0, block.length - WINDOW));
     while (pending.length >= inFlight) yield await pending.shift()!;
   }

@@ -33,3 +33,11 @@ describe('gzipParallel', () => {
     expect(fast.length).toBeLessThan(text.length / 50);
   });
 });
+
+test('incompressible blocks are stored: about the input size, still one valid member', async () => {
+  const random = randomBytes(4 * 1024 * 1024);
+  const compressed = await gzip([random], 6);
+  expect(compressed.length).toBeGreaterThan(random.length);
+  expect(compressed.length).toBeLessThan(random.length * 1.001);
+  expect(execFileSync('gunzip', ['-c'], { input: compressed, maxBuffer: 1 << 26 }).equals(random)).toBe(true);
+});
