@@ -1,6 +1,6 @@
 // Runs a Dockerfile's needed stages, instruction by instruction, into an image in the store.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
@@ -11,8 +11,8 @@ import {
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
-  applyLayers, normalizeReference, readImage, readImageFile, upperDirEntries, writeImage, writeLayer,
-  type HistoryEntry, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
+  applyLayers, changedEntries, normalizeReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
+  type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
 } from '../layers/index.ts';
 import { readXattrs, runStep, writeXattrs } from '../userns-native/index.ts';
 import { loadContext, type BuildContext } from './context.ts';
@@ -86,6 +86,8 @@ class BuildRun {
   private readonly madeHere = new Set<string>();
   private readonly layerDirs = new Map<string, Promise<string>>();
   private sandbox?: Promise<string>;
+  /** Set where the kernel refuses overlay mounts (or by HOIST_NO_OVERLAY=1): RUN then copies. */
+  private noOverlay = process.env.HOIST_NO_OVERLAY === '1';
   private step = 0;
   private readonly totalSteps: number;
 
@@ -300,7 +302,6 @@ class BuildRun {
     const container = state.config.config;
     const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
     const user = await this.resolveUser(state, container.User || '0');
-    const lower = await this.lowerDirs(state);
     const sandbox = await this.sandboxDir();
     const step = await this.tempDir('run');
     const [upper, work, rootfs] = ['upper', 'work', 'rootfs'].map((name) => join(step, name)) as [string, string, string];
@@ -312,30 +313,43 @@ class BuildRun {
     }
     let tail = '';
     const lines = new LinePrefixer(`[${this.stageLabel(planned)}] `, (chunk) => this.request.output?.(chunk));
-    const result = await runStep({
-      lower, upper, work, rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user,
-      binds,
-      env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' : 'host', argv,
+    const common = {
+      rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, binds,
+      env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' as const : 'host' as const, argv,
       signal: this.cancelled.signal,
-      output: (chunk) => {
+      output: (chunk: Buffer) => {
         lines.write(chunk);
         tail = (tail + chunk.toString('utf8')).slice(-4000);
       },
-    });
+    };
+    const warn = (message: string): void => this.request.log(`warning: ${message}`);
+    let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower: await this.lowerDirs(state), upper, work } } });
+    if (result?.noOverlay) {
+      warn('overlay mounts are not available here: each RUN works on a copy of the image, which is slower');
+      this.noOverlay = true;
+    }
+    let before: Snapshot | undefined;
+    if (this.noOverlay) {
+      await applyLayers(this.store, state.layers, rootfs, this.applyOptions());
+      makeMountPoints(rootfs);
+      before = snapshot(rootfs);
+      result = await runStep({ ...common, root: { copied: true } });
+    }
     lines.end();
-    if (result.exitCode !== 0) {
-      const how = result.signal !== undefined ? `was killed by signal ${result.signal}` : `exited with code ${result.exitCode}`;
+    if (result!.exitCode !== 0) {
+      const how = result!.signal !== undefined ? `was killed by signal ${result!.signal}` : `exited with code ${result!.exitCode}`;
       const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
       throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}`);
     }
-    const warn = (message: string): void => this.request.log(`warning: ${message}`);
-    const entries = upperDirEntries(upper, { xattrs: await readXattrs(upper), warn });
+    const changed = before ? rootfs : upper;
+    const diffOptions = { xattrs: await readXattrs(changed), warn };
+    const entries = before ? changedEntries(rootfs, before, diffOptions) : upperDirEntries(upper, diffOptions);
     const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
     const createdBy = `RUN ${args.length ? `|${args.length} ${args.join(' ')} ` : ''}${argv.join(' ')} # buildkit`;
     // A RUN that changes nothing adds history but no layer, as Docker does.
     if (entries.length === 0) return this.historyEntry(state, createdBy, true);
     const layer = await this.addLayer(state, entries, createdBy);
-    this.layerDirs.set(layer.diffId, Promise.resolve(upper));
+    if (!before) this.layerDirs.set(layer.diffId, Promise.resolve(upper));
   }
 
   /** Overlay lower dirs, topmost first: this build's layers one by one, the image below merged. */
@@ -538,6 +552,19 @@ function runCommand(run: RunInstruction, shell: string[]): { argv: string[]; scr
     return { argv: [path], script: { path, content: first!.content } };
   }
   return { argv: [...shell, run.heredocs.reduce((full, heredoc) => `${full}\n${heredoc.content}${heredoc.name}`, line)] };
+}
+
+/**
+ * The mount points a step needs, made in a copied root before its snapshot, so they never count
+ * as changes. Nothing is made through a symlink: the step then fails to find its mount point.
+ */
+function makeMountPoints(rootfs: string): void {
+  const realDirectory = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  for (const dir of ['proc', 'dev', 'sys', 'etc']) if (!lstatSync(join(rootfs, dir), { throwIfNoEntry: false })) mkdirSync(join(rootfs, dir), 0o755);
+  if (!realDirectory(join(rootfs, 'etc'))) return;
+  for (const name of ['hosts', 'resolv.conf', 'hostname']) {
+    if (!lstatSync(join(rootfs, 'etc', name), { throwIfNoEntry: false })) writeFileSync(join(rootfs, 'etc', name), '', { mode: 0o644 });
+  }
 }
 
 function withDefaultPath(env: string[]): string[] {

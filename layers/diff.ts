@@ -1,7 +1,8 @@
-// What a RUN changed, read from its overlay upper directory: new and changed files as they are,
-// deletions (overlay's 0/0 character devices) as `.wh.NAME`, directories overlay made opaque as
-// `.wh..wh..opq`, files sharing an inode as tar hardlinks, and xattrs except overlay's own.
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+// What a RUN changed, as layer entries: new and changed files as they are, deletions as
+// `.wh.NAME`, replaced directories as `.wh..wh..opq`, files sharing an inode as tar hardlinks, and
+// xattrs except overlay's own. Read from an overlay upper dir, or, where overlay is unavailable,
+// from a copied root compared with a snapshot taken before the step.
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from './entry.ts';
 import { sortEntries } from './layer.ts';
@@ -51,7 +52,11 @@ export function upperDirEntries(upper: string, options: UpperDirOptions): LayerE
   };
   walk(upper, '');
 
-  // The first path of an inode, in the layer's order, holds the content; the others link to it.
+  return withHardlinks(entries, inodes);
+}
+
+/** The first path of an inode, in the layer's order, holds the content; the others link to it. */
+function withHardlinks(entries: LayerEntry[], inodes: Map<LayerEntry, string>): LayerEntry[] {
   const firstPath = new Map<string, string>();
   return sortEntries(entries).map((entry) => {
     const inode = inodes.get(entry);
@@ -64,4 +69,83 @@ export function upperDirEntries(upper: string, options: UpperDirOptions): LayerE
     const { source: _source, size: _size, ...link } = entry;
     return { ...link, type: 'hardlink', linkname: first };
   });
+}
+
+/**
+ * Identity and change time of every path under a root, before a step runs on it. An inode number
+ * alone is no identity: a file system reuses a freed one at once, so the birth time goes with it.
+ */
+export type Snapshot = Map<string, { ino: bigint; birth: bigint; ctime: bigint; directory: boolean }>;
+
+export function snapshot(root: string): Snapshot {
+  const result: Snapshot = new Map();
+  const walk = (dir: string, rel: string): void => {
+    for (const name of readdirSync(dir)) {
+      const abs = join(dir, name);
+      const path = rel ? `${rel}/${name}` : name;
+      const stats = lstatSync(abs, { bigint: true });
+      result.set(path, { ino: stats.ino, birth: stats.birthtimeNs, ctime: stats.ctimeNs, directory: stats.isDirectory() });
+      if (stats.isDirectory()) walk(abs, path);
+    }
+  };
+  walk(root, '');
+  return result;
+}
+
+/**
+ * The entries for what changed under `root` since `before`. The change time is the truth (no
+ * user-space call can set it back): a path whose inode or change time differs was written. A
+ * directory with a new inode replaced the old one: it is opaque, with all it holds. Every changed
+ * path's parent directories come along, as in an overlay upper dir.
+ */
+export function changedEntries(root: string, before: Snapshot, options: UpperDirOptions): LayerEntry[] {
+  const entries = new Map<string, LayerEntry>();
+  const inodes = new Map<LayerEntry, string>();
+  const seen = new Set<string>();
+  const add = (abs: string, path: string, stats: BigIntStats): void => {
+    const xattrs = Object.fromEntries(Object.entries(options.xattrs.get(abs) ?? {}).filter(([key]) => !OVERLAY_XATTR.test(key)));
+    const common = { path, mode: Number(stats.mode & 0o7777n), uid: Number(stats.uid), gid: Number(stats.gid), mtime: Number(stats.mtimeMs / 1000n), ...(Object.keys(xattrs).length ? { xattrs } : {}) };
+    if (stats.isDirectory()) entries.set(path, { ...common, type: 'directory' });
+    else if (stats.isSymbolicLink()) entries.set(path, { ...common, type: 'symlink', linkname: readlinkSync(abs) });
+    else if (stats.isFile()) {
+      const entry: LayerEntry = { ...common, type: 'file', size: Number(stats.size), source: abs };
+      entries.set(path, entry);
+      if (stats.nlink > 1n) inodes.set(entry, `${stats.dev}:${stats.ino}`);
+    } else options.warn(`sockets, FIFOs and device nodes made by RUN are left out of the layer (such as /${path})`);
+  };
+  const addParents = (path: string): void => {
+    for (let slash = path.indexOf('/'); slash >= 0; slash = path.indexOf('/', slash + 1)) {
+      const parent = path.slice(0, slash);
+      if (!entries.has(parent)) add(join(root, parent), parent, lstatSync(join(root, parent), { bigint: true }));
+    }
+  };
+  const walk = (dir: string, rel: string, allNew: boolean): void => {
+    for (const name of readdirSync(dir)) {
+      const abs = join(dir, name);
+      const path = rel ? `${rel}/${name}` : name;
+      const stats = lstatSync(abs, { bigint: true });
+      seen.add(path);
+      const old = before.get(path);
+      const replaced = old !== undefined && (old.ino !== stats.ino || old.birth !== stats.birthtimeNs || old.directory !== stats.isDirectory());
+      const changed = allNew || old === undefined || replaced || old.ctime !== stats.ctimeNs;
+      if (changed) {
+        addParents(path);
+        add(abs, path, stats);
+        if (replaced && stats.isDirectory()) entries.set(`${path}/${OPAQUE_MARKER}`, { path: `${path}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0, mtime: Number(stats.mtimeMs / 1000n), size: 0 });
+      }
+      if (stats.isDirectory()) walk(abs, path, allNew || old === undefined || replaced);
+    }
+  };
+  walk(root, '', false);
+  for (const [path] of before) {
+    if (seen.has(path)) continue;
+    const slash = path.lastIndexOf('/');
+    const parent = slash < 0 ? '' : path.slice(0, slash);
+    // Only the topmost deleted path needs a whiteout; a replaced parent is opaque already.
+    if (parent !== '' && (!seen.has(parent) || entries.has(`${parent}/${OPAQUE_MARKER}`))) continue;
+    const whiteout = `${parent ? `${parent}/` : ''}${WHITEOUT_PREFIX}${path.slice(slash + 1)}`;
+    if (parent) addParents(whiteout);
+    entries.set(whiteout, { path: whiteout, type: 'file', mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 });
+  }
+  return withHardlinks([...entries.values()], inodes);
 }

@@ -9,4 +9,4 @@ export { readTar, type TarHeader } from './tar.ts';
 export { writeOciLayout, writeDockerArchive, type Named } from './export.ts';
 export { parseReference, formatReference, familiarReference, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
-export { upperDirEntries } from './diff.ts';
+export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';

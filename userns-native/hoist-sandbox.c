@@ -15,9 +15,10 @@
  *
  *   hoist-sandbox run [OPTIONS] -- CMD...
  *     Runs one RUN step: new mount, pid, ipc and uts namespaces (and net with --network none);
- *     the root an overlay of --lower dirs under a fresh --upper; /proc, a minimal /dev and the
- *     --bind files mounted; pivot_root; then the user, groups, directory and environment.
- *     The step's end is written to --status-fd as "exit N" or "signal N".
+ *     the root an overlay of --lower dirs under a fresh --upper (or, with --copied-root, the
+ *     --rootfs directory itself, which hoist filled); /proc, a minimal /dev and the --bind files
+ *     mounted; pivot_root; then the user, groups, directory and environment. The step's end is
+ *     written to --status-fd as "exit N", "signal N", or "no-overlay" when overlay is unavailable.
  *
  * Setup is a list of steps applied in order; every call is checked, and a failure ends the
  * program with the step that failed and why.
@@ -181,6 +182,7 @@ static int enter(char **command) {
 
 struct run_options {
   const char *rootfs, *lower, *upper, *work, *cwd, *hostname, *network;
+  int copied_root;
   const char *binds[MAX_ITEMS];
   int bind_count;
   char *env[MAX_ITEMS + 1];
@@ -334,11 +336,22 @@ static void setup_and_run(struct run_options *o, char **command) {
   /* The step dies with hoist. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
-  if ((size_t)snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", o->lower, o->upper, o->work) >= sizeof data) {
-    errno = 0;
-    die("too many lower layers for one overlay mount");
+  if (o->copied_root) {
+    /* pivot_root needs a mount point. */
+    if (mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind the root filesystem");
+  } else {
+    if ((size_t)snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", o->lower, o->upper, o->work) >= sizeof data) {
+      errno = 0;
+      die("too many lower layers for one overlay mount");
+    }
+    if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) {
+      if (errno == EPERM || errno == EINVAL || errno == ENODEV || errno == ENOTSUP) {
+        dprintf(o->status_fd, "no-overlay\n");
+        _exit(125);
+      }
+      die("mount the overlay root filesystem");
+    }
   }
-  if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) die("mount the overlay root filesystem");
   int root = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) die("open %s", o->rootfs);
   mount_in_root(root, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -383,6 +396,7 @@ static int run(int argc, char **argv) {
     else if (!strcmp(key, "--cwd")) o.cwd = value;
     else if (!strcmp(key, "--hostname")) o.hostname = value;
     else if (!strcmp(key, "--network")) o.network = value;
+    else if (!strcmp(key, "--copied-root")) o.copied_root = !strcmp(value, "yes");
     else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_id(value, "uid");
     else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_id(value, "gid");
     else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_id(value, "fd");
@@ -392,7 +406,7 @@ static int run(int argc, char **argv) {
     else die("unknown or repeated too often: %s", key);
   }
   if (i >= argc - 1) die("usage: hoist-sandbox run OPTIONS -- COMMAND...");
-  if (!o.rootfs || !o.lower || !o.upper || !o.work) die("run needs --rootfs, --lower, --upper and --work");
+  if (!o.rootfs || (!o.copied_root && (!o.lower || !o.upper || !o.work))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;
   if (unshare(flags) < 0) die("unshare namespaces");

@@ -11,11 +11,11 @@ function helper(): string {
 }
 
 export interface StepOptions {
-  /** Lower layer directories, topmost first. */
-  lower: string[];
-  upper: string;
-  work: string;
-  /** An empty directory to mount the root filesystem on. */
+  /**
+   * The root filesystem: an overlay of lower layer directories (topmost first) under a fresh upper
+   * dir, mounted on the empty directory `rootfs`; or `rootfs` itself, filled by the caller.
+   */
+  root: { overlay: { lower: string[]; upper: string; work: string } } | { copied: true };
   rootfs: string;
   /** Host files to bind over paths of the root filesystem (`/etc/hosts`...). */
   binds: { source: string; target: string }[];
@@ -36,12 +36,17 @@ export interface StepOptions {
 export interface StepResult {
   exitCode?: number;
   signal?: number;
+  /** The kernel refused the overlay mount: the caller may run the step on a copied root. */
+  noOverlay?: boolean;
 }
 
 /** Runs one RUN step in its sandbox and reports how its command ended. */
 export function runStep(options: StepOptions): Promise<StepResult> {
+  const root = 'overlay' in options.root
+    ? ['--lower', options.root.overlay.lower.join(':'), '--upper', options.root.overlay.upper, '--work', options.root.overlay.work]
+    : ['--copied-root', 'yes'];
   const args = [
-    'run', '--rootfs', options.rootfs, '--lower', options.lower.join(':'), '--upper', options.upper, '--work', options.work,
+    'run', '--rootfs', options.rootfs, ...root,
     '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
     '--network', options.network, '--status-fd', '3',
     ...options.groups.flatMap((group) => ['--group', String(group)]),
@@ -49,7 +54,8 @@ export function runStep(options: StepOptions): Promise<StepResult> {
     ...options.env.flatMap((entry) => ['--env', entry]),
     '--', ...options.argv,
   ];
-  for (const dir of options.lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
+  const lower = 'overlay' in options.root ? options.root.overlay.lower : [];
+  for (const dir of lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
   return new Promise((resolve, reject) => {
     const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: options.signal, killSignal: 'SIGKILL' });
     let status = '';
@@ -58,6 +64,7 @@ export function runStep(options: StepOptions): Promise<StepResult> {
     child.stdio[3]!.on('data', (chunk: Buffer) => (status += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
+      if (/^no-overlay$/m.test(status)) return resolve({ noOverlay: true });
       const match = /^(exit|signal) (\d+)$/m.exec(status);
       if (!match) return reject(new Error(`the sandbox failed before the command ran (exit code ${code})`));
       resolve(match[1] === 'exit' ? { exitCode: Number(match[2]) } : { signal: Number(match[2]) });

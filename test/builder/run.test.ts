@@ -113,6 +113,17 @@ describe('RUN', () => {
     }
   });
 
+  test('where overlay is unavailable, a copied root and a snapshot give the same layer', () => {
+    const ctx = context('copied', changes);
+    const layerRows = (env: Record<string, string>, name: string): string[] => {
+      const out = join(dir, name);
+      const built = hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, ctx], { env });
+      if (env.HOIST_NO_OVERLAY) expect(built.stderr).not.toContain('[stage-0] hoist-sandbox');
+      return listing(ociLayers(out)[2]!).sort();
+    };
+    expect(layerRows({ HOIST_NO_OVERLAY: '1' }, 'copied-oci')).toEqual(layerRows({}, 'overlay-oci'));
+  });
+
   test('a RUN that changes nothing adds history but no layer', () => {
     const out = join(dir, 'nothing');
     hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, context('nothing', 'FROM busybox\nRUN true\nRUN ["/bin/sh", "-c", "exit 0"]\n')]);
