@@ -339,7 +339,10 @@ class BuildRun {
     if (result!.exitCode !== 0) {
       const how = result!.signal !== undefined ? `was killed by signal ${result!.signal}` : `exited with code ${result!.exitCode}`;
       const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
-      throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}`);
+      const hint = process.env.HOIST_SINGLE_ID === '1'
+        ? '\n(only your own user and group ids are mapped, so chown to any other id fails: give your user a range in /etc/subuid and /etc/subgid)'
+        : '';
+      throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
     }
     const changed = before ? rootfs : upper;
     const diffOptions = { xattrs: await readXattrs(changed), warn };

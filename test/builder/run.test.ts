@@ -124,6 +124,14 @@ describe('RUN', () => {
     expect(layerRows({ HOIST_NO_OVERLAY: '1' }, 'copied-oci')).toEqual(layerRows({}, 'overlay-oci'));
   });
 
+  test('COPY --from keeps the owners a stage gave its files, as BuildKit does', () => {
+    const out = join(dir, 'from-owners');
+    hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, context('from-owners', [
+      'FROM busybox AS made', 'RUN mkdir /out && touch /out/f && chown 1234:4321 /out/f', 'FROM scratch', 'COPY --from=made /out/f /f',
+    ].join('\n'))]);
+    expect(listing(ociLayers(out)[0]!)).toEqual(['-rw-r--r-- 1234/4321 f']);
+  });
+
   test('a RUN that changes nothing adds history but no layer', () => {
     const out = join(dir, 'nothing');
     hoistOk(['build', '--root', root, '--output', `type=oci,dest=${out},tar=false`, context('nothing', 'FROM busybox\nRUN true\nRUN ["/bin/sh", "-c", "exit 0"]\n')]);
