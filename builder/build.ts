@@ -11,9 +11,10 @@ import {
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
-  applyLayers, changedEntries, normalizeReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
+  applyLayers, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
   type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
 } from '../layers/index.ts';
+import { pull, RegistryClient } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs } from '../userns-native/index.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
@@ -37,6 +38,10 @@ export interface BuildRequest {
   output?: (chunk: Buffer) => void;
   /** Stages built at the same time (default: the number of cores). */
   jobs?: number;
+  /** Pull base images even when the store has them (`--pull`). */
+  pull?: boolean;
+  /** Registries reached over plain HTTP besides loopback ones. */
+  insecureRegistries?: string[];
 }
 
 const HOSTNAME = 'hoist';
@@ -178,10 +183,16 @@ class BuildRun {
     return this.localImage(planned.base.ref, planned.platform);
   }
 
+  /** An image from the store, pulled first when it is not there (or always, with --pull). */
   private async localImage(ref: string, platform: Platform): Promise<Image> {
-    const descriptor = await this.store.resolve(normalizeReference(ref));
-    if (!descriptor) throw new BuildError(`image "${ref}" is not in the local store (${this.store.root}); pulling from a registry is not supported yet`);
-    return readImage(this.store, descriptor, platform);
+    const name = normalizeReference(ref);
+    const descriptor = this.request.pull ? undefined : await this.store.resolve(name);
+    if (descriptor) return readImage(this.store, descriptor, platform);
+    this.request.log(`pulling ${name}`);
+    const parsed = parseReference(name);
+    const image = await pull(this.store, parsed, platform, new RegistryClient(parsed.domain, { insecureRegistries: this.request.insecureRegistries ?? [] }));
+    if (!parsed.digest) await this.store.tag(name, image.descriptor);
+    return image;
   }
 
   private historyEntry(state: StageState, createdBy: string, emptyLayer: boolean): void {

@@ -1,0 +1,166 @@
+// An OCI distribution client for one registry host, on undici: the scheme (HTTPS, or plain HTTP
+// for loopback and --insecure-registry hosts), auth (anonymous, Basic, Bearer tokens from
+// WWW-Authenticate, reused until they expire), redirects that never carry credentials to another
+// host, and retries with backoff on 429, 5xx and dropped connections.
+import { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
+import { findCredentials, type Credentials } from './credentials.ts';
+
+export class RegistryError extends Error {
+  readonly status: number | undefined;
+
+  constructor(message: string, status?: number) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export interface ClientOptions {
+  /** Hosts reached over plain HTTP besides loopback ones. */
+  insecureRegistries?: string[];
+  credentials?: Credentials;
+}
+
+interface Token {
+  value: string;
+  expires: number;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+export interface RequestOptions {
+  method?: Dispatcher.HttpMethod;
+  headers?: Record<string, string>;
+  /** A body that can be made again for a retry or after an auth challenge. */
+  body?: () => Readable | Buffer | string;
+  /** The token scope: `repository:NAME:pull` or `repository:NAME:pull,push`. */
+  scope: string;
+  /** Status codes that are not errors for this call (404 for a HEAD, say). */
+  accept?: number[];
+}
+
+const RETRIES = 4;
+const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])(:\d+)?$/;
+
+/** The host Docker really talks to for a name's domain. */
+function endpointHost(domain: string): string {
+  return domain === 'docker.io' ? 'registry-1.docker.io' : domain;
+}
+
+export class RegistryClient {
+  readonly domain: string;
+  private readonly base: string;
+  private readonly credentials: Credentials | undefined;
+  private readonly tokens = new Map<string, Token>();
+  private basic = false;
+
+  constructor(domain: string, options: ClientOptions = {}) {
+    this.domain = domain;
+    const host = endpointHost(domain);
+    const plain = LOOPBACK.test(host) || (options.insecureRegistries ?? []).includes(domain);
+    this.base = `${plain ? 'http' : 'https'}://${host}`;
+    this.credentials = options.credentials ?? findCredentials(domain);
+  }
+
+  /** Sends a request under `/v2/`, with auth and retries; the caller reads or dumps the body. */
+  async send(path: string, options: RequestOptions): Promise<Response> {
+    let url = `${this.base}/v2/${path}`;
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        response = await this.once(url, options);
+      } catch (error) {
+        if (attempt >= RETRIES || !isTransient(error)) throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${(error as Error).message}`);
+        await backoff(attempt);
+        continue;
+      }
+      if (response.status === 401 && attempt === 0 && (await this.authenticate(response, options.scope))) {
+        continue;
+      }
+      if ([301, 302, 303, 307, 308].includes(response.status) && response.headers.location) {
+        await response.body.dump();
+        url = new URL(String(response.headers.location), url).toString();
+        continue;
+      }
+      if ((response.status === 429 || response.status >= 500) && attempt < RETRIES) {
+        await response.body.dump();
+        await backoff(attempt);
+        continue;
+      }
+      if (response.status >= 400 && !(options.accept ?? []).includes(response.status)) {
+        const text = await response.body.text().catch(() => '');
+        const why = response.status === 401
+          ? (this.credentials ? `the credentials found for ${this.domain} were refused` : `no credentials for ${this.domain} (add them to ~/.docker/config.json or REGISTRY_AUTH_FILE)`)
+          : registryMessage(text);
+        throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${response.status} ${why}`, response.status);
+      }
+      return response;
+    }
+  }
+
+  private async once(url: string, options: RequestOptions): Promise<Response> {
+    const headers: Record<string, string> = { ...options.headers };
+    // Credentials go only to the registry itself, never to a host it redirects to (a CDN).
+    if (url.startsWith(this.base)) {
+      const token = this.tokens.get(options.scope);
+      if (token && token.expires > Date.now()) headers.authorization = `Bearer ${token.value}`;
+      else if (this.basic && this.credentials) headers.authorization = basicHeader(this.credentials);
+    }
+    const { statusCode, headers: responseHeaders, body } = await request(url, {
+      method: options.method ?? 'GET', headers, body: options.body?.(),
+    });
+    return { status: statusCode, headers: responseHeaders, body };
+  }
+
+  /** Answers a 401's challenge; false when there is nothing more to try. */
+  private async authenticate(response: Response, scope: string): Promise<boolean> {
+    await response.body.dump();
+    const challenge = String(response.headers['www-authenticate'] ?? '');
+    if (/^basic/i.test(challenge)) {
+      if (!this.credentials) return false;
+      this.basic = true;
+      return true;
+    }
+    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]));
+    if (!/^bearer/i.test(challenge) || !params.realm) return false;
+    const tokenUrl = new URL(params.realm);
+    if (params.service) tokenUrl.searchParams.set('service', params.service);
+    tokenUrl.searchParams.set('scope', scope);
+    const tokenResponse = await request(tokenUrl, { headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {} });
+    if (tokenResponse.statusCode !== 200) {
+      await tokenResponse.body.dump();
+      throw new RegistryError(`${this.domain}: the token service refused ${this.credentials ? 'your credentials' : 'anonymous access'} for ${scope} (${tokenResponse.statusCode})`, 401);
+    }
+    const body = (await tokenResponse.body.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const value = body.token ?? body.access_token;
+    if (!value) throw new RegistryError(`${this.domain}: the token service answered without a token`);
+    // Renew a little before the registry would refuse it; 60 s is the spec's default lifetime.
+    this.tokens.set(scope, { value, expires: Date.now() + ((body.expires_in ?? 60) - 10) * 1000 });
+    return true;
+  }
+}
+
+const basicHeader = (credentials: Credentials): string =>
+  `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+
+function isTransient(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? '';
+  return ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT'].includes(code);
+}
+
+const backoff = (attempt: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+
+/** The registry's own error text, from its JSON errors body when it has one. */
+function registryMessage(text: string): string {
+  try {
+    const { errors } = JSON.parse(text) as { errors?: { code: string; message: string }[] };
+    if (errors?.length) return errors.map((error) => `${error.code}: ${error.message}`).join('; ');
+  } catch {
+    // not JSON
+  }
+  return text.slice(0, 200);
+}

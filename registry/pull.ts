@@ -1,0 +1,60 @@
+// Pulling an image into the store: manifest negotiation, platform choice from an index, and
+// every blob checked against its digest before it is kept (a mismatch keeps nothing).
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import pLimit from 'p-limit';
+import {
+  formatReference, MediaTypes, readImage, type Descriptor, type Image, type Reference, type Store,
+} from '../layers/index.ts';
+import { RegistryClient, RegistryError } from './client.ts';
+
+const MANIFEST_TYPES = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest];
+const SCHEMA1 = /application\/vnd\.docker\.distribution\.manifest\.v1/;
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** Fetches a manifest or index by tag or digest into the store; returns its descriptor. */
+async function fetchManifest(client: RegistryClient, store: Store, repository: string, reference: string, scope: string): Promise<Descriptor> {
+  const response = await client.send(`${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_TYPES.join(', ') }, scope });
+  const bytes = Buffer.from(await response.body.arrayBuffer());
+  const mediaType = String(response.headers['content-type'] ?? '').split(';')[0]!.trim() || (JSON.parse(bytes.toString()) as { mediaType?: string }).mediaType || '';
+  if (SCHEMA1.test(mediaType)) throw new RegistryError(`${repository}:${reference} is a Docker schema 1 image, which hoist does not read: push it again with a current tool`);
+  const digest = sha256(bytes);
+  if (reference.startsWith('sha256:') && digest !== reference) {
+    throw new RegistryError(`the manifest the registry sent for ${repository}@${reference} has the digest ${digest}: refused`);
+  }
+  await store.writeBlob(Readable.from([bytes]), { expected: digest });
+  return { mediaType, digest, size: bytes.length };
+}
+
+async function fetchBlob(client: RegistryClient, store: Store, repository: string, digest: string, scope: string): Promise<void> {
+  if (await store.hasBlob(digest)) return;
+  const response = await client.send(`${repository}/blobs/${digest}`, { scope });
+  await store.writeBlob(response.body, { expected: digest });
+}
+
+/** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */
+export async function pull(store: Store, ref: Reference, platform: Platform, client = new RegistryClient(ref.domain)): Promise<Image> {
+  const scope = `repository:${ref.path}:pull`;
+  let descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
+  if (descriptor.mediaType === MediaTypes.ociIndex || descriptor.mediaType === MediaTypes.dockerManifestList) {
+    const index = await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest);
+    const chosen = index.manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
+      && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant));
+    if (!chosen) {
+      const have = index.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`);
+      throw new RegistryError(`${formatReference(ref)} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
+    }
+    descriptor = await fetchManifest(client, store, ref.path, chosen.digest, scope);
+  }
+  const manifest = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(descriptor.digest);
+  const limit = pLimit(4);
+  await Promise.all([manifest.config, ...manifest.layers].map((blob) => limit(() => fetchBlob(client, store, ref.path, blob.digest, scope))));
+  return readImage(store, descriptor);
+}

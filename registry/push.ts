@@ -1,0 +1,52 @@
+// Pushing an image: blobs the registry already has are skipped (HEAD), the others uploaded as
+// they are in the store (compressed once, when the layer was made), then the manifest.
+import { createReadStream } from 'node:fs';
+import pLimit from 'p-limit';
+import { type Image, type Reference, type Store } from '../layers/index.ts';
+import { RegistryClient, RegistryError } from './client.ts';
+
+export interface PushResult {
+  digest: string;
+  /** Blobs sent; the others were in the registry already. */
+  uploaded: number;
+}
+
+async function pushBlob(client: RegistryClient, store: Store, repository: string, digest: string, size: number, scope: string): Promise<boolean> {
+  const head = await client.send(`${repository}/blobs/${digest}`, { method: 'HEAD', scope, accept: [404] });
+  await head.body.dump();
+  if (head.status === 200) return false;
+  const started = await client.send(`${repository}/blobs/uploads/`, { method: 'POST', scope });
+  await started.body.dump();
+  const location = started.headers.location;
+  if (!location) throw new RegistryError(`${client.domain}: the registry started an upload without saying where (no Location)`);
+  const upload = new URL(String(location), `http://${client.domain}/v2/`);
+  upload.searchParams.set('digest', digest);
+  // The upload URL may be absolute or below /v2/; send() wants the part after /v2/.
+  const path = upload.pathname.replace(/^\/v2\//, '') + upload.search;
+  const done = await client.send(path, {
+    method: 'PUT', scope,
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    body: () => createReadStream(store.blobPath(digest)),
+  });
+  await done.body.dump();
+  return true;
+}
+
+/** Pushes an image from the store to `ref` (its tag, or its digest alone). */
+export async function push(store: Store, image: Image, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const scope = `repository:${ref.path}:pull,push`;
+  const blobs = [image.manifest.config, ...image.manifest.layers];
+  const limit = pLimit(4);
+  const sent = await Promise.all(blobs.map((blob) => limit(() => pushBlob(client, store, ref.path, blob.digest, blob.size, scope))));
+  await store.readJson(image.descriptor.digest); // the stored bytes are checked against their digest
+  const manifest = store.blobPath(image.descriptor.digest);
+  const response = await client.send(`${ref.path}/manifests/${ref.tag ?? image.descriptor.digest}`, {
+    method: 'PUT', scope,
+    headers: { 'content-type': image.descriptor.mediaType, 'content-length': String(image.descriptor.size) },
+    body: () => createReadStream(manifest),
+  });
+  await response.body.dump();
+  const digest = String(response.headers['docker-content-digest'] ?? image.descriptor.digest);
+  if (digest !== image.descriptor.digest) throw new RegistryError(`the registry stored the manifest as ${digest}, not ${image.descriptor.digest}`);
+  return { digest, uploaded: sent.filter(Boolean).length };
+}

@@ -1,0 +1,80 @@
+// Pull and push against a real registry (Debian's docker-registry) on a free loopback port, with
+// skopeo as the independent judge of what hoist pushed.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { startRegistry, type Registry } from '../support/registry.ts';
+
+let dir: string;
+let registry: Registry;
+let busybox: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'hoist-registry-test-'));
+  registry = await startRegistry();
+  busybox = makeBusyboxLayout(join(dir, 'busybox'));
+  execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${busybox}:latest`, `docker://${registry.host}/base/busybox:1`]);
+});
+afterAll(async () => {
+  await registry.stop();
+  removeTree(dir);
+});
+
+const skopeoInspect = (ref: string, ...flags: string[]) =>
+  JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', ...flags, `docker://${ref}`], { encoding: 'utf8' }));
+
+describe('registry', () => {
+  test('FROM pulls the base, --push sends the image, and skopeo reads back the same digest', () => {
+    const root = join(dir, 'store-a');
+    const ctx = writeContext(dir, 'app', {
+      Dockerfile: `FROM ${registry.host}/base/busybox:1\nRUN echo built > /built.txt\nCOPY app.txt /app.txt\nCMD ["cat", "/app.txt"]\n`,
+      'app.txt': 'hello registry\n',
+    });
+    const meta = join(dir, 'meta.json');
+    const built = hoistOk(['build', '--root', root, '-t', `${registry.host}/team/app:1`, '-t', `${registry.host}/team/app:latest`, '--push', '--metadata-file', meta, ctx]);
+    expect(built.stderr).toContain(`pulling ${registry.host}/base/busybox:1`);
+    expect(built.stderr).toMatch(new RegExp(`pushed ${registry.host}/team/app:1@sha256:[a-f0-9]{64} \\(4 of 4 blobs uploaded\\)`));
+    expect(built.stderr).toMatch(/pushed .*app:latest@sha256:[a-f0-9]{64} \(0 of 4 blobs uploaded\)/);
+    const digest = JSON.parse(readFileSync(meta, 'utf8'))['containerimage.digest'];
+    expect(skopeoInspect(`${registry.host}/team/app:1`).Digest).toBe(digest);
+    expect(skopeoInspect(`${registry.host}/team/app:latest`, '--config').config.Cmd).toEqual(['cat', '/app.txt']);
+
+    // Pushing again sends no blob; another store pulls it back whole.
+    expect(hoistOk(['push', '--root', root, `${registry.host}/team/app:1`]).stderr).toContain('(0 of 4 blobs uploaded)');
+    const other = join(dir, 'store-b');
+    expect(hoistOk(['pull', '--root', other, `${registry.host}/team/app:1`]).stdout.trim()).toBe(digest);
+    hoistOk(['build', '--root', other, '--output', `type=local,dest=${dir}/pulled-fs`, writeContext(dir, 'child', { Dockerfile: `FROM ${registry.host}/team/app:1\n` })]);
+    expect(readFileSync(join(dir, 'pulled-fs', 'built.txt'), 'utf8')).toBe('built\n');
+    expect(hoistOk(['pull', '--root', other, `${registry.host}/team/app@${digest}`]).stdout.trim()).toBe(digest);
+  });
+
+  test('a missing image and a missing repository are clear errors', () => {
+    const failed = hoist(['pull', '--root', join(dir, 'store-c'), `${registry.host}/nothing/here:1`]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/404 MANIFEST_UNKNOWN|404 NAME_UNKNOWN/);
+  });
+
+  test('Basic auth from ~/.docker/config.json; without it the registry refuses', async () => {
+    const secured = await startRegistry({ basicAuth: { username: 'ci', password: 's3cret-pass' } });
+    try {
+      const root = join(dir, 'store-auth');
+      hoistOk(['load', '--root', root, '-t', `${secured.host}/base/busybox:1`, `${busybox}:latest`]);
+      const denied = hoist(['push', '--root', root, `${secured.host}/base/busybox:1`]);
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain(`401 no credentials for ${secured.host}`);
+      const dockerConfig = join(dir, 'docker-config');
+      execFileSync('mkdir', ['-p', dockerConfig]);
+      writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from('ci:s3cret-pass').toString('base64') } } }));
+      const pushed = hoistOk(['push', '--root', root, `${secured.host}/base/busybox:1`], { env: { DOCKER_CONFIG: dockerConfig } });
+      expect(pushed.stderr).toContain('(2 of 2 blobs uploaded)');
+      expect(pushed.stderr + pushed.stdout).not.toContain('s3cret-pass');
+      const copied = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--creds', 'ci:s3cret-pass', `docker://${secured.host}/base/busybox:1`], { encoding: 'utf8' });
+      expect(JSON.parse(copied).Digest).toBe(pushed.stdout.trim());
+    } finally {
+      await secured.stop();
+    }
+  });
+});
