@@ -14,7 +14,7 @@ import {
   applyLayers, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
   type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
 } from '../layers/index.ts';
-import { pull, RegistryClient } from '../registry/index.ts';
+import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs } from '../userns-native/index.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
@@ -40,8 +40,8 @@ export interface BuildRequest {
   jobs?: number;
   /** Pull base images even when the store has them (`--pull`). */
   pull?: boolean;
-  /** Registries reached over plain HTTP besides loopback ones. */
-  insecureRegistries?: string[];
+  /** How registries are reached (plain-HTTP hosts, extra CAs). */
+  registry?: ClientOptions;
 }
 
 const HOSTNAME = 'hoist';
@@ -190,7 +190,7 @@ class BuildRun {
     if (descriptor) return readImage(this.store, descriptor, platform);
     this.request.log(`pulling ${name}`);
     const parsed = parseReference(name);
-    const image = await pull(this.store, parsed, platform, new RegistryClient(parsed.domain, { insecureRegistries: this.request.insecureRegistries ?? [] }));
+    const image = await pull(this.store, parsed, platform, new RegistryClient(parsed.domain, this.request.registry));
     if (!parsed.digest) await this.store.tag(name, image.descriptor);
     return image;
   }

@@ -5,7 +5,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
-import { pull, push, RegistryClient } from '../registry/index.ts';
+import { pull, push, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import {
   applyLayers, familiarReference, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
   type Image, type Named,
@@ -55,14 +55,15 @@ Options:
       --push               Push the image to every -t REF
       --pull               Pull base images even when the store has them
       --insecure-registry HOST  Reach HOST over plain HTTP (loopback hosts always are)
+      --tls-ca FILE        Trust the CAs in FILE too (SSL_CERT_FILE is read as well)
   -q, --quiet              Print only the image ID
       --root DIR           Store location`,
   images: 'Usage: hoist images [--root DIR]\n\nList images in the local store.',
   inspect: 'Usage: hoist inspect [--root DIR] REF\n\nShow an image\'s manifest and config as JSON.',
   save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to an OCI image-layout tarball (default) or a `docker load` archive.',
   rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
-  push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... REF [DEST]\n\nPush an image from the local store to REF, or to DEST.',
-  pull: 'Usage: hoist pull [--root DIR] [--platform P] [--insecure-registry HOST]... REF\n\nPull an image into the local store.',
+  push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... [--tls-ca FILE] REF [DEST]\n\nPush an image from the local store to REF, or to DEST.',
+  pull: 'Usage: hoist pull [--root DIR] [--platform P] [--insecure-registry HOST]... [--tls-ca FILE] REF\n\nPull an image into the local store.',
   load: 'Usage: hoist load [--root DIR] [-t NAME] PATH[:TAG]\n\nImport images from an OCI image layout, a directory or a tarball (hoist save, buildx --output type=oci,\nskopeo copy ... oci:). TAG picks one image by its ref.name; NAME names it (default: the name the layout gives).',
 };
 
@@ -132,7 +133,7 @@ async function buildCommand(args: string[]): Promise<number> {
     'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
     platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
-    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, 'insecure-registry': { type: 'string', multiple: true },
+    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, ...REGISTRY_FLAGS,
   });
   if (values.help) return help('build');
   if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
@@ -162,7 +163,7 @@ async function buildCommand(args: string[]): Promise<number> {
   const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
   if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false });
   if (values.push && tags.length === 0) throw new UsageError('--push needs at least one -t REF to push to');
-  const insecureRegistries = (values['insecure-registry'] as string[] | undefined) ?? [];
+  const registry = registryOptions(values);
 
   const fileOption = values.file as string | undefined;
   const dockerfilePath = fileOption === undefined ? resolve(contextDir, 'Dockerfile') : fileOption === '-' ? undefined : resolve(fileOption);
@@ -178,7 +179,7 @@ async function buildCommand(args: string[]): Promise<number> {
   const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH;
   const image = await build({
     store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
-    pull: values.pull === true, insecureRegistries,
+    pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs: keyValues(values['build-arg'], 'build-arg'), target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
@@ -196,7 +197,7 @@ async function buildCommand(args: string[]): Promise<number> {
     log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
   }
   if (values.push) {
-    for (const tag of tags) await pushAndReport(store, image, tag, insecureRegistries, log);
+    for (const tag of tags) await pushAndReport(store, image, tag, registry, log);
   }
   if (outputs.length === 0 && !values.push) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
   if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
@@ -212,34 +213,41 @@ async function buildCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-async function pushAndReport(store: Store, image: Image, name: string, insecureRegistries: string[], log: (line: string) => void): Promise<string> {
+const REGISTRY_FLAGS: Options = { 'insecure-registry': { type: 'string', multiple: true }, 'tls-ca': { type: 'string' } };
+
+function registryOptions(values: Record<string, unknown>): ClientOptions {
+  const caFile = values['tls-ca'] as string | undefined;
+  return { insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [], ...(caFile ? { caFile: resolve(caFile) } : {}) };
+}
+
+async function pushAndReport(store: Store, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
   const ref = parseReference(name);
-  const result = await push(store, image, ref, new RegistryClient(ref.domain, { insecureRegistries }));
+  const result = await push(store, image, ref, new RegistryClient(ref.domain, registry));
   log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded)`);
   return result.digest;
 }
 
 async function pushCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse('push', args, { 'insecure-registry': { type: 'string', multiple: true } });
+  const { values, positionals } = parse('push', args, REGISTRY_FLAGS);
   if (values.help) return help('push');
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError("push takes REF [DEST] (see 'hoist push --help')");
   const store = await openStore(values.root);
   const { image } = await imageByName(store, positionals[0]!);
   const dest = normalizeReference(positionals[1] ?? positionals[0]!);
-  const digest = await pushAndReport(store, image, dest, (values['insecure-registry'] as string[] | undefined) ?? [], (line) => process.stderr.write(`${line}\n`));
+  const digest = await pushAndReport(store, image, dest, registryOptions(values), (line) => process.stderr.write(`${line}\n`));
   process.stdout.write(`${digest}\n`);
   return 0;
 }
 
 async function pullCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse('pull', args, { platform: { type: 'string' }, 'insecure-registry': { type: 'string', multiple: true } });
+  const { values, positionals } = parse('pull', args, { platform: { type: 'string' }, ...REGISTRY_FLAGS });
   if (values.help) return help('pull');
   if (positionals.length !== 1) throw new UsageError("pull takes one REF (see 'hoist pull --help')");
   const store = await openStore(values.root);
   const name = normalizeReference(positionals[0]!);
   const ref = parseReference(name);
   const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
-  const image = await pull(store, ref, platform, new RegistryClient(ref.domain, { insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [] }));
+  const image = await pull(store, ref, platform, new RegistryClient(ref.domain, registryOptions(values)));
   if (!ref.digest) await store.tag(name, image.descriptor);
   process.stdout.write(`${image.descriptor.digest}\n`);
   return 0;

@@ -1,9 +1,11 @@
-// An OCI distribution client for one registry host, on undici: the scheme (HTTPS, or plain HTTP
-// for loopback and --insecure-registry hosts), auth (anonymous, Basic, Bearer tokens from
+// An OCI distribution client for one registry host, on undici: the scheme (HTTPS; for loopback and
+// --insecure-registry hosts, plain HTTP when HTTPS cannot be had), auth (anonymous, Basic, Bearer tokens from
 // WWW-Authenticate, reused until they expire), redirects that never carry credentials to another
 // host, and retries with backoff on 429, 5xx and dropped connections.
-import { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { getCACertificates } from 'node:tls';
+import { Agent, request, type Dispatcher } from 'undici';
 import { findCredentials, type Credentials } from './credentials.ts';
 
 export class RegistryError extends Error {
@@ -19,6 +21,16 @@ export interface ClientOptions {
   /** Hosts reached over plain HTTP besides loopback ones. */
   insecureRegistries?: string[];
   credentials?: Credentials;
+  /** A PEM file of extra CAs to trust (--tls-ca; SSL_CERT_FILE is read too). */
+  caFile?: string;
+}
+
+/** The system's CAs plus any the user names, or undefined for Node's defaults. */
+function tlsAgent(caFile: string | undefined): Agent | undefined {
+  const files = [caFile, process.env.SSL_CERT_FILE].filter((file): file is string => Boolean(file));
+  if (files.length === 0) return undefined;
+  const ca = [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))];
+  return new Agent({ connect: { ca } });
 }
 
 interface Token {
@@ -53,33 +65,48 @@ function endpointHost(domain: string): string {
 
 export class RegistryClient {
   readonly domain: string;
-  private readonly base: string;
+  private readonly host: string;
+  private base: string;
+  /** Whether plain HTTP may be used when HTTPS fails (loopback and --insecure-registry hosts). */
+  private readonly allowPlainHttp: boolean;
   private readonly credentials: Credentials | undefined;
   private readonly tokens = new Map<string, Token>();
+  private readonly dispatcher: Agent | undefined;
   private basic = false;
 
   constructor(domain: string, options: ClientOptions = {}) {
     this.domain = domain;
-    const host = endpointHost(domain);
-    const plain = LOOPBACK.test(host) || (options.insecureRegistries ?? []).includes(domain);
-    this.base = `${plain ? 'http' : 'https'}://${host}`;
+    this.host = endpointHost(domain);
+    this.allowPlainHttp = LOOPBACK.test(this.host) || (options.insecureRegistries ?? []).includes(domain);
+    this.base = `https://${this.host}`;
     this.credentials = options.credentials ?? findCredentials(domain);
+    this.dispatcher = tlsAgent(options.caFile);
   }
 
   /** Sends a request under `/v2/`, with auth and retries; the caller reads or dumps the body. */
   async send(path: string, options: RequestOptions): Promise<Response> {
     let url = `${this.base}/v2/${path}`;
+    let challenged = false;
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
         response = await this.once(url, options);
       } catch (error) {
+        const https = `https://${this.host}`;
+        if (this.allowPlainHttp && url.startsWith(https)) {
+          // A loopback or --insecure-registry host that does not speak (verifiable) TLS: plain HTTP.
+          this.base = `http://${this.host}`;
+          url = this.base + url.slice(https.length);
+          continue;
+        }
         if (attempt >= RETRIES || !isTransient(error)) throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${(error as Error).message}`);
         await backoff(attempt);
         continue;
       }
-      if (response.status === 401 && attempt === 0 && (await this.authenticate(response, options.scope))) {
-        continue;
+      if (response.status === 401 && !challenged) {
+        challenged = true;
+        if (await this.authenticate(response, options.scope)) continue;
+        throw new RegistryError(`${options.method ?? 'GET'} ${url}: 401 ${this.refusal()}`, 401);
       }
       if ([301, 302, 303, 307, 308].includes(response.status) && response.headers.location) {
         await response.body.dump();
@@ -93,13 +120,17 @@ export class RegistryClient {
       }
       if (response.status >= 400 && !(options.accept ?? []).includes(response.status)) {
         const text = await response.body.text().catch(() => '');
-        const why = response.status === 401
-          ? (this.credentials ? `the credentials found for ${this.domain} were refused` : `no credentials for ${this.domain} (add them to ~/.docker/config.json or REGISTRY_AUTH_FILE)`)
-          : registryMessage(text);
+        const why = response.status === 401 ? this.refusal() : registryMessage(text);
         throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${response.status} ${why}`, response.status);
       }
       return response;
     }
+  }
+
+  private refusal(): string {
+    return this.credentials
+      ? `the credentials found for ${this.domain} were refused`
+      : `no credentials for ${this.domain} (add them to ~/.docker/config.json or REGISTRY_AUTH_FILE)`;
   }
 
   private async once(url: string, options: RequestOptions): Promise<Response> {
@@ -111,7 +142,7 @@ export class RegistryClient {
       else if (this.basic && this.credentials) headers.authorization = basicHeader(this.credentials);
     }
     const { statusCode, headers: responseHeaders, body } = await request(url, {
-      method: options.method ?? 'GET', headers, body: options.body?.(),
+      method: options.method ?? 'GET', headers, body: options.body?.(), ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
     });
     return { status: statusCode, headers: responseHeaders, body };
   }
@@ -130,7 +161,9 @@ export class RegistryClient {
     const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     tokenUrl.searchParams.set('scope', scope);
-    const tokenResponse = await request(tokenUrl, { headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {} });
+    const tokenResponse = await request(tokenUrl, {
+      headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+    });
     if (tokenResponse.statusCode !== 200) {
       await tokenResponse.body.dump();
       throw new RegistryError(`${this.domain}: the token service refused ${this.credentials ? 'your credentials' : 'anonymous access'} for ${scope} (${tokenResponse.statusCode})`, 401);

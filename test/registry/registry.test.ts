@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
-import { startRegistry, type Registry } from '../support/registry.ts';
+import { hoist, hoistAsync, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { startRegistry, startTokenIssuer, type Registry } from '../support/registry.ts';
 
 let dir: string;
 let registry: Registry;
@@ -73,6 +73,55 @@ describe('registry', () => {
       expect(pushed.stderr + pushed.stdout).not.toContain('s3cret-pass');
       const copied = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--creds', 'ci:s3cret-pass', `docker://${secured.host}/base/busybox:1`], { encoding: 'utf8' });
       expect(JSON.parse(copied).Digest).toBe(pushed.stdout.trim());
+    } finally {
+      await secured.stop();
+    }
+  });
+
+  test('token auth: the Bearer flow with the issuer the registry trusts, scoped per repository', async () => {
+    const user = { username: 'builder', password: 'tok3n-pass' };
+    const issuer = await startTokenIssuer(user);
+    const secured = await startRegistry({ tokenAuth: issuer });
+    try {
+      const root = join(dir, 'store-token');
+      hoistOk(['load', '--root', root, '-t', `${secured.host}/team/busybox:1`, `${busybox}:latest`]);
+      // The issuer answers from this process: hoist must run without blocking it.
+      const denied = await hoistAsync(['push', '--root', root, `${secured.host}/team/busybox:1`]);
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain('401');
+      const dockerConfig = join(dir, 'docker-config-token');
+      execFileSync('mkdir', ['-p', dockerConfig]);
+      writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [secured.host]: { username: user.username, password: user.password } } }));
+      const env = { DOCKER_CONFIG: dockerConfig };
+      const pushed = await hoistAsync(['push', '--root', root, `${secured.host}/team/busybox:1`], { env });
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(pushed.stderr).toContain('(2 of 2 blobs uploaded)');
+      expect(issuer.requests).toContain('repository:team/busybox:pull,push');
+      const pulled = await hoistAsync(['pull', '--root', join(dir, 'store-token-2'), `${secured.host}/team/busybox:1`], { env });
+      expect(pulled.stdout).toBe(pushed.stdout);
+    } finally {
+      await secured.stop();
+      await issuer.stop();
+    }
+  });
+
+  test('TLS with a CA made by the test: refused without --tls-ca, verified with it', async () => {
+    const secured = await startRegistry({ tls: true });
+    try {
+      const root = join(dir, 'store-tls');
+      hoistOk(['load', '--root', root, '-t', `${secured.host}/tls/busybox:1`, `${busybox}:latest`]);
+      // HTTPS comes first; without the CA the chain does not verify, and the plain-HTTP fallback
+      // allowed for loopback hosts meets a TLS-only server.
+      const untrusted = hoist(['push', '--root', root, `${secured.host}/tls/busybox:1`]);
+      expect(untrusted.code).toBe(1);
+      const pushed = hoistOk(['push', '--root', root, '--tls-ca', secured.ca!, `${secured.host}/tls/busybox:1`]);
+      expect(pushed.stderr).toContain('(2 of 2 blobs uploaded)');
+      // skopeo reads CAs as *.crt from a directory of their own.
+      const certDir = join(dir, 'skopeo-certs');
+      execFileSync('mkdir', ['-p', certDir]);
+      execFileSync('cp', [secured.ca!, join(certDir, 'ca.crt')]);
+      const inspected = JSON.parse(execFileSync('skopeo', ['inspect', '--cert-dir', certDir, `docker://${secured.host}/tls/busybox:1`], { encoding: 'utf8' }));
+      expect(inspected.Digest).toBe(pushed.stdout.trim());
     } finally {
       await secured.stop();
     }

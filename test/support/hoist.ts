@@ -1,5 +1,5 @@
 // Runs the real `hoist` command, as a user would.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, sharedDir } from './paths.ts';
@@ -16,6 +16,22 @@ export function hoist(args: string[], options: { cwd?: string; input?: string; e
   });
   if (result.error) throw result.error;
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * hoist() without blocking the test's event loop: for tests that serve something hoist talks to
+ * (a token issuer, a proxy) from the test process itself.
+ */
+export function hoistAsync(args: string[], options: { env?: Record<string, string> } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(repoRoot, 'bin', 'hoist'), args, { cwd: repoRoot, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
 }
 
 /** Like hoist(), but a non-zero exit fails the test with hoist's own message. */
