@@ -2,7 +2,7 @@
 export type { LayerEntry, EntryType } from './entry.ts';
 export { OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry.ts';
 export { writeLayer, sortEntries, type Layer, type LayerOptions } from './layer.ts';
-export { Store, MediaTypes, REF_NAME, defaultStoreRoot, type Descriptor } from './store.ts';
+export { Store, MediaTypes, REF_NAME, DigestMismatchError, defaultStoreRoot, type Descriptor } from './store.ts';
 export { readImage, writeImage, type Image, type ImageConfig, type ContainerConfig, type HistoryEntry, type Manifest } from './image.ts';
 export { applyLayers, readImageFile, UnsafeLayerError } from './extract.ts';
 export { readTar, type TarHeader } from './tar.ts';

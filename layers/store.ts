@@ -38,6 +38,9 @@ interface OciIndex {
   manifests: Descriptor[];
 }
 
+/** Bytes that hash to something other than the digest they were given as. */
+export class DigestMismatchError extends Error {}
+
 export function defaultStoreRoot(): string {
   const data = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
   return join(data, 'hoist');
@@ -102,7 +105,7 @@ export class Store {
     try {
       await pipeline(source, hasher, createWriteStream(temp));
       const digest = hasher.digest();
-      if (expected !== undefined && digest !== expected) throw new Error(`content does not match its digest: expected ${expected}, got ${digest}`);
+      if (expected !== undefined && digest !== expected) throw new DigestMismatchError(`content does not match its digest: expected ${expected}, got ${digest}`);
       await rename(temp, this.blobPath(digest));
       return { digest, size: hasher.size };
     } finally {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  formatReference, MediaTypes, readImage, type Descriptor, type Image, type Reference, type Store,
+  DigestMismatchError, formatReference, MediaTypes, readImage, type Descriptor, type Image, type Reference, type Store,
 } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
@@ -33,10 +33,18 @@ async function fetchManifest(client: RegistryClient, store: Store, repository: s
   return { mediaType, digest, size: bytes.length };
 }
 
+const BLOB_ATTEMPTS = 4;
+
+/** Fetches a blob into the store; a body cut short is fetched again, bytes that lie never kept. */
 async function fetchBlob(client: RegistryClient, store: Store, repository: string, digest: string, scope: string): Promise<void> {
-  if (await store.hasBlob(digest)) return;
-  const response = await client.send(`${repository}/blobs/${digest}`, { scope });
-  await store.writeBlob(response.body, { expected: digest });
+  for (let attempt = 1; !(await store.hasBlob(digest)); attempt++) {
+    const response = await client.send(`${repository}/blobs/${digest}`, { scope });
+    try {
+      await store.writeBlob(response.body, { expected: digest });
+    } catch (error) {
+      if (error instanceof DigestMismatchError || attempt >= BLOB_ATTEMPTS) throw error;
+    }
+  }
 }
 
 /** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */

@@ -1,11 +1,13 @@
 // Pull and push against a real registry (Debian's docker-registry) on a free loopback port, with
 // skopeo as the independent judge of what hoist pushed.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hoist, hoistAsync, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { startFaultyProxy } from '../support/proxy.ts';
 import { startRegistry, startTokenIssuer, type Registry } from '../support/registry.ts';
 
 let dir: string;
@@ -124,6 +126,40 @@ describe('registry', () => {
       expect(inspected.Digest).toBe(pushed.stdout.trim());
     } finally {
       await secured.stop();
+    }
+  });
+
+  test('through a proxy that drops connections and answers 500, a push still completes and verifies', async () => {
+    const proxy = await startFaultyProxy(registry.host, { dropEvery: 3, failEvery: 4 });
+    try {
+      const root = join(dir, 'store-faulty');
+      hoistOk(['build', '--root', root, '-t', `${proxy.host}/faulty/app:1`, writeContext(dir, 'faulty', {
+        Dockerfile: 'FROM scratch\nCOPY a b c /data/\n', a: 'a'.repeat(100_000), b: 'b', c: 'c',
+      })]);
+      const pushed = await hoistAsync(['push', '--root', root, `${proxy.host}/faulty/app:1`]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      expect(proxy.faults).toBeGreaterThan(2);
+      expect(skopeoInspect(`${registry.host}/faulty/app:1`).Digest).toBe(pushed.stdout.trim());
+      const pulled = await hoistAsync(['pull', '--root', join(dir, 'store-faulty-2'), `${proxy.host}/faulty/app:1`]);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(pulled.stdout).toBe(pushed.stdout);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a blob whose bytes do not match its digest is refused, and nothing of it is kept', async () => {
+    const proxy = await startFaultyProxy(registry.host, { corruptBlobs: true });
+    try {
+      const root = join(dir, 'store-corrupt');
+      const pulled = await hoistAsync(['pull', '--root', root, `${proxy.host}/base/busybox:1`]);
+      expect(pulled.code).toBe(1);
+      expect(pulled.stderr).toContain('content does not match its digest');
+      const blobs = readdirSync(join(root, 'blobs', 'sha256'));
+      for (const blob of blobs) expect(createHash('sha256').update(readFileSync(join(root, 'blobs', 'sha256', blob))).digest('hex')).toBe(blob);
+      expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+    } finally {
+      await proxy.stop();
     }
   });
 });
