@@ -5,7 +5,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
-import { pull, push, RegistryClient, type ClientOptions } from '../registry/index.ts';
+import { pull, push, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
   applyLayers, familiarReference, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
   type Image, type Named,
@@ -30,6 +30,8 @@ Commands:
   load      Import images from an OCI image layout (directory or tarball)
   pull      Pull an image from a registry into the local store
   push      Push an image from the local store to a registry
+  login     Save credentials for a registry (checked first)
+  logout    Remove a registry's saved credentials
 
 Global options:
   --root DIR   Store location (default $XDG_DATA_HOME/hoist)
@@ -64,6 +66,8 @@ Options:
   rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
   push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... [--tls-ca FILE] REF [DEST]\n\nPush an image from the local store to REF, or to DEST.',
   pull: 'Usage: hoist pull [--root DIR] [--platform P] [--insecure-registry HOST]... [--tls-ca FILE] REF\n\nPull an image into the local store.',
+  login: 'Usage: hoist login -u USER --password-stdin [--tls-ca FILE] REGISTRY\n\nCheck credentials against REGISTRY and save them where docker login does (REGISTRY_AUTH_FILE if set).',
+  logout: 'Usage: hoist logout REGISTRY\n\nRemove the saved credentials for REGISTRY.',
   load: 'Usage: hoist load [--root DIR] [-t NAME] PATH[:TAG]\n\nImport images from an OCI image layout, a directory or a tarball (hoist save, buildx --output type=oci,\nskopeo copy ... oci:). TAG picks one image by its ref.name; NAME names it (default: the name the layout gives).',
 };
 
@@ -253,6 +257,35 @@ async function pullCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+async function loginCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('login', args, {
+    username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-stdin': { type: 'boolean' }, ...REGISTRY_FLAGS,
+  });
+  if (values.help) return help('login');
+  if (positionals.length !== 1) throw new UsageError("login takes one REGISTRY (see 'hoist login --help')");
+  const username = values.username as string | undefined;
+  if (!username) throw new UsageError('login needs --username');
+  if (values.password !== undefined && values['password-stdin']) throw new UsageError('--password and --password-stdin cannot go together');
+  if (values.password !== undefined) process.stderr.write('hoist: warning: --password puts the secret in your shell history and the process list: prefer --password-stdin\n');
+  const password = values['password-stdin'] ? (await readStdin()).replace(/\r?\n$/, '') : (values.password as string | undefined);
+  if (!password) throw new UsageError('login needs a password: --password-stdin (or --password)');
+  const host = parseReference(`${positionals[0]!.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+  const credentials = { username, password };
+  await new RegistryClient(host, { ...registryOptions(values), credentials }).checkLogin();
+  const file = saveCredentials(host, credentials);
+  process.stdout.write(`Login Succeeded (credentials for ${host} saved in ${file})\n`);
+  return 0;
+}
+
+async function logoutCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('logout', args, {});
+  if (values.help) return help('logout');
+  if (positionals.length !== 1) throw new UsageError("logout takes one REGISTRY (see 'hoist logout --help')");
+  const host = parseReference(`${positionals[0]!.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+  process.stdout.write(removeCredentials(host) ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);
+  return 0;
+}
+
 async function writeResult(path: string, content: string): Promise<void> {
   await mkdir(dirname(resolve(path)), { recursive: true });
   await writeFile(path, content);
@@ -366,7 +399,7 @@ async function loadCommand(args: string[]): Promise<number> {
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand, load: loadCommand,
-  push: pushCommand, pull: pullCommand,
+  push: pushCommand, pull: pullCommand, login: loginCommand, logout: logoutCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -127,6 +127,12 @@ export class RegistryClient {
     }
   }
 
+  /** Checks that the registry accepts these credentials (what `docker login` does). */
+  async checkLogin(): Promise<void> {
+    const response = await this.send('', { scope: '' });
+    await response.body.dump();
+  }
+
   private refusal(): string {
     return this.credentials
       ? `the credentials found for ${this.domain} were refused`
@@ -160,7 +166,7 @@ export class RegistryClient {
     if (!/^bearer/i.test(challenge) || !params.realm) return false;
     const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
-    tokenUrl.searchParams.set('scope', scope);
+    if (scope) tokenUrl.searchParams.set('scope', scope);
     const tokenResponse = await request(tokenUrl, {
       headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
     });

@@ -2,7 +2,7 @@
 // skopeo as the independent judge of what hoist pushed.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -59,7 +59,7 @@ describe('registry', () => {
     expect(failed.stderr).toMatch(/404 MANIFEST_UNKNOWN|404 NAME_UNKNOWN/);
   });
 
-  test('Basic auth from ~/.docker/config.json; without it the registry refuses', async () => {
+  test('Basic auth: hoist login checks and saves the credentials, push uses them, logout removes them', async () => {
     const secured = await startRegistry({ basicAuth: { username: 'ci', password: 's3cret-pass' } });
     try {
       const root = join(dir, 'store-auth');
@@ -67,14 +67,23 @@ describe('registry', () => {
       const denied = hoist(['push', '--root', root, `${secured.host}/base/busybox:1`]);
       expect(denied.code).toBe(1);
       expect(denied.stderr).toContain(`401 no credentials for ${secured.host}`);
+      // hoist login checks the password first, and saves it as docker login does.
       const dockerConfig = join(dir, 'docker-config');
-      execFileSync('mkdir', ['-p', dockerConfig]);
-      writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from('ci:s3cret-pass').toString('base64') } } }));
-      const pushed = hoistOk(['push', '--root', root, `${secured.host}/base/busybox:1`], { env: { DOCKER_CONFIG: dockerConfig } });
+      const env = { DOCKER_CONFIG: dockerConfig };
+      const wrong = hoist(['login', '-u', 'ci', '--password-stdin', secured.host], { input: 'wrong\n', env });
+      expect(wrong.code).toBe(1);
+      expect(existsSync(join(dockerConfig, 'config.json'))).toBe(false);
+      const login = hoistOk(['login', '-u', 'ci', '--password-stdin', secured.host], { input: 's3cret-pass\n', env });
+      expect(login.stdout).toContain(`Login Succeeded (credentials for ${secured.host} saved in ${join(dockerConfig, 'config.json')})`);
+      expect(statSync(join(dockerConfig, 'config.json')).mode & 0o777).toBe(0o600);
+      expect(login.stdout + login.stderr).not.toContain('s3cret-pass');
+      const pushed = hoistOk(['push', '--root', root, `${secured.host}/base/busybox:1`], { env });
       expect(pushed.stderr).toContain('(2 of 2 blobs uploaded)');
       expect(pushed.stderr + pushed.stdout).not.toContain('s3cret-pass');
       const copied = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--creds', 'ci:s3cret-pass', `docker://${secured.host}/base/busybox:1`], { encoding: 'utf8' });
       expect(JSON.parse(copied).Digest).toBe(pushed.stdout.trim());
+      expect(hoistOk(['logout', secured.host], { env }).stdout).toBe(`Removing login credentials for ${secured.host}\n`);
+      expect(hoist(['push', '--root', root, `${secured.host}/base/busybox:1`], { env }).code).toBe(1);
     } finally {
       await secured.stop();
     }
@@ -161,5 +170,34 @@ describe('registry', () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  test('an index with two platforms resolves to the one asked for', async () => {
+    const root = join(dir, 'store-multi');
+    const ctx = writeContext(dir, 'multi', { Dockerfile: 'FROM scratch\nCOPY f /f\n', f: 'same file' });
+    const digests: Record<string, { digest: string; size: number }> = {};
+    for (const platform of ['linux/amd64', 'linux/arm64']) {
+      const tag = `${registry.host}/multi/app:${platform.replace('/', '-')}`;
+      hoistOk(['build', '--root', root, '--platform', platform, '-t', tag, '--push', ctx]);
+      const raw = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${tag}`]);
+      digests[platform] = { digest: `sha256:${createHash('sha256').update(raw).digest('hex')}`, size: raw.length };
+    }
+    const index = {
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: Object.entries(digests).map(([platform, { digest, size }]) => ({
+        mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size,
+        platform: { os: platform.split('/')[0], architecture: platform.split('/')[1] },
+      })),
+    };
+    const put = await fetch(`http://${registry.host}/v2/multi/app/manifests/both`, {
+      method: 'PUT', headers: { 'content-type': index.mediaType }, body: JSON.stringify(index),
+    });
+    expect(put.status).toBe(201);
+    for (const platform of ['linux/arm64', 'linux/amd64']) {
+      const pulled = await hoistAsync(['pull', '--root', join(dir, `store-multi-${platform.replace('/', '-')}`), '--platform', platform, `${registry.host}/multi/app:both`]);
+      expect(pulled.stdout.trim()).toBe(digests[platform]!.digest);
+    }
+    const missing = await hoistAsync(['pull', '--root', join(dir, 'store-multi-x'), '--platform', 'linux/s390x', `${registry.host}/multi/app:both`]);
+    expect(missing.stderr).toContain('has no image for linux/s390x (it has linux/amd64, linux/arm64)');
   });
 });
