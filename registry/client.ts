@@ -1,11 +1,11 @@
 // An OCI distribution client for one registry host, on undici: the scheme (HTTPS; for loopback and
-// --insecure-registry hosts, plain HTTP when HTTPS cannot be had), auth (anonymous, Basic, Bearer tokens from
+// --insecure-registry hosts, plain HTTP when HTTPS cannot be had), proxies from the environment, auth (anonymous, Basic, Bearer tokens from
 // WWW-Authenticate, reused until they expire), redirects that never carry credentials to another
 // host, and retries with backoff on 429, 5xx and dropped connections.
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { getCACertificates } from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { findCredentials, type Credentials } from './credentials.ts';
 
 export class RegistryError extends Error {
@@ -25,12 +25,18 @@ export interface ClientOptions {
   caFile?: string;
 }
 
-/** The system's CAs plus any the user names, or undefined for Node's defaults. */
-function tlsAgent(caFile: string | undefined): Agent | undefined {
+/**
+ * How requests leave: through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the
+ * system's CAs plus any the user names; undefined for undici's defaults.
+ */
+function dispatcherFor(caFile: string | undefined): Dispatcher | undefined {
   const files = [caFile, process.env.SSL_CERT_FILE].filter((file): file is string => Boolean(file));
-  if (files.length === 0) return undefined;
-  const ca = [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))];
-  return new Agent({ connect: { ca } });
+  const connect = files.length === 0
+    ? undefined
+    : { ca: [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))] };
+  const proxied = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]);
+  if (proxied) return new EnvHttpProxyAgent(connect ? { connect } : {});
+  return connect ? new Agent({ connect }) : undefined;
 }
 
 interface Token {
@@ -71,7 +77,7 @@ export class RegistryClient {
   private readonly allowPlainHttp: boolean;
   private readonly credentials: Credentials | undefined;
   private readonly tokens = new Map<string, Token>();
-  private readonly dispatcher: Agent | undefined;
+  private readonly dispatcher: Dispatcher | undefined;
   private basic = false;
 
   constructor(domain: string, options: ClientOptions = {}) {
@@ -80,7 +86,7 @@ export class RegistryClient {
     this.allowPlainHttp = LOOPBACK.test(this.host) || (options.insecureRegistries ?? []).includes(domain);
     this.base = `https://${this.host}`;
     this.credentials = options.credentials ?? findCredentials(domain);
-    this.dispatcher = tlsAgent(options.caFile);
+    this.dispatcher = dispatcherFor(options.caFile);
   }
 
   /** Sends a request under `/v2/`, with auth and retries; the caller reads or dumps the body. */

@@ -11,22 +11,41 @@ export interface PushResult {
   uploaded: number;
 }
 
+/** Blobs larger than this go up in chunks of this size (PATCH), so no one request is huge. */
+export const CHUNK = 64 * 1024 * 1024;
+
+/** The part of an upload URL after /v2/, with `query` added; the registry may give it absolute. */
+function uploadPath(client: RegistryClient, location: unknown, query: Record<string, string> = {}): string {
+  if (!location) throw new RegistryError(`${client.domain}: the registry answered an upload step without a Location`);
+  const url = new URL(String(location), `http://${client.domain}/v2/`);
+  for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
+  return url.pathname.replace(/^\/v2\//, '') + url.search;
+}
+
 async function pushBlob(client: RegistryClient, store: Store, repository: string, digest: string, size: number, scope: string): Promise<boolean> {
   const head = await client.send(`${repository}/blobs/${digest}`, { method: 'HEAD', scope, accept: [404] });
   await head.body.dump();
   if (head.status === 200) return false;
   const started = await client.send(`${repository}/blobs/uploads/`, { method: 'POST', scope });
   await started.body.dump();
-  const location = started.headers.location;
-  if (!location) throw new RegistryError(`${client.domain}: the registry started an upload without saying where (no Location)`);
-  const upload = new URL(String(location), `http://${client.domain}/v2/`);
-  upload.searchParams.set('digest', digest);
-  // The upload URL may be absolute or below /v2/; send() wants the part after /v2/.
-  const path = upload.pathname.replace(/^\/v2\//, '') + upload.search;
-  const done = await client.send(path, {
+  let location = started.headers.location;
+  const file = store.blobPath(digest);
+  // Large blobs: consecutive PATCH requests, each a range of the stored (compressed) file.
+  for (let start = 0; size > CHUNK && start < size; start += CHUNK) {
+    const end = Math.min(size, start + CHUNK) - 1;
+    const chunk = await client.send(uploadPath(client, location), {
+      method: 'PATCH', scope,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` },
+      body: () => createReadStream(file, { start, end }),
+    });
+    await chunk.body.dump();
+    location = chunk.headers.location;
+  }
+  const whole = size <= CHUNK;
+  const done = await client.send(uploadPath(client, location, { digest }), {
     method: 'PUT', scope,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-    body: () => createReadStream(store.blobPath(digest)),
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(whole ? size : 0) },
+    ...(whole ? { body: () => createReadStream(file) } : {}),
   });
   await done.body.dump();
   return true;

@@ -2,7 +2,7 @@
 // skopeo as the independent judge of what hoist pushed.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -199,5 +199,43 @@ describe('registry', () => {
     }
     const missing = await hoistAsync(['pull', '--root', join(dir, 'store-multi-x'), '--platform', 'linux/s390x', `${registry.host}/multi/app:both`]);
     expect(missing.stderr).toContain('has no image for linux/s390x (it has linux/amd64, linux/arm64)');
+  });
+
+  test('a blob over 64 MiB goes up in PATCH chunks and lands whole', async () => {
+    const root = join(dir, 'store-big');
+    const ctx = writeContext(dir, 'big', { Dockerfile: 'FROM scratch\nCOPY big.bin /big.bin\n' });
+    execFileSync('head', ['-c', String(70 * 1024 * 1024), '/dev/urandom'], { stdio: ['ignore', openSync(join(ctx, 'big.bin'), 'w'), 'ignore'] });
+    const proxy = await startFaultyProxy(registry.host, {});
+    try {
+      hoistOk(['build', '--root', root, '-t', `${proxy.host}/big/app:1`, ctx]);
+      const pushed = await hoistAsync(['push', '--root', root, `${proxy.host}/big/app:1`]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+      // The 70 MiB layer (stored, it is random) goes up as two PATCHes and a closing PUT.
+      expect(proxy.log.filter((line) => line.startsWith('PATCH '))).toHaveLength(2);
+      const manifest = skopeoInspect(`${registry.host}/big/app:1`);
+      expect(manifest.Digest).toBe(pushed.stdout.trim());
+      const copied = join(dir, 'big-copy');
+      execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${registry.host}/big/app:1`, `oci:${copied}:1`]);
+      const layer = manifest.Layers[0] as string;
+      expect(createHash('sha256').update(readFileSync(join(copied, 'blobs', 'sha256', layer.slice(7)))).digest('hex')).toBe(layer.slice(7));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('HTTP_PROXY carries the requests, NO_PROXY skips it', async () => {
+    const forward = await startFaultyProxy(registry.host, {});
+    try {
+      const env = { HTTP_PROXY: `http://${forward.host}`, NO_PROXY: '' };
+      const pulled = await hoistAsync(['pull', '--root', join(dir, 'store-proxied'), `${registry.host}/base/busybox:1`], { env });
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(forward.log.some((line) => line.startsWith(`GET http://${registry.host}/v2/base/busybox/manifests/1`))).toBe(true);
+      const seen = forward.log.length;
+      const direct = await hoistAsync(['pull', '--root', join(dir, 'store-unproxied'), `${registry.host}/base/busybox:1`], { env: { ...env, NO_PROXY: '127.0.0.1' } });
+      expect(direct.code, direct.stderr).toBe(0);
+      expect(forward.log.length).toBe(seen);
+    } finally {
+      await forward.stop();
+    }
   });
 });

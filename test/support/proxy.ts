@@ -9,6 +9,8 @@ export interface FaultyProxy {
   /** How many requests were dropped or answered 500. */
   faults: number;
   requests: number;
+  /** `METHOD path` of every request, in order. */
+  log: string[];
   stop(): Promise<void>;
 }
 
@@ -23,8 +25,10 @@ export interface Faults {
 
 export async function startFaultyProxy(upstream: string, faults: Faults): Promise<FaultyProxy> {
   const state = { faults: 0, requests: 0 };
+  const log: string[] = [];
   const server = createServer((incoming: IncomingMessage, outgoing: ServerResponse) => {
     const count = ++state.requests;
+    log.push(`${incoming.method} ${incoming.url}`);
     if (faults.dropEvery && count % faults.dropEvery === 0) {
       state.faults++;
       incoming.socket.destroy();
@@ -63,6 +67,7 @@ export async function startFaultyProxy(upstream: string, faults: Faults): Promis
   const { port } = server.address() as { port: number };
   return {
     host: `127.0.0.1:${port}`,
+    log,
     get faults() {
       return state.faults;
     },
