@@ -1,8 +1,9 @@
 // The shared benchmark workloads (../shared/bench), built by hoist and by rootless buildah in the
 // same run, each cold build on an empty store, as ../shared/bench/README.md says. Wall time and peak
 // RSS come from /usr/bin/time. Getting the base images is timed for both: buildah pulls them from a
-// local registry; hoist, which cannot pull yet, loads their OCI layouts (hoist load). W6 is also
-// rebuilt with nothing changed and with its copied file changed, on the warm store.
+// local registry; hoist loads their OCI layouts (hoist load). W6 is also rebuilt with nothing
+// changed and with its copied file changed, on the warm store; W3's and W4's images are also
+// pushed to a fresh repository of the local registry (the README's W7).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,6 +74,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
         log(`${workload} ${key} run ${runsOf[key]!.length}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMB.toFixed(0)} MB`);
       };
       const rebuilds = workload.startsWith('W6');
+      const pushes = workload.startsWith('W3') || workload.startsWith('W4');
       for (let run = 0; run < runs; run++) {
         const root = join(work, `hoist-${workload}-${run}`);
         const hoist = join(repoRoot, 'bin', 'hoist');
@@ -85,6 +87,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
           record('hoist one-file', timed(hoist, hoistBuild));
           execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
         }
+        if (pushes) record('hoist push (W7)', timed(hoist, ['push', '--root', root, tag, `${registry.host}/w7-hoist-${run}/${workload.toLowerCase()}:1`]));
         removeTree(root);
 
         if (!hasBuildah()) continue;
@@ -95,6 +98,9 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
           '--build-arg', `REGISTRY=${registry.host}`, '-t', tag, context,
         ];
         record('buildah', timed('buildah', buildahBuild));
+        if (pushes) {
+          record('buildah push (W7)', timed('buildah', [...storage, 'push', '--quiet', '--tls-verify=false', tag, `docker://${registry.host}/w7-buildah-${run}/${workload.toLowerCase()}:1`]));
+        }
         if (rebuilds) {
           record('buildah no-change', timed('buildah', buildahBuild));
           execFileSync('sh', [join(source, 'prepare.sh'), context, '2']);
@@ -106,7 +112,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
         if (existsSync(buildahRoot)) rmSync(buildahRoot, { recursive: true, force: true });
       }
       const summary = (list: Measurement[]): Measurement => ({ seconds: median(list.map((m) => m.seconds)), peakMB: median(list.map((m) => m.peakMB)) });
-      for (const variant of ['', ' no-change', ' one-file']) {
+      for (const variant of ['', ' no-change', ' one-file', ' push (W7)']) {
         const hoist = runsOf[`hoist${variant}`];
         if (!hoist) continue;
         const buildah = runsOf[`buildah${variant}`];
