@@ -49,7 +49,7 @@ Options:
       --label K=V          Add a label to the image (repeatable)
       --platform P         Target platform, e.g. linux/amd64
       --no-cache           Do not use the build cache
-  -o, --output SPEC        type=image | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
+  -o, --output SPEC        type=image | type=registry | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
@@ -101,7 +101,7 @@ function keyValues(values: unknown, flag: string): Map<string, string> {
 }
 
 interface OutputSpec {
-  type: 'image' | 'oci' | 'docker' | 'local';
+  type: 'image' | 'oci' | 'docker' | 'local' | 'registry';
   dest?: string;
   tar: boolean;
 }
@@ -115,11 +115,11 @@ export function parseOutput(spec: string): OutputSpec {
     return [field.slice(0, equals).trim(), field.slice(equals + 1).trim()];
   }));
   const type = fields.get('type');
-  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local') {
-    throw new UsageError(`--output ${spec}: type must be image, oci, docker or local`);
+  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'registry') {
+    throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker or local`);
   }
   const dest = fields.get('dest');
-  if (type !== 'image' && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
+  if (type !== 'image' && type !== 'registry' && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
   const tarField = fields.get('tar');
   if (tarField !== undefined && tarField !== 'true' && tarField !== 'false') throw new UsageError(`--output ${spec}: tar must be true or false`);
   return { type, ...(dest ? { dest: resolve(dest) } : {}), tar: type !== 'local' && tarField !== 'false' };
@@ -166,7 +166,9 @@ async function buildCommand(args: string[]): Promise<number> {
   });
   const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
   if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false });
-  if (values.push && tags.length === 0) throw new UsageError('--push needs at least one -t REF to push to');
+  // --push is buildx's shorthand for --output type=registry.
+  const pushing = values.push === true || outputs.some((output) => output.type === 'registry');
+  if (pushing && tags.length === 0) throw new UsageError('pushing needs at least one -t REF to push to');
   const registry = registryOptions(values);
 
   const fileOption = values.file as string | undefined;
@@ -198,12 +200,12 @@ async function buildCommand(args: string[]): Promise<number> {
     if (output.type === 'oci') await writeOciLayout(store, named, output.dest!, { tar: output.tar, created, mtime });
     if (output.type === 'docker') await writeDockerArchive(store, named, output.dest!, { mtime });
     if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
-    log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
+    if (output.type !== 'registry') log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
   }
-  if (values.push) {
+  if (pushing) {
     for (const tag of tags) await pushAndReport(store, image, tag, registry, log);
   }
-  if (outputs.length === 0 && !values.push) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
+  if (outputs.length === 0 && !pushing) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
   if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
   if (values['metadata-file']) {
     await writeResult(values['metadata-file'] as string, JSON.stringify({
@@ -227,7 +229,8 @@ function registryOptions(values: Record<string, unknown>): ClientOptions {
 async function pushAndReport(store: Store, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
   const ref = parseReference(name);
   const result = await push(store, image, ref, new RegistryClient(ref.domain, registry));
-  log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded)`);
+  const mounted = result.mounted > 0 ? `, ${result.mounted} mounted from another repository` : '';
+  log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded${mounted})`);
   return result.digest;
 }
 

@@ -136,6 +136,23 @@ export class Store {
     return (await stat(this.blobPath(digest))).size;
   }
 
+  /**
+   * Records that a registry repository (`host/path`) holds a blob, so that a push to another
+   * repository of that registry can mount it instead of uploading it.
+   */
+  async noteBlobSource(digest: string, repository: string): Promise<void> {
+    const file = join(this.root, 'sources', digest.slice(7));
+    const known = await this.blobSources(digest);
+    if (known.includes(repository)) return;
+    await mkdir(join(this.root, 'sources'), { recursive: true });
+    await atomicWrite(join(this.root, 'tmp'), file, [...known, repository].slice(-16).join('\n') + '\n');
+  }
+
+  async blobSources(digest: string): Promise<string[]> {
+    const text = await readFile(join(this.root, 'sources', digest.slice(7)), 'utf8').catch(() => '');
+    return text.split('\n').filter(Boolean);
+  }
+
   async listTags(): Promise<Descriptor[]> {
     return (await this.readIndex()).manifests.filter((descriptor) => descriptor.annotations?.[REF_NAME]);
   }

@@ -172,7 +172,7 @@ export class RegistryClient {
     if (!/^bearer/i.test(challenge) || !params.realm) return false;
     const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
-    if (scope) tokenUrl.searchParams.set('scope', scope);
+    for (const part of scope.split(' ').filter(Boolean)) tokenUrl.searchParams.append('scope', part);
     const tokenResponse = await request(tokenUrl, {
       headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
     });

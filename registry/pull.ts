@@ -37,6 +37,7 @@ const BLOB_ATTEMPTS = 4;
 
 /** Fetches a blob into the store; a body cut short is fetched again, bytes that lie never kept. */
 async function fetchBlob(client: RegistryClient, store: Store, repository: string, digest: string, scope: string): Promise<void> {
+  await store.noteBlobSource(digest, `${client.domain}/${repository}`);
   for (let attempt = 1; !(await store.hasBlob(digest)); attempt++) {
     const response = await client.send(`${repository}/blobs/${digest}`, { scope });
     try {

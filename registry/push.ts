@@ -7,8 +7,9 @@ import { RegistryClient, RegistryError } from './client.ts';
 
 export interface PushResult {
   digest: string;
-  /** Blobs sent; the others were in the registry already. */
+  /** Blobs sent; the others were in the registry already, or mounted from another repository. */
   uploaded: number;
+  mounted: number;
 }
 
 /** Blobs larger than this go up in chunks of this size (PATCH), so no one request is huge. */
@@ -22,13 +23,33 @@ function uploadPath(client: RegistryClient, location: unknown, query: Record<str
   return url.pathname.replace(/^\/v2\//, '') + url.search;
 }
 
-async function pushBlob(client: RegistryClient, store: Store, repository: string, digest: string, size: number, scope: string): Promise<boolean> {
+export interface BlobPush {
+  /** How the blob got there: it was there, mounted from another repository, or uploaded. */
+  how: 'present' | 'mounted' | 'uploaded';
+}
+
+/**
+ * Starts an upload; when the store knows another repository of this registry that holds the blob,
+ * asks for a cross-repository mount first (201: done, 202: an ordinary upload was started).
+ */
+async function startUpload(client: RegistryClient, store: Store, repository: string, digest: string): Promise<{ mounted: boolean; location: unknown }> {
+  const from = (await store.blobSources(digest))
+    .filter((source) => source.startsWith(`${client.domain}/`) && source !== `${client.domain}/${repository}`)
+    .map((source) => source.slice(client.domain.length + 1))[0];
+  const query = from ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}` : '';
+  const scope = `repository:${repository}:pull,push${from ? ` repository:${from}:pull` : ''}`;
+  const response = await client.send(`${repository}/blobs/uploads/${query}`, { method: 'POST', scope });
+  await response.body.dump();
+  return { mounted: response.status === 201, location: response.headers.location };
+}
+
+async function pushBlob(client: RegistryClient, store: Store, repository: string, digest: string, size: number, scope: string): Promise<BlobPush['how']> {
   const head = await client.send(`${repository}/blobs/${digest}`, { method: 'HEAD', scope, accept: [404] });
   await head.body.dump();
-  if (head.status === 200) return false;
-  const started = await client.send(`${repository}/blobs/uploads/`, { method: 'POST', scope });
-  await started.body.dump();
-  let location = started.headers.location;
+  if (head.status === 200) return 'present';
+  const started = await startUpload(client, store, repository, digest);
+  if (started.mounted) return 'mounted';
+  let location = started.location;
   const file = store.blobPath(digest);
   // Large blobs: consecutive PATCH requests, each a range of the stored (compressed) file.
   for (let start = 0; size > CHUNK && start < size; start += CHUNK) {
@@ -48,7 +69,7 @@ async function pushBlob(client: RegistryClient, store: Store, repository: string
     ...(whole ? { body: () => createReadStream(file) } : {}),
   });
   await done.body.dump();
-  return true;
+  return 'uploaded';
 }
 
 /** Pushes an image from the store to `ref` (its tag, or its digest alone). */
@@ -56,7 +77,11 @@ export async function push(store: Store, image: Image, ref: Reference, client = 
   const scope = `repository:${ref.path}:pull,push`;
   const blobs = [image.manifest.config, ...image.manifest.layers];
   const limit = pLimit(4);
-  const sent = await Promise.all(blobs.map((blob) => limit(() => pushBlob(client, store, ref.path, blob.digest, blob.size, scope))));
+  const how = await Promise.all(blobs.map((blob) => limit(async () => {
+    const result = await pushBlob(client, store, ref.path, blob.digest, blob.size, scope);
+    await store.noteBlobSource(blob.digest, `${client.domain}/${ref.path}`);
+    return result;
+  })));
   await store.readJson(image.descriptor.digest); // the stored bytes are checked against their digest
   const manifest = store.blobPath(image.descriptor.digest);
   const response = await client.send(`${ref.path}/manifests/${ref.tag ?? image.descriptor.digest}`, {
@@ -67,5 +92,5 @@ export async function push(store: Store, image: Image, ref: Reference, client = 
   await response.body.dump();
   const digest = String(response.headers['docker-content-digest'] ?? image.descriptor.digest);
   if (digest !== image.descriptor.digest) throw new RegistryError(`the registry stored the manifest as ${digest}, not ${image.descriptor.digest}`);
-  return { digest, uploaded: sent.filter(Boolean).length };
+  return { digest, uploaded: how.filter((h) => h === 'uploaded').length, mounted: how.filter((h) => h === 'mounted').length };
 }
