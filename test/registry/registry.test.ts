@@ -89,6 +89,20 @@ describe('registry', () => {
       expect(JSON.parse(copied).Digest).toBe(pushed.stdout.trim());
       expect(hoistOk(['logout', secured.host], { env }).stdout).toBe(`Removing login credentials for ${secured.host}\n`);
       expect(hoist(['push', '--root', root, `${secured.host}/base/busybox:1`], { env }).code).toBe(1);
+
+      // Docker's credential-helper protocol: credHelpers for one host, credsStore for all.
+      const helperBin = join(dir, 'helper-bin');
+      execFileSync('mkdir', ['-p', helperBin]);
+      writeFileSync(join(helperBin, 'docker-credential-hoisttest'), [
+        '#!/bin/sh', '[ "$1" = get ] || exit 1', 'read -r server',
+        `[ "$server" = "${secured.host}" ] && echo '{"ServerURL":"${secured.host}","Username":"ci","Secret":"s3cret-pass"}' && exit 0`,
+        'echo "credentials not found in native keychain"; exit 1', '',
+      ].join('\n'), { mode: 0o755 });
+      const helperEnv = { ...env, PATH: `${helperBin}:${process.env.PATH}` };
+      for (const config of [{ credHelpers: { [secured.host]: 'hoisttest' } }, { credsStore: 'hoisttest' }]) {
+        writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify(config));
+        expect(hoistOk(['push', '--root', root, `${secured.host}/base/busybox:1`], { env: helperEnv }).stderr).toContain('(0 of 2 blobs uploaded)');
+      }
     } finally {
       await secured.stop();
     }
