@@ -257,4 +257,24 @@ describe('registry', () => {
       await forward.stop();
     }
   });
+
+  test('a redirect to another host (a CDN) gets no credentials', async () => {
+    const cdn = await startFaultyProxy(registry.host, {});
+    const user = { username: 'ci', password: 'front-pass' };
+    const front = await startFaultyProxy(registry.host, { requireBasic: user, redirectBlobsTo: cdn.host });
+    try {
+      const dockerConfig = join(dir, 'docker-config-cdn');
+      execFileSync('mkdir', ['-p', dockerConfig]);
+      writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [front.host]: { username: user.username, password: user.password } } }));
+      const pulled = await hoistAsync(['pull', '--root', join(dir, 'store-cdn'), `${front.host}/base/busybox:1`], { env: { DOCKER_CONFIG: dockerConfig } });
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(front.log.some((line) => line.includes('/manifests/') && line.endsWith('[authorization]'))).toBe(true);
+      const blobFetches = cdn.log.filter((line) => line.includes('/blobs/'));
+      expect(blobFetches.length).toBe(2);
+      expect(blobFetches.filter((line) => line.endsWith('[authorization]'))).toEqual([]);
+    } finally {
+      await front.stop();
+      await cdn.stop();
+    }
+  });
 });

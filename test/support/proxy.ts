@@ -21,6 +21,10 @@ export interface Faults {
   failEvery?: number;
   /** Flip a byte in every blob body sent to clients. */
   corruptBlobs?: boolean;
+  /** Demand this user (Basic) before forwarding anything, as an authenticating front would. */
+  requireBasic?: { username: string; password: string };
+  /** Answer blob GETs with a redirect to this host (as registries do to a CDN). */
+  redirectBlobsTo?: string;
 }
 
 export async function startFaultyProxy(upstream: string, faults: Faults): Promise<FaultyProxy> {
@@ -28,7 +32,20 @@ export async function startFaultyProxy(upstream: string, faults: Faults): Promis
   const log: string[] = [];
   const server = createServer((incoming: IncomingMessage, outgoing: ServerResponse) => {
     const count = ++state.requests;
-    log.push(`${incoming.method} ${incoming.url}`);
+    log.push(`${incoming.method} ${incoming.url}${incoming.headers.authorization ? ' [authorization]' : ''}`);
+    if (faults.requireBasic) {
+      const expected = `Basic ${Buffer.from(`${faults.requireBasic.username}:${faults.requireBasic.password}`).toString('base64')}`;
+      if (incoming.headers.authorization !== expected) {
+        incoming.resume();
+        outgoing.writeHead(401, { 'www-authenticate': 'Basic realm="hoist-test-front"' }).end();
+        return;
+      }
+    }
+    if (faults.redirectBlobsTo && incoming.method === 'GET' && /\/blobs\/sha256:/.test(incoming.url ?? '')) {
+      incoming.resume();
+      outgoing.writeHead(307, { location: `http://${faults.redirectBlobsTo}${incoming.url}` }).end();
+      return;
+    }
     if (faults.dropEvery && count % faults.dropEvery === 0) {
       state.faults++;
       incoming.socket.destroy();
@@ -41,7 +58,8 @@ export async function startFaultyProxy(upstream: string, faults: Faults): Promis
       return;
     }
     const [host, port] = upstream.split(':');
-    const forwarded = request({ host, port: Number(port), method: incoming.method, path: incoming.url, headers: { ...incoming.headers, host: upstream } }, (answer) => {
+    const { authorization: _authorization, ...headersToForward } = incoming.headers;
+    const forwarded = request({ host, port: Number(port), method: incoming.method, path: incoming.url, headers: { ...headersToForward, host: upstream } }, (answer) => {
       const headers = { ...answer.headers };
       // Redirects and upload locations must come back through the proxy.
       if (typeof headers.location === 'string') headers.location = headers.location.replace(upstream, `127.0.0.1:${(server.address() as { port: number }).port}`);
