@@ -11,6 +11,7 @@ import type { ReadableStream } from 'node:stream/web';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { LayerEntry } from '../layers/entry.ts';
 import { readTar } from '../layers/tar.ts';
+import { sortWithHardlinks } from '../layers/layer.ts';
 import { cleanPath } from './context.ts';
 
 type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
@@ -160,28 +161,6 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
     await chunks.return(undefined);
   }
   return sortWithHardlinks(entries.values(), inodes);
-}
-
-const comparePaths = (a: LayerEntry, b: LayerEntry): number => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
-
-/**
- * Sorts entries by path (a directory before its contents) and writes files that share an inode
- * (same key in `inodes`) as one file, at the first path, and hardlinks to it, as a tar must.
- */
-export function sortWithHardlinks(entries: Iterable<LayerEntry>, inodes: Map<LayerEntry, string>): LayerEntry[] {
-  const sorted = [...entries].sort(comparePaths);
-  const first = new Map<string, string>();
-  return sorted.map((entry) => {
-    const key = inodes.get(entry);
-    if (key === undefined) return entry;
-    const primary = first.get(key);
-    if (primary === undefined) {
-      first.set(key, entry.path);
-      return { ...entry, type: 'file' as const };
-    }
-    const { source: _source, size: _size, ...rest } = entry;
-    return { ...rest, type: 'hardlink' as const, linkname: primary };
-  });
 }
 
 /**

@@ -424,8 +424,7 @@ class BuildRun {
   /** USER as Docker applies it: name or id, group by name or id, supplementary groups from /etc/group. */
   private async resolveUser(state: StageState, spec: string): Promise<{ uid: number; gid: number; groups: number[] }> {
     const [user = '', group] = spec.split(':');
-    const table = async (file: string): Promise<string[][]> =>
-      ((await readImageFile(this.store, state.layers, file))?.toString('utf8') ?? '').split('\n').filter(Boolean).map((entry) => entry.split(':'));
+    const table = (file: string): Promise<string[][]> => this.idTable(state, file);
     const passwd = await table('/etc/passwd');
     const entry = passwd.find((fields) => fields[0] === user || (/^\d+$/.test(user) && fields[2] === user));
     if (!entry && !/^\d+$/.test(user)) throw new BuildError(`unable to find user ${user}: no matching entries in passwd file`);
@@ -500,14 +499,18 @@ class BuildRun {
     return dir;
   }
 
+  /** The rows of the image's /etc/passwd or /etc/group, split on ':' (none when the file is missing). */
+  private async idTable(state: StageState, file: string): Promise<string[][]> {
+    const content = await readImageFile(this.store, state.layers, file);
+    return (content?.toString('utf8') ?? '').split('\n').filter(Boolean).map((entry) => entry.split(':'));
+  }
+
   /** `--chown=user[:group]`, numeric or by name from the image's /etc/passwd and /etc/group. */
   private async resolveOwner(state: StageState, spec: string): Promise<{ uid: number; gid: number }> {
     const [user = '', group] = spec.split(':');
     const lookup = async (file: string, name: string): Promise<number> => {
       if (/^\d+$/.test(name)) return Number(name);
-      const content = await readImageFile(this.store, state.layers, file);
-      const line = content?.toString('utf8').split('\n').find((entry) => entry.split(':')[0] === name);
-      const id = line?.split(':')[2];
+      const id = (await this.idTable(state, file)).find((fields) => fields[0] === name)?.[2];
       if (id === undefined || !/^\d+$/.test(id)) throw new BuildError(`--chown=${spec}: no ${file === '/etc/passwd' ? 'user' : 'group'} named "${name}" in the image's ${file}`);
       return Number(id);
     };

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
 import { pull, push, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, familiarReference, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
+  applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
   type Image, type Named,
 } from '../layers/index.ts';
 import { build, BuildError } from './build.ts';
@@ -260,6 +260,9 @@ async function pullCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The registry a login names: `ghcr.io`, `https://registry.example:5000/`, or `docker.io`. */
+const registryHost = (text: string): string => parseReference(`${text.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+
 async function loginCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('login', args, {
     username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-stdin': { type: 'boolean' }, ...REGISTRY_FLAGS,
@@ -272,7 +275,7 @@ async function loginCommand(args: string[]): Promise<number> {
   if (values.password !== undefined) process.stderr.write('hoist: warning: --password puts the secret in your shell history and the process list: prefer --password-stdin\n');
   const password = values['password-stdin'] ? (await readStdin()).replace(/\r?\n$/, '') : (values.password as string | undefined);
   if (!password) throw new UsageError('login needs a password: --password-stdin (or --password)');
-  const host = parseReference(`${positionals[0]!.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+  const host = registryHost(positionals[0]!);
   const credentials = { username, password };
   await new RegistryClient(host, { ...registryOptions(values), credentials }).checkLogin();
   const file = saveCredentials(host, credentials);
@@ -284,7 +287,7 @@ async function logoutCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('logout', args, {});
   if (values.help) return help('logout');
   if (positionals.length !== 1) throw new UsageError("logout takes one REGISTRY (see 'hoist logout --help')");
-  const host = parseReference(`${positionals[0]!.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+  const host = registryHost(positionals[0]!);
   process.stdout.write(removeCredentials(host) ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);
   return 0;
 }
@@ -308,7 +311,7 @@ async function imagesCommand(args: string[]): Promise<number> {
     const ref = parseReference(descriptor.annotations![REF_NAME]!);
     const image = await readImage(store, descriptor);
     const size = image.layers.reduce((sum, layer) => sum + layer.size, 0);
-    const repository = familiarReference({ ...ref, tag: undefined, digest: undefined } as typeof ref);
+    const repository = familiarRepository(ref);
     rows.push([repository, ref.tag ?? '<none>', image.manifest.config.digest.slice(7, 19), image.config.created ?? '', formatSize(size)]);
   }
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));

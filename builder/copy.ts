@@ -4,7 +4,8 @@ import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { LayerEntry } from '../layers/entry.ts';
-import { archiveEntries, fetchUrl, isLocalArchive, sortWithHardlinks } from './archive.ts';
+import { sortWithHardlinks } from '../layers/layer.ts';
+import { archiveEntries, fetchUrl, isLocalArchive } from './archive.ts';
 import { cleanPath, compilePatterns, containsWildcards, globRegExp, type PatternSet } from './context.ts';
 
 export interface Owner {

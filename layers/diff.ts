@@ -5,7 +5,7 @@
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from './entry.ts';
-import { sortEntries } from './layer.ts';
+import { sortWithHardlinks } from './layer.ts';
 
 const OVERLAY_XATTR = /^(user|trusted)\.overlay\./;
 
@@ -52,23 +52,7 @@ export function upperDirEntries(upper: string, options: UpperDirOptions): LayerE
   };
   walk(upper, '');
 
-  return withHardlinks(entries, inodes);
-}
-
-/** The first path of an inode, in the layer's order, holds the content; the others link to it. */
-function withHardlinks(entries: LayerEntry[], inodes: Map<LayerEntry, string>): LayerEntry[] {
-  const firstPath = new Map<string, string>();
-  return sortEntries(entries).map((entry) => {
-    const inode = inodes.get(entry);
-    if (inode === undefined) return entry;
-    const first = firstPath.get(inode);
-    if (first === undefined) {
-      firstPath.set(inode, entry.path);
-      return entry;
-    }
-    const { source: _source, size: _size, ...link } = entry;
-    return { ...link, type: 'hardlink', linkname: first };
-  });
+  return sortWithHardlinks(entries, inodes);
 }
 
 /**
@@ -147,5 +131,5 @@ export function changedEntries(root: string, before: Snapshot, options: UpperDir
     if (parent) addParents(whiteout);
     entries.set(whiteout, { path: whiteout, type: 'file', mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 });
   }
-  return withHardlinks([...entries.values()], inodes);
+  return sortWithHardlinks([...entries.values()], inodes);
 }

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { LayerEntry } from './entry.ts';
 import type { Image } from './image.ts';
 import { tarChunks } from './layer.ts';
-import { familiarReference, parseReference } from './reference.ts';
+import { familiarReference, familiarRepository, parseReference } from './reference.ts';
 import { MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
 
 export interface Named {
@@ -99,7 +99,7 @@ export async function writeDockerArchive(store: Store, images: Named[], dest: st
     const top = image.layers.at(-1);
     for (const ref of refs) {
       const parsed = parseReference(ref);
-      const name = familiarReference({ ...parsed, tag: undefined, digest: undefined });
+      const name = familiarRepository(parsed);
       if (top && parsed.tag) (repositories[name] ??= {})[parsed.tag] = hex(top.diffId);
     }
   }

@@ -75,7 +75,16 @@ export interface PlatformChoice {
   variant?: string;
 }
 
-const INDEX_TYPES: string[] = [MediaTypes.ociIndex, MediaTypes.dockerManifestList];
+export const INDEX_TYPES: string[] = [MediaTypes.ociIndex, MediaTypes.dockerManifestList];
+
+/** The manifest of an index for `platform` (a missing variant matches any); `what` names the index in the error. */
+export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice, what: string): Descriptor {
+  const chosen = manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
+    && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant));
+  if (chosen) return chosen;
+  const have = manifests.map((m) => (m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') : '?'));
+  throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
+}
 
 /** Reads an image from the store; an index resolves to the manifest for `platform`. */
 export async function readImage(store: Store, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
@@ -83,14 +92,8 @@ export async function readImage(store: Store, descriptor: Descriptor, platform?:
   const mediaType = document.mediaType ?? descriptor.mediaType;
   if (INDEX_TYPES.includes(mediaType) || 'manifests' in document) {
     const manifests = (document as Index).manifests;
-    const chosen = platform
-      ? manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
-        && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant))
-      : manifests[0];
-    if (!chosen) {
-      const have = manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}` : '?')).join(', ');
-      throw new Error(`no image for ${platform!.os}/${platform!.architecture} in ${descriptor.digest} (it has: ${have})`);
-    }
+    const chosen = platform ? choosePlatform(manifests, platform, `index ${descriptor.digest}`) : manifests[0];
+    if (!chosen) throw new Error(`index ${descriptor.digest} lists no image`);
     return readImage(store, chosen, platform);
   }
   const manifest = document as Manifest;

@@ -1,12 +1,12 @@
 // Layers, images and the store: content-addressed, streamed, deterministic.
 export type { LayerEntry, EntryType } from './entry.ts';
 export { OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry.ts';
-export { writeLayer, sortEntries, type Layer, type LayerOptions } from './layer.ts';
+export { writeLayer, sortEntries, sortWithHardlinks, type Layer, type LayerOptions } from './layer.ts';
 export { Store, MediaTypes, REF_NAME, DigestMismatchError, defaultStoreRoot, type Descriptor } from './store.ts';
-export { readImage, writeImage, type Image, type ImageConfig, type ContainerConfig, type HistoryEntry, type Manifest } from './image.ts';
+export { choosePlatform, INDEX_TYPES, readImage, writeImage, type Image, type ImageConfig, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice } from './image.ts';
 export { applyLayers, readImageFile, UnsafeLayerError } from './extract.ts';
 export { readTar, type TarHeader } from './tar.ts';
 export { writeOciLayout, writeDockerArchive, type Named } from './export.ts';
-export { parseReference, formatReference, familiarReference, normalizeReference, type Reference } from './reference.ts';
+export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';

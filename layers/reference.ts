@@ -38,4 +38,9 @@ export function familiarReference(ref: Reference): string {
   return `${path}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
 }
 
+/** The short repository name without tag or digest: `busybox`, `ghcr.io/org/app`. */
+export function familiarRepository(ref: Reference): string {
+  return familiarReference({ domain: ref.domain, path: ref.path });
+}
+
 export const normalizeReference = (text: string): string => formatReference(parseReference(text));

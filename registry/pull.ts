@@ -4,18 +4,13 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  DigestMismatchError, formatReference, MediaTypes, readImage, type Descriptor, type Image, type Reference, type Store,
+  choosePlatform, DigestMismatchError, formatReference, INDEX_TYPES, MediaTypes, readImage,
+  type Descriptor, type Image, type PlatformChoice, type Reference, type Store,
 } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
 const MANIFEST_TYPES = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest];
 const SCHEMA1 = /application\/vnd\.docker\.distribution\.manifest\.v1/;
-
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
 
 const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -49,17 +44,12 @@ async function fetchBlob(client: RegistryClient, store: Store, repository: strin
 }
 
 /** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */
-export async function pull(store: Store, ref: Reference, platform: Platform, client = new RegistryClient(ref.domain)): Promise<Image> {
+export async function pull(store: Store, ref: Reference, platform: PlatformChoice, client = new RegistryClient(ref.domain)): Promise<Image> {
   const scope = `repository:${ref.path}:pull`;
   let descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
-  if (descriptor.mediaType === MediaTypes.ociIndex || descriptor.mediaType === MediaTypes.dockerManifestList) {
+  if (INDEX_TYPES.includes(descriptor.mediaType)) {
     const index = await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest);
-    const chosen = index.manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
-      && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant));
-    if (!chosen) {
-      const have = index.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}${m.platform?.variant ? `/${m.platform.variant}` : ''}`);
-      throw new RegistryError(`${formatReference(ref)} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
-    }
+    const chosen = choosePlatform(index.manifests, platform, formatReference(ref));
     descriptor = await fetchManifest(client, store, ref.path, chosen.digest, scope);
   }
   const manifest = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(descriptor.digest);
