@@ -1,7 +1,6 @@
 // Runs a Dockerfile's needed stages, instruction by instruction, into an image in the store.
-import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, posix } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -11,13 +10,15 @@ import {
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
-  applyLayers, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
-  type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type Store,
+  applyLayers, CacheStore, chainKey, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
+  type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
 } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
-import { readXattrs, runStep, writeXattrs } from '../userns-native/index.ts';
+import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
+import { BuildCache, cacheKey, ContentHashes, hashedValues, sha256 } from './cache.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
+import { mountInputs, MountError, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
 import { FileTree } from './tree.ts';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -42,6 +43,13 @@ export interface BuildRequest {
   pull?: boolean;
   /** How registries are reached (plain-HTTP hosts, extra CAs). */
   registry?: ClientOptions;
+  /** The build cache (with any --cache-from sources); its `used` records are what --cache-to exports. */
+  cache?: BuildCache;
+  /** Use no cached step (`--no-cache`), or none in these stages (`--no-cache-filter`, names or indexes). */
+  noCache?: boolean;
+  noCacheStages?: string[];
+  /** Secrets for RUN --mount=type=secret, by id (`--secret`): never in a layer, the history or a key. */
+  secrets?: ReadonlyMap<string, Buffer>;
 }
 
 const HOSTNAME = 'hoist';
@@ -52,9 +60,23 @@ interface StageState {
   config: ImageConfig;
   layers: Layer[];
   history: HistoryEntry[];
+  /** Where this stage's own history entries start (the base image's come first). */
+  historyStart: number;
   variables: StageVariables;
+  /** The file tree of the first `treeLayers` layers: brought up to date when a step needs it. */
   tree: FileTree;
+  treeLayers: number;
   cmdSet: boolean;
+}
+
+/** A step whose result can come from the cache: its inputs, and how to make its layer entries. */
+interface CachedStep {
+  /** The instruction, as miss explanations start (`COPY app/`). */
+  label: string;
+  inputs: Omit<StepInputs, 'parent'>;
+  createdBy: string;
+  /** Runs the step: the entries of its layer (none: no layer), and a directory already holding them. */
+  execute: () => Promise<{ entries: LayerEntry[]; dir?: string }>;
 }
 
 /** Builds the target stage and returns its image (written to the store, not tagged). */
@@ -84,8 +106,9 @@ class BuildRun {
   private readonly limit: LimitFunction;
   private readonly cancelled = new AbortController();
   private readonly rootfsDirs = new Map<string, Promise<string>>();
-  private readonly created: string;
+  private readonly cache: BuildCache;
   private context?: Promise<BuildContext>;
+  private contentHashes?: Promise<ContentHashes>;
   private tempDirs: string[] = [];
   /** Layers written by this build, and the directory of each, for overlay lower dirs. */
   private readonly madeHere = new Set<string>();
@@ -101,7 +124,7 @@ class BuildRun {
     this.dockerfile = dockerfile;
     this.plan = plan;
     this.store = request.store;
-    this.created = new Date((request.timestamp ?? Date.now() / 1000) * 1000).toISOString();
+    this.cache = request.cache ?? new BuildCache(request.store);
     this.limit = pLimit(request.jobs ?? availableParallelism());
     this.totalSteps = plan.order.reduce((sum, index) => sum + 1 + plan.stages[index]!.stage.instructions.length, 0);
   }
@@ -129,6 +152,7 @@ class BuildRun {
   /** Waits for every stage to end, then removes the build's temp dirs. */
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.results.values());
+    if (this.contentHashes) await (await this.contentHashes).save();
     await Promise.all(this.tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
@@ -136,10 +160,25 @@ class BuildRun {
     return planned.stage.name ?? `stage-${planned.stage.index}`;
   }
 
-  private progress(planned: PlannedStage, instruction: Instruction): void {
+  /** Logs the instruction about to run; returns the prefix for the lines about its result. */
+  private progress(planned: PlannedStage, instruction: Instruction): string {
     this.step++;
+    const prefix = `[${this.stageLabel(planned)} ${this.step}/${this.totalSteps}]`;
     const text = instruction.original.replace(/\s+/g, ' ').trim();
-    this.request.log(`[${this.stageLabel(planned)} ${this.step}/${this.totalSteps}] ${text.length > 200 ? `${text.slice(0, 197)}...` : text}`);
+    this.request.log(`${prefix} ${text.length > 200 ? `${text.slice(0, 197)}...` : text}`);
+    return prefix;
+  }
+
+  private cacheEnabled(planned: PlannedStage): boolean {
+    const filter = this.request.noCacheStages ?? [];
+    const name = planned.stage.name?.toLowerCase();
+    const index = planned.stage.index;
+    return !this.request.noCache && !filter.some((stage) => [name, String(index), `stage-${index}`].includes(stage.toLowerCase()));
+  }
+
+  /** Seconds since the epoch for times a build writes: SOURCE_DATE_EPOCH when set, else now. */
+  private now(): string {
+    return new Date(this.request.timestamp !== undefined ? this.request.timestamp * 1000 : Date.now()).toISOString();
   }
 
   private async buildStage(planned: PlannedStage): Promise<Image> {
@@ -153,23 +192,24 @@ class BuildRun {
     };
     config.config.Env ??= [];
     if (!config.config.Env.some((entry) => entry.startsWith('PATH='))) config.config.Env.unshift(DEFAULT_PATH);
-    const layers = [...(base?.layers ?? [])];
+    const history = [...(base?.config.history ?? [])];
     const state: StageState = {
-      config, layers, history: [...(base?.config.history ?? [])],
-      variables: new StageVariables(this.plan, config.config.Env), tree: await FileTree.fromLayers(this.store, layers), cmdSet: false,
+      config, layers: [...(base?.layers ?? [])], history, historyStart: history.length,
+      variables: new StageVariables(this.plan, config.config.Env), tree: new FileTree(), treeLayers: 0, cmdSet: false,
     };
     const triggers = config.config.OnBuild ?? [];
     config.config.OnBuild = null;
-    for (const trigger of triggers) {
+    for (const [i, trigger] of triggers.entries()) {
       const instruction = parseInstructions(`FROM scratch\n${trigger}`, `ONBUILD trigger of ${planned.stage.from.image}`).stages[0]!.instructions[0]!;
-      await this.dispatch(planned, state, instruction);
+      await this.dispatch(planned, state, instruction, `onbuild-${i}`, `[${this.stageLabel(planned)} ONBUILD]`);
     }
-    for (const instruction of planned.stage.instructions) {
+    for (const [i, instruction] of planned.stage.instructions.entries()) {
       this.cancelled.signal.throwIfAborted();
-      this.progress(planned, instruction);
-      await this.dispatch(planned, state, instruction);
+      const prefix = this.progress(planned, instruction);
+      await this.dispatch(planned, state, instruction, String(i), prefix);
     }
-    config.created = this.created;
+    this.fillCreated(state);
+    config.created = state.history.at(-1)?.created ?? this.now();
     config.history = state.history;
     if (this.request.labels && planned.stage.index === this.plan.target) {
       config.config.Labels = { ...config.config.Labels, ...this.request.labels };
@@ -195,11 +235,76 @@ class BuildRun {
     return image;
   }
 
-  private historyEntry(state: StageState, createdBy: string, emptyLayer: boolean): void {
-    state.history.push({ created: this.created, created_by: createdBy, ...(emptyLayer ? { empty_layer: true } : { comment: 'buildkit.dockerfile.v0' }) });
+  /** A history entry; `created` is left for fillCreated when the step made no layer of its own. */
+  private historyEntry(state: StageState, createdBy: string, emptyLayer: boolean, created?: string): void {
+    state.history.push({ ...(created ? { created } : {}), created_by: createdBy, ...(emptyLayer ? { empty_layer: true } : { comment: 'buildkit.dockerfile.v0' }) });
   }
 
-  private async dispatch(planned: PlannedStage, state: StageState, raw: Instruction): Promise<void> {
+  /**
+   * Times for the stage's history entries that have none, as BuildKit gives them: the time of the
+   * step before that made a layer, else of the first one after, else the base image's last. A
+   * rebuild from the cache therefore gives the same config, and the same image digest.
+   */
+  private fillCreated(state: StageState): void {
+    const own = state.history.slice(state.historyStart);
+    const firstTimed = own.find((entry) => entry.created)?.created;
+    let previous = state.history[state.historyStart - 1]?.created;
+    let seenTimed = false;
+    for (const entry of own) {
+      if (this.request.timestamp !== undefined) entry.created = this.now();
+      else if (entry.created) [previous, seenTimed] = [entry.created, true];
+      else entry.created = (seenTimed ? previous : firstTimed ?? previous) ?? this.now();
+    }
+  }
+
+  /** The key of the file system a step starts from: its layers' content, and the platform. */
+  private parentKey(state: StageState): string {
+    const { os, architecture, variant } = state.config;
+    return sha256([`${os}/${architecture}${variant ? `/${variant}` : ''}`, ...state.layers.map((layer) => layer.diffId)].join('\n'));
+  }
+
+  /** Takes a step's result from the cache, or runs it and caches what it made; says which, and why. */
+  private async cachedStep(planned: PlannedStage, state: StageState, locator: string, prefix: string, step: CachedStep): Promise<void> {
+    const inputs: StepInputs = { parent: this.parentKey(state), ...step.inputs };
+    const key = cacheKey(inputs);
+    const place = sha256(`${this.dockerfile.file}\0${planned.stage.name ?? planned.stage.index}\0${locator}`);
+    const useCache = this.cacheEnabled(planned);
+    const hit = useCache ? await this.cache.lookup(key) : undefined;
+    if (hit) {
+      this.request.log(`${prefix} CACHED`);
+      if (hit.layer) state.layers.push(hit.layer);
+      this.historyEntry(state, step.createdBy, !hit.layer, hit.created);
+      return this.cache.remember(place, key, hit, planned.stage.index === this.plan.target);
+    }
+    const why = useCache ? await this.cache.explain(place, inputs) : 'cache disabled';
+    this.request.log(`${prefix} ${step.label}: ${why}`);
+    const started = performance.now();
+    const { entries, dir } = await step.execute();
+    const created = this.now();
+    let layer: Layer | null = null;
+    if (entries.length > 0) {
+      layer = await this.addLayer(state, entries);
+      if (dir) this.layerDirs.set(layer.diffId, Promise.resolve(dir));
+    }
+    this.historyEntry(state, step.createdBy, layer === null, created);
+    const record = { layer, created, inputs };
+    await this.cache.save(key, record);
+    await this.cache.remember(place, key, record, planned.stage.index === this.plan.target);
+    this.request.log(`${prefix} DONE ${((performance.now() - started) / 1000).toFixed(2)}s`);
+  }
+
+  /** The stage's file tree with every layer so far applied. */
+  private async tree(state: StageState): Promise<FileTree> {
+    for (; state.treeLayers < state.layers.length; state.treeLayers++) await state.tree.applyLayer(this.store, state.layers[state.treeLayers]!);
+    return state.tree;
+  }
+
+  /** Settings a layer's content depends on besides the instruction. */
+  private layerSettings(): Record<string, string> {
+    return this.request.timestamp !== undefined ? { timestamp: String(this.request.timestamp) } : {};
+  }
+
+  private async dispatch(planned: PlannedStage, state: StageState, raw: Instruction, locator: string, prefix: string): Promise<void> {
     const instruction = state.variables.expand(raw);
     const container = state.config.config;
     const metadata = (createdBy: string): void => this.historyEntry(state, createdBy, true);
@@ -259,33 +364,37 @@ class BuildRun {
         container.OnBuild = [...(container.OnBuild ?? []), instruction.expression];
         return metadata(`ONBUILD ${instruction.expression}`);
       case 'WORKDIR':
-        return this.workdir(state, instruction.path);
+        return this.workdir(planned, state, instruction.path, locator, prefix);
       case 'COPY':
       case 'ADD':
-        return this.copy(planned, state, instruction);
+        return this.copy(planned, state, instruction, locator, prefix);
       case 'RUN':
-        return this.run(planned, state, instruction, raw.range.start.line);
+        return this.run(planned, state, instruction, raw.range.start.line, locator, prefix);
       case 'FROM':
         throw new Error('unreachable: FROM inside a stage');
     }
   }
 
-  private async workdir(state: StageState, path: string): Promise<void> {
+  private async workdir(planned: PlannedStage, state: StageState, path: string, locator: string, prefix: string): Promise<void> {
     const container = state.config.config;
     const target = posix.resolve(container.WorkingDir || '/', path);
     container.WorkingDir = target;
-    const entries = this.missingDirectories(state, state.tree.realPath(target));
-    if (entries.length === 0) return this.historyEntry(state, `WORKDIR ${target}`, true);
-    await this.addLayer(state, entries, `WORKDIR ${target}`);
+    await this.cachedStep(planned, state, locator, prefix, {
+      label: 'WORKDIR', createdBy: `WORKDIR ${target}`, inputs: { step: { command: `WORKDIR ${target}`, ...this.layerSettings() }, env: {}, args: {} },
+      execute: async () => {
+        const tree = await this.tree(state);
+        return { entries: this.missingDirectories(tree, tree.realPath(target)) };
+      },
+    });
   }
 
   /** Directory entries for `target` and its missing parents, owned by root, as BuildKit makes them. */
-  private missingDirectories(state: StageState, target: string): LayerEntry[] {
+  private missingDirectories(tree: FileTree, target: string): LayerEntry[] {
     const entries: LayerEntry[] = [];
     const parts = target.split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const path = parts.slice(0, i).join('/');
-      const existing = state.tree.get(path);
+      const existing = tree.get(path);
       if (existing?.type === 'directory') continue;
       entries.push({ path, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: this.createdDirMtime() });
     }
@@ -297,36 +406,90 @@ class BuildRun {
     return this.request.timestamp ?? 0;
   }
 
-  private async addLayer(state: StageState, entries: LayerEntry[], createdBy: string): Promise<Layer> {
-    const layer = await writeLayer(this.store, entries);
+  /** Writes a layer of `entries` on top; with SOURCE_DATE_EPOCH, no mtime is later than it. */
+  private async addLayer(state: StageState, entries: LayerEntry[]): Promise<Layer> {
+    const epoch = this.request.timestamp;
+    const clamped = epoch === undefined ? entries : entries.map((entry) => (entry.mtime > epoch ? { ...entry, mtime: epoch } : entry));
+    const layer = await writeLayer(this.store, clamped);
+    const treeUpToDate = state.treeLayers === state.layers.length;
     state.layers.push(layer);
     this.madeHere.add(layer.diffId);
-    state.tree.apply(entries.map((entry) => [entry.path, entry]));
-    this.historyEntry(state, createdBy, false);
+    if (treeUpToDate) {
+      state.tree.apply(clamped.map((entry) => [entry.path, entry]));
+      state.treeLayers++;
+    }
     return layer;
   }
 
-  private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, line: number): Promise<void> {
+  private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, line: number, locator: string, prefix: string): Promise<void> {
     const where = `${this.dockerfile.file}:${line}`;
     if (process.getuid?.() !== 0) throw new BuildError(`${where}: RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
-    if (instruction.mounts.length > 0) throw new BuildError(`${where}: RUN --mount is not supported yet`);
     const container = state.config.config;
     const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
+    const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
+    const mountContext = this.mountContext(planned, state, instruction);
+    const mounts = instruction.mounts.length > 0 ? await mountInputs(instruction.mounts, mountContext).catch(located(where)) : undefined;
+    const step = {
+      command: JSON.stringify(argv), ...(script ? { script: script.content } : {}),
+      user: container.User || '0', workdir: container.WorkingDir || '/', network: instruction.network ?? 'default',
+      ...(instruction.security ? { security: instruction.security } : {}), ...(mounts ? { mounts: mounts.description } : {}), ...this.layerSettings(),
+    };
+    await this.cachedStep(planned, state, locator, prefix, {
+      label: 'RUN',
+      createdBy: `RUN ${args.length ? `|${args.length} ${args.join(' ')} ` : ''}${argv.join(' ')} # buildkit`,
+      inputs: {
+        step, env: hashedValues(state.variables.imageEnv().map(splitVariable)), args: hashedValues(state.variables.declaredArgs()),
+        ...(mounts && Object.keys(mounts.files).length > 0 ? { files: mounts.files } : {}),
+      },
+      execute: async () => {
+        const prepared = await prepareMounts(instruction.mounts, mountContext).catch(located(where));
+        try {
+          return await this.execute(planned, state, instruction, where, argv, script, prepared);
+        } finally {
+          await prepared.release();
+        }
+      },
+    });
+  }
+
+  private mountContext(planned: PlannedStage, state: StageState, instruction: Instruction): MountContext {
+    return {
+      cacheStore: new CacheStore(this.store), secrets: this.request.secrets ?? new Map(), workdir: state.config.config.WorkingDir || '/',
+      tempDir: (prefix) => this.tempDir(prefix),
+      contextRoot: async () => (await this.loadContext()).root,
+      image: (from) => this.fromImage(planned, instruction, from),
+      imageRoot: (image) => this.imageRoot(image),
+      hashes: () => this.hashes(),
+      realPath: async (path) => (await this.tree(state)).realPath(path),
+      useCacheMount: (name, dir, isNew) => this.cache.useMount(name, dir, isNew, (layer, into) => applyLayers(this.store, [layer], into, this.applyOptions())),
+    };
+  }
+
+  /** Runs a RUN's command in its sandbox and returns the changes it made. */
+  private async execute(
+    planned: PlannedStage, state: StageState, instruction: RunInstruction, where: string, argv: string[],
+    script: { path: string; content: string } | undefined, prepared: PreparedMounts,
+  ): Promise<{ entries: LayerEntry[]; dir?: string }> {
+    const container = state.config.config;
     const user = await this.resolveUser(state, container.User || '0');
     const sandbox = await this.sandboxDir();
     const step = await this.tempDir('run');
     const [upper, work, rootfs] = ['upper', 'work', 'rootfs'].map((name) => join(step, name)) as [string, string, string];
     await Promise.all([upper, work, rootfs].map((dir) => mkdir(dir)));
-    const binds = ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ source: join(sandbox, name), target: `/etc/${name}` }));
+    const mounts: SandboxMount[] = ['hosts', 'resolv.conf', 'hostname'].map((name) => ({ type: 'bind', source: join(sandbox, name), target: `/etc/${name}` }));
     if (script) {
       await writeFile(join(step, 'script'), script.content, { mode: 0o755 });
-      binds.push({ source: join(step, 'script'), target: script.path });
+      mounts.push({ type: 'bind', source: join(step, 'script'), target: script.path });
     }
+    mounts.push(...prepared.mounts);
+    // The --mount targets' mount points: a lower layer of their own, so they stay out of the layer.
+    const points = join(step, 'points');
+    makePoints(points, prepared.points);
     let tail = '';
     const lines = new LinePrefixer(`[${this.stageLabel(planned)}] `, (chunk) => this.request.output?.(chunk));
     const common = {
-      rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, binds,
-      env: withDefaultPath(state.variables.runEnv()), network: instruction.network === 'none' ? 'none' as const : 'host' as const, argv,
+      rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, mounts,
+      env: withDefaultPath([...state.variables.runEnv(), ...prepared.env]), network: instruction.network === 'none' ? 'none' as const : 'host' as const, argv,
       signal: this.cancelled.signal,
       output: (chunk: Buffer) => {
         lines.write(chunk);
@@ -334,7 +497,8 @@ class BuildRun {
       },
     };
     const warn = (message: string): void => this.request.log(`warning: ${message}`);
-    let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower: await this.lowerDirs(state), upper, work } } });
+    const lower = [...(await this.lowerDirs(state)), points];
+    let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower, upper, work } } });
     if (result?.noOverlay) {
       warn('overlay mounts are not available here: each RUN works on a copy of the image, which is slower');
       this.noOverlay = true;
@@ -343,6 +507,7 @@ class BuildRun {
     if (this.noOverlay) {
       await applyLayers(this.store, state.layers, rootfs, this.applyOptions());
       makeMountPoints(rootfs);
+      makePoints(rootfs, prepared.points);
       before = snapshot(rootfs);
       result = await runStep({ ...common, root: { copied: true } });
     }
@@ -355,15 +520,9 @@ class BuildRun {
         : '';
       throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
     }
-    const changed = before ? rootfs : upper;
-    const diffOptions = { xattrs: await readXattrs(changed), warn };
-    const entries = before ? changedEntries(rootfs, before, diffOptions) : upperDirEntries(upper, diffOptions);
-    const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
-    const createdBy = `RUN ${args.length ? `|${args.length} ${args.join(' ')} ` : ''}${argv.join(' ')} # buildkit`;
-    // A RUN that changes nothing adds history but no layer, as Docker does.
-    if (entries.length === 0) return this.historyEntry(state, createdBy, true);
-    const layer = await this.addLayer(state, entries, createdBy);
-    if (!before) this.layerDirs.set(layer.diffId, Promise.resolve(upper));
+    const diffOptions = { xattrs: await readXattrs(before ? rootfs : upper), warn };
+    if (before) return { entries: changedEntries(rootfs, before, diffOptions) };
+    return { entries: upperDirEntries(upper, diffOptions), dir: upper };
   }
 
   /** Overlay lower dirs, topmost first: this build's layers one by one, the image below merged. */
@@ -390,9 +549,12 @@ class BuildRun {
 
   /** An image's layers applied into one directory, kept in the store for later builds. */
   private async chainDir(layers: Layer[]): Promise<string> {
-    const key = createHash('sha256').update(layers.map((layer) => layer.diffId).join('\n')).digest('hex');
-    const dir = join(this.store.root, 'rootfs', key);
-    if (existsSync(dir)) return dir;
+    const dir = join(this.store.root, 'rootfs', chainKey(layers.map((layer) => layer.diffId)));
+    if (existsSync(dir)) {
+      // Its mtime is its last use, for hoist prune.
+      await utimes(dir, new Date(), new Date());
+      return dir;
+    }
     const temp = await this.tempDir('rootfs');
     await applyLayers(this.store, layers, join(temp, 'root'), this.applyOptions());
     await mkdir(join(this.store.root, 'rootfs'), { recursive: true });
@@ -440,37 +602,65 @@ class BuildRun {
     return { uid, gid, groups: [...new Set([gid, ...supplementary])] };
   }
 
-  private async copy(planned: PlannedStage, state: StageState, instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>): Promise<void> {
+  private async copy(planned: PlannedStage, state: StageState, instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, locator: string, prefix: string): Promise<void> {
     const workdir = state.config.config.WorkingDir || '/';
     const from = instruction.kind === 'COPY' ? instruction.from : undefined;
-    const sourceRoot = from === undefined ? undefined : await this.fromRoot(planned, instruction, from);
-    const context = sourceRoot === undefined ? await this.loadContext() : undefined;
+    const fromImage = from === undefined ? undefined : await this.fromImage(planned, instruction, from);
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
     const absoluteDest = posix.resolve(workdir, instruction.dest) + (instruction.dest.endsWith('/') ? '/' : '');
-    const common = {
-      dest: state.tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
-      chown: instruction.chown === undefined ? undefined : await this.resolveOwner(state, instruction.chown),
-      destIsDirectory: (path: string) => state.tree.isDirectory(path), createdDirMtime: this.createdDirMtime(),
+    const options = async (tree: FileTree) => ({
+      dest: tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
+      destIsDirectory: (path: string) => tree.isDirectory(path), createdDirMtime: this.createdDirMtime(),
       command: instruction.kind, tmpDir: await this.tempDir('copy'),
       ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum } : {}),
-    };
-    const entries: LayerEntry[] = [];
-    if (instruction.sources.length > 0) {
-      entries.push(...(await planCopy({
-        ...common, root: sourceRoot ?? context!.root, sources: instruction.sources,
-        ...(context ? { isIgnored: context.isIgnored, mayUnignoreUnder: context.mayUnignoreUnder } : {}),
-        // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
-        keepOwners: sourceRoot !== undefined && process.getuid?.() === 0,
-      })));
-    }
-    for (const inline of instruction.inlineSources) {
-      const dir = await this.tempDir('heredoc');
-      await writeFile(join(dir, inline.name), inline.content, { mode: 0o644 });
-      entries.push(...(await planCopy({ ...common, root: dir, sources: [inline.name] })));
+    });
+    // Context sources are listed before the key, which holds their content. --chown is applied
+    // after: it gives every entry the same owner, and the key holds it as written.
+    let contextEntries: LayerEntry[] = [];
+    let files: Record<string, string> | undefined;
+    if (fromImage === undefined && instruction.sources.length > 0) {
+      const context = await this.loadContext();
+      contextEntries = await planCopy({
+        ...(await options(await this.tree(state))), root: context.root, sources: instruction.sources,
+        isIgnored: context.isIgnored, mayUnignoreUnder: context.mayUnignoreUnder,
+      });
+      files = (await this.hashes()).entryHashes(contextEntries);
     }
     const sources = [...instruction.sources, ...instruction.inlineSources.map((source) => `<<${source.name}`)];
-    await this.addLayer(state, dedupe(entries), `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`);
+    const { range: _range, original: _original, ...expanded } = instruction;
+    await this.cachedStep(planned, state, locator, prefix, {
+      label: `${instruction.kind} ${sources.join(' ')}`,
+      createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
+      inputs: {
+        step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...this.layerSettings() },
+        env: {}, args: {}, ...(files ? { files } : {}),
+      },
+      execute: async () => {
+        const common = await options(await this.tree(state));
+        const chown = instruction.chown === undefined ? undefined : await this.resolveOwner(state, instruction.chown);
+        const entries = chown ? contextEntries.map((entry) => ({ ...entry, ...chown })) : [...contextEntries];
+        if (fromImage && instruction.sources.length > 0) {
+          // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
+          const root = await this.imageRoot(fromImage);
+          entries.push(...(await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: process.getuid?.() === 0 })));
+        }
+        for (const inline of instruction.inlineSources) {
+          const dir = await this.tempDir('heredoc');
+          await writeFile(join(dir, inline.name), inline.content, { mode: 0o644 });
+          entries.push(...(await planCopy({ ...common, chown, root: dir, sources: [inline.name] })));
+        }
+        return { entries: dedupe(entries) };
+      },
+    });
+  }
+
+  private hashes(): Promise<ContentHashes> {
+    return (this.contentHashes ??= this.loadContext().then(async (context) => {
+      const hashes = new ContentHashes(this.store, context.root);
+      await hashes.load();
+      return hashes;
+    }));
   }
 
   private loadContext(): Promise<BuildContext> {
@@ -484,10 +674,14 @@ class BuildRun {
     return dir;
   }
 
-  /** The root filesystem that `--from` names: a stage of this build, or an image in the store. */
-  private async fromRoot(planned: PlannedStage, instruction: Instruction, from: string): Promise<string> {
+  /** The image that `--from` names: a stage of this build, or an image in the store. */
+  private async fromImage(planned: PlannedStage, instruction: Instruction, from: string): Promise<Image> {
     const index = resolveStageRef(this.dockerfile, from, planned.stage.index, instruction);
-    const image = index !== undefined ? await this.stageResult(index) : await this.localImage(from, planned.platform);
+    return index !== undefined ? this.stageResult(index) : this.localImage(from, planned.platform);
+  }
+
+  /** An image's root filesystem, extracted once per build. */
+  private imageRoot(image: Image): Promise<string> {
     let dir = this.rootfsDirs.get(image.descriptor.digest);
     if (!dir) {
       dir = this.tempDir('rootfs').then(async (path) => {
@@ -582,6 +776,41 @@ function makeMountPoints(rootfs: string): void {
   for (const name of ['hosts', 'resolv.conf', 'hostname']) {
     if (!lstatSync(join(rootfs, 'etc', name), { throwIfNoEntry: false })) writeFileSync(join(rootfs, 'etc', name), '', { mode: 0o644 });
   }
+}
+
+function splitVariable(entry: string): [string, string] {
+  const equals = entry.indexOf('=');
+  return equals < 0 ? [entry, ''] : [entry.slice(0, equals), entry.slice(equals + 1)];
+}
+
+/**
+ * Makes mount points (directories, or empty files) under `root` where they are missing, with their
+ * parent directories. Nothing is made through a symlink.
+ */
+function makePoints(root: string, points: { path: string; directory: boolean }[]): void {
+  mkdirSync(root, { recursive: true });
+  for (const point of points) {
+    const parts = point.path.split('/').filter(Boolean);
+    let at = root;
+    for (const [i, part] of parts.entries()) {
+      at = join(at, part);
+      const existing = lstatSync(at, { throwIfNoEntry: false });
+      if (existing) {
+        if (!existing.isDirectory()) break;
+        continue;
+      }
+      if (i < parts.length - 1 || point.directory) mkdirSync(at, 0o755);
+      else writeFileSync(at, '', { mode: 0o644 });
+    }
+  }
+}
+
+/** Turns a mount's mistake into a build error that names the RUN. */
+function located(where: string): (error: unknown) => never {
+  return (error) => {
+    if (error instanceof MountError) throw new BuildError(`${where}: ${error.message}`);
+    throw error;
+  };
 }
 
 function withDefaultPath(env: string[]): string[] {

@@ -7,10 +7,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
 import { pull, push, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout,
-  type Image, type Named,
+  applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
+  writeOciLayout, type Image, type Named,
 } from '../layers/index.ts';
 import { build, BuildError } from './build.ts';
+import { BuildCache } from './cache.ts';
+import { exportCache, importCache, type CacheSpec } from './cache-transfer.ts';
 
 class UsageError extends Error {}
 
@@ -28,6 +30,7 @@ Commands:
   save      Write images to an OCI or docker-load tarball
   rmi       Remove image names from the local store
   load      Import images from an OCI image layout (directory or tarball)
+  prune     Remove build cache and blobs no tagged image needs
   pull      Pull an image from a registry into the local store
   push      Push an image from the local store to a registry
   login     Save credentials for a registry (checked first)
@@ -48,7 +51,14 @@ Options:
       --target STAGE       Build this stage
       --label K=V          Add a label to the image (repeatable)
       --platform P         Target platform, e.g. linux/amd64
-      --no-cache           Do not use the build cache
+      --no-cache           Do not use the build cache (results are still cached for later builds)
+      --cache-from SPEC    Use a shared cache: type=registry,ref=REF (or just REF) | type=local,src=DIR (repeatable)
+      --cache-to SPEC      Write the build's cache: type=registry,ref=REF | type=local,dest=DIR,
+                           with mode=min (the final stage, default) or mode=max (every stage), and
+                           mounts=true to carry RUN --mount=type=cache contents too
+      --no-cache-filter S  Do not use the build cache in stage S (repeatable, or comma-separated)
+      --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
+      --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
   -o, --output SPEC        type=image | type=registry | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
@@ -69,6 +79,16 @@ Options:
   login: 'Usage: hoist login -u USER --password-stdin [--tls-ca FILE] REGISTRY\n\nCheck credentials against REGISTRY and save them where docker login does (REGISTRY_AUTH_FILE if set).',
   logout: 'Usage: hoist logout REGISTRY\n\nRemove the saved credentials for REGISTRY.',
   load: 'Usage: hoist load [--root DIR] [-t NAME] PATH[:TAG]\n\nImport images from an OCI image layout, a directory or a tarball (hoist save, buildx --output type=oci,\nskopeo copy ... oci:). TAG picks one image by its ref.name; NAME names it (default: the name the layout gives).',
+  prune: `Usage: hoist prune [--all] [--keep-storage SIZE] [--root DIR]
+
+Remove build cache and blobs that no tagged image needs. Tagged images are never touched, nor
+anything as new as a build running on the store.
+
+Options:
+      --all                Remove the whole build cache (cache records, extracted layers, cache mounts)
+      --keep-storage SIZE  Also remove the least recently used cache until it takes at most SIZE
+                           (e.g. 10GB, 512MB, 1.5GiB, or bytes)
+      --root DIR           Store location`,
 };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -109,11 +129,7 @@ interface OutputSpec {
 /** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
 export function parseOutput(spec: string): OutputSpec {
   if (!spec.includes('=')) return { type: 'local', dest: spec, tar: false };
-  const fields = new Map(spec.split(',').map((field) => {
-    const equals = field.indexOf('=');
-    if (equals < 0) throw new UsageError(`--output ${spec}: "${field}" is not key=value`);
-    return [field.slice(0, equals).trim(), field.slice(equals + 1).trim()];
-  }));
+  const fields = csvFields('output', spec);
   const type = fields.get('type');
   if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'registry') {
     throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker or local`);
@@ -123,6 +139,50 @@ export function parseOutput(spec: string): OutputSpec {
   const tarField = fields.get('tar');
   if (tarField !== undefined && tarField !== 'true' && tarField !== 'false') throw new UsageError(`--output ${spec}: tar must be true or false`);
   return { type, ...(dest ? { dest: resolve(dest) } : {}), tar: type !== 'local' && tarField !== 'false' };
+}
+
+/** CSV `key=value` fields, as buildx's --output, --secret and --cache-* flags take them. */
+function csvFields(flag: string, spec: string): Map<string, string> {
+  return new Map(spec.split(',').map((field) => {
+    const equals = field.indexOf('=');
+    if (equals < 0) throw new UsageError(`--${flag} ${spec}: "${field}" is not key=value`);
+    return [field.slice(0, equals).trim(), field.slice(equals + 1).trim()];
+  }));
+}
+
+/** buildx's cache syntax: `type=registry,ref=R[,mode=max][,mounts=true]`, `type=local,dest=D` / `src=D`, or a bare ref. */
+function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): CacheSpec {
+  if (!spec.includes('=')) return { type: 'registry', where: spec, mode: 'min', mounts: false };
+  const fields = csvFields(flag, spec);
+  const type = fields.get('type') ?? 'registry';
+  if (type !== 'registry' && type !== 'local') throw new UsageError(`--${flag} ${spec}: type must be registry or local`);
+  const pathKey = type === 'registry' ? 'ref' : flag === 'cache-to' ? 'dest' : 'src';
+  const where = fields.get(pathKey);
+  if (!where) throw new UsageError(`--${flag} ${spec}: type=${type} needs ${pathKey}=${type === 'registry' ? 'REF' : 'DIR'}`);
+  const mode = fields.get('mode') ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw new UsageError(`--${flag} ${spec}: mode must be min or max`);
+  const mounts = fields.get('mounts') ?? 'false';
+  if (mounts !== 'true' && mounts !== 'false') throw new UsageError(`--${flag} ${spec}: mounts must be true or false`);
+  return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: mounts === 'true' };
+}
+
+/** buildx's --secret: id=ID with src=FILE, env=VAR, or (neither) the variable named ID. */
+async function readSecrets(specs: string[]): Promise<Map<string, Buffer>> {
+  const secrets = new Map<string, Buffer>();
+  for (const spec of specs) {
+    const fields = csvFields('secret', spec);
+    const id = fields.get('id');
+    if (!id) throw new UsageError(`--secret ${spec}: needs id=ID`);
+    const file = fields.get('src') ?? fields.get('source');
+    const variable = fields.get('env') ?? (file === undefined ? id : undefined);
+    if (file !== undefined) {
+      secrets.set(id, await readFile(resolve(file)).catch(() => {
+        throw new UsageError(`--secret ${spec}: cannot read ${file}`);
+      }));
+    } else if (process.env[variable!] !== undefined) secrets.set(id, Buffer.from(process.env[variable!]!));
+    else throw new UsageError(`--secret ${spec}: the environment has no ${variable}`);
+  }
+  return secrets;
 }
 
 async function readStdin(): Promise<string> {
@@ -135,7 +195,8 @@ async function buildCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('build', args, {
     file: { type: 'string', short: 'f' }, tag: { type: 'string', short: 't', multiple: true },
     'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
-    platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, output: { type: 'string', short: 'o', multiple: true },
+    platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
+    secret: { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
     jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, ...REGISTRY_FLAGS,
   });
@@ -180,16 +241,31 @@ async function buildCommand(args: string[]): Promise<number> {
     throw new UsageError(`cannot read the Dockerfile ${dockerfilePath}`);
   }
 
+  const cacheFrom = ((values['cache-from'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-from'));
+  const cacheTo = ((values['cache-to'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-to'));
+  const secrets = await readSecrets((values.secret as string[] | undefined) ?? []);
+
   const store = await openStore(values.root);
   const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
-  const sourceDateEpoch = process.env.SOURCE_DATE_EPOCH;
+  const sources = [];
+  for (const spec of cacheFrom) {
+    const source = await importCache(store, spec, registry, log);
+    if (source) sources.push(source);
+  }
+  const cache = new BuildCache(store, sources);
+  const buildArgs = keyValues(values['build-arg'], 'build-arg');
+  // Reproducible builds: --timestamp, else SOURCE_DATE_EPOCH as a build arg (buildx) or in the environment.
+  const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
+  if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
   const image = await build({
     store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
-    buildArgs: keyValues(values['build-arg'], 'build-arg'), target: values.target as string | undefined,
+    buildArgs, target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
-    ...(sourceDateEpoch && /^\d+$/.test(sourceDateEpoch) ? { timestamp: Number(sourceDateEpoch) } : {}),
+    ...(epochText ? { timestamp: Number(epochText) } : {}),
+    noCache: values['no-cache'] === true, secrets, cache,
+    noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
   });
 
   const created = image.config.created ?? new Date().toISOString();
@@ -205,6 +281,7 @@ async function buildCommand(args: string[]): Promise<number> {
   if (pushing) {
     for (const tag of tags) await pushAndReport(store, image, tag, registry, log);
   }
+  for (const spec of cacheTo) await exportCache(store, cache, spec, registry, log);
   if (outputs.length === 0 && !pushing) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
   if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
   if (values['metadata-file']) {
@@ -385,6 +462,22 @@ async function rmiCommand(args: string[]): Promise<number> {
   return status;
 }
 
+async function pruneCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('prune', args, { all: { type: 'boolean' }, 'keep-storage': { type: 'string' } });
+  if (values.help) return help('prune');
+  if (positionals.length > 0) throw new UsageError("prune takes no arguments (see 'hoist prune --help')");
+  const keepText = values['keep-storage'] as string | undefined;
+  const keepStorage = keepText === undefined ? undefined : parseSize(keepText);
+  if (keepText !== undefined && keepStorage === undefined) throw new UsageError(`--keep-storage ${keepText}: expected a size such as 10GB, 512MB, 1.5GiB or bytes`);
+  const store = await openStore(values.root);
+  const { blobs, records, rootfsDirs, cacheMounts } = await prune(store, { all: values.all === true, ...(keepStorage !== undefined ? { keepStorage } : {}) });
+  const counted = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const freed = blobs.bytes + records.bytes + rootfsDirs.bytes + cacheMounts.bytes;
+  process.stdout.write(`removed ${counted(blobs.count, 'blob')}, ${counted(records.count, 'cache record')}, ${counted(rootfsDirs.count, 'rootfs dir')}, `
+    + `${counted(cacheMounts.count, 'cache mount')}: ${formatSize(freed)} freed\n`);
+  return 0;
+}
+
 async function loadCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('load', args, { tag: { type: 'string', short: 't' } });
   if (values.help) return help('load');
@@ -405,7 +498,7 @@ async function loadCommand(args: string[]): Promise<number> {
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand, load: loadCommand,
-  push: pushCommand, pull: pullCommand, login: loginCommand, logout: logoutCommand,
+  push: pushCommand, pull: pullCommand, login: loginCommand, logout: logoutCommand, prune: pruneCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

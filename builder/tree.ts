@@ -1,8 +1,6 @@
 // The merged view of an image's file tree (metadata only), for questions a build asks without
 // extracting anything: does /app exist, is the destination a directory, who owns /usr.
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type Layer, type Store } from '../layers/index.ts';
-import { readTar } from '../layers/index.ts';
-import { layerTar } from '../layers/extract.ts';
+import { layerTar, OPAQUE_MARKER, readTar, WHITEOUT_PREFIX, type EntryType, type Layer, type Store } from '../layers/index.ts';
 
 export interface NodeInfo {
   type: EntryType | 'char' | 'block' | 'fifo';
@@ -30,20 +28,11 @@ async function listLayer(store: Store, layer: Layer): Promise<LayerListing> {
 export class FileTree {
   private readonly nodes = new Map<string, NodeInfo>();
 
-  static async fromLayers(store: Store, layers: Layer[]): Promise<FileTree> {
-    const tree = new FileTree();
-    for (const layer of layers) {
-      let listing = listings.get(layer.digest);
-      if (!listing) listings.set(layer.digest, (listing = listLayer(store, layer)));
-      tree.apply(await listing);
-    }
-    return tree;
-  }
-
-  clone(): FileTree {
-    const copy = new FileTree();
-    for (const [path, info] of this.nodes) copy.nodes.set(path, info);
-    return copy;
+  /** Applies a stored layer on top, reading its tar's headers (once per layer and process). */
+  async applyLayer(store: Store, layer: Layer): Promise<void> {
+    let listing = listings.get(layer.digest);
+    if (!listing) listings.set(layer.digest, (listing = listLayer(store, layer)));
+    this.apply(await listing);
   }
 
   /** Applies one layer's entries on top, whiteouts included. */

@@ -1,5 +1,6 @@
 // Images out of the store: an OCI image layout (directory or tarball) or a `docker load` archive.
-import { createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,16 +11,21 @@ import { tarChunks } from './layer.ts';
 import { familiarReference, familiarRepository, parseReference } from './reference.ts';
 import { MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
 
-export interface Named {
-  image: Image;
+/** A manifest (an image's, or a build cache's) and its names. */
+export interface NamedManifest {
+  image: Pick<Image, 'descriptor' | 'manifest'>;
   /** Full references (`docker.io/library/demo:latest`); may be empty. */
   refs: string[];
 }
 
+export interface Named extends NamedManifest {
+  image: Image;
+}
+
 const hex = (digest: string): string => digest.slice('sha256:'.length);
 
-function blobDigests(image: Image): string[] {
-  return [image.descriptor.digest, image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)];
+function blobDigests(image: NamedManifest['image']): string[] {
+  return [image.descriptor.digest, image.manifest.config.digest, ...image.manifest.layers.map((layer) => layer.digest)];
 }
 
 function file(path: string, content: Buffer | string, mtime: number): LayerEntry {
@@ -32,7 +38,7 @@ function directory(path: string, mtime: number): LayerEntry {
 }
 
 /** index.json: one descriptor per name (buildx's annotations), or one unnamed. */
-function ociIndex(images: Named[], created: string): object {
+function ociIndex(images: NamedManifest[], created: string): object {
   const manifests: Descriptor[] = images.flatMap(({ image, refs }) => {
     const base = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
     if (refs.length === 0) return [{ ...base, annotations: { 'org.opencontainers.image.created': created } }];
@@ -68,15 +74,29 @@ async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> 
 }
 
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
-export async function writeOciLayout(store: Store, images: Named[], dest: string, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
+export async function writeOciLayout(store: Store, images: NamedManifest[], dest: string, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
   const digests = [...new Set(images.flatMap(({ image }) => blobDigests(image)))];
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
   if (!options.tar) {
+    // Every file is written under a temp name and renamed into place, so that builds writing the
+    // same directory at once (a CI cache) never leave a partial file.
+    const place = async (path: string, write: (temp: string) => Promise<void>): Promise<void> => {
+      const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+      try {
+        await write(temp);
+        await rename(temp, path);
+      } finally {
+        await rm(temp, { force: true });
+      }
+    };
     await mkdir(join(dest, 'blobs', 'sha256'), { recursive: true });
-    for (const digest of digests) await copyFile(store.blobPath(digest), join(dest, 'blobs', 'sha256', hex(digest)));
-    await writeFile(join(dest, 'oci-layout'), layoutFile);
-    await writeFile(join(dest, 'index.json'), index);
+    for (const digest of digests) {
+      const path = join(dest, 'blobs', 'sha256', hex(digest));
+      if (!existsSync(path)) await place(path, (temp) => copyFile(store.blobPath(digest), temp));
+    }
+    await place(join(dest, 'oci-layout'), (temp) => writeFile(temp, layoutFile));
+    await place(join(dest, 'index.json'), (temp) => writeFile(temp, index));
     return;
   }
   const entries: LayerEntry[] = [

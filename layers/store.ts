@@ -221,30 +221,39 @@ async function atomicWrite(tempDir: string, path: string, content: string): Prom
   await rename(temp, path);
 }
 
-/** Runs `task` holding a lock file; a lock left by a dead process is taken over. */
-async function withLock<T>(lockPath: string, task: () => Promise<T>): Promise<T> {
+/**
+ * Takes a lock file (a lock left by a dead process is taken over) and returns its release. While
+ * another process holds it, waits up to `waitMs`, then returns undefined (`waitMs` 0) or fails.
+ */
+export async function acquireLock(lockPath: string, options: { waitMs: number; what: string }): Promise<(() => Promise<void>) | undefined> {
   for (let attempt = 0; ; attempt++) {
     try {
       const handle = await open(lockPath, 'wx');
       await handle.writeFile(String(process.pid));
       await handle.close();
-      break;
+      return () => unlink(lockPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number(await readFile(lockPath, 'utf8').catch(() => ''));
       if (owner > 0 && !isAlive(owner)) await unlink(lockPath).catch(() => undefined);
-      else if (attempt > 1500) throw new Error(`the store is locked by process ${owner} (${lockPath})`);
+      else if (options.waitMs === 0) return undefined;
+      else if (attempt * 20 > options.waitMs) throw new Error(`${options.what} is locked by process ${owner} (${lockPath})`);
       else await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
+}
+
+/** Runs `task` holding the store's lock file. */
+async function withLock<T>(lockPath: string, task: () => Promise<T>): Promise<T> {
+  const release = (await acquireLock(lockPath, { waitMs: 30_000, what: 'the store' }))!;
   try {
     return await task();
   } finally {
-    await unlink(lockPath);
+    await release();
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
   choosePlatform, DigestMismatchError, formatReference, INDEX_TYPES, MediaTypes, readImage,
-  type Descriptor, type Image, type PlatformChoice, type Reference, type Store,
+  type Descriptor, type Image, type Manifest, type PlatformChoice, type Reference, type Store,
 } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
@@ -41,6 +41,26 @@ async function fetchBlob(client: RegistryClient, store: Store, repository: strin
       if (error instanceof DigestMismatchError || attempt >= BLOB_ATTEMPTS) throw error;
     }
   }
+}
+
+/** Fetches one blob of `ref`'s repository into the store (checked against its digest). */
+export function pullBlob(store: Store, ref: Reference, digest: string, client = new RegistryClient(ref.domain)): Promise<void> {
+  return fetchBlob(client, store, ref.path, digest, `repository:${ref.path}:pull`);
+}
+
+/**
+ * Fetches a manifest that is not an image (a build cache's) and its config into the store; its
+ * layers are left for pullBlob. Undefined when the registry has no such tag.
+ */
+export async function pullArtifact(store: Store, ref: Reference, client = new RegistryClient(ref.domain)): Promise<Manifest | undefined> {
+  const scope = `repository:${ref.path}:pull`;
+  const head = await client.send(`${ref.path}/manifests/${ref.digest ?? ref.tag ?? 'latest'}`, { method: 'HEAD', scope, accept: [404], headers: { accept: MANIFEST_TYPES.join(', ') } });
+  await head.body.dump();
+  if (head.status === 404) return undefined;
+  const descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
+  const manifest = await store.readJson<Manifest>(descriptor.digest);
+  await fetchBlob(client, store, ref.path, manifest.config.digest, scope);
+  return manifest;
 }
 
 /** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */

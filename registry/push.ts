@@ -73,7 +73,7 @@ async function pushBlob(client: RegistryClient, store: Store, repository: string
 }
 
 /** Pushes an image from the store to `ref` (its tag, or its digest alone). */
-export async function push(store: Store, image: Image, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+export async function push(store: Store, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
   const scope = `repository:${ref.path}:pull,push`;
   const blobs = [image.manifest.config, ...image.manifest.layers];
   const limit = pLimit(4);

@@ -16,8 +16,9 @@
  *   hoist-sandbox run [OPTIONS] -- CMD...
  *     Runs one RUN step: new mount, pid, ipc and uts namespaces (and net with --network none);
  *     the root an overlay of --lower dirs under a fresh --upper (or, with --copied-root, the
- *     --rootfs directory itself, which hoist filled); /proc, a minimal /dev and the --bind files
- *     mounted; pivot_root; then the user, groups, directory and environment. The step's end is
+ *     --rootfs directory itself, which hoist filled); /proc, a minimal /dev, then the --bind
+ *     (SRC:DST, or SRC:DST:ro read-only; files or directories) and --tmpfs (DST or DST:BYTES)
+ *     mounts in the order given; pivot_root; then the user, groups, directory and environment. The step's end is
  *     written to --status-fd as "exit N", "signal N", or "no-overlay" when overlay is unavailable.
  *
  * Setup is a list of steps applied in order; every call is checked, and a failure ends the
@@ -38,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -183,8 +185,9 @@ static int enter(char **command) {
 struct run_options {
   const char *rootfs, *lower, *upper, *work, *cwd, *hostname, *network;
   int copied_root;
-  const char *binds[MAX_ITEMS];
-  int bind_count;
+  /* --bind and --tmpfs in the order given: a mount inside another's target comes after it. */
+  struct { int tmpfs; const char *spec; } mounts[MAX_ITEMS];
+  int mount_count;
   char *env[MAX_ITEMS + 1];
   int env_count;
   gid_t groups[MAX_ITEMS];
@@ -225,7 +228,27 @@ static void bind_in_root(int root, const char *rootfs, const char *source, const
   }
   if (fd < 0) die("find mount point %s in the root filesystem", target);
   snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
-  if (mount(source, fd_path, NULL, MS_BIND, NULL) < 0) die("bind %s to %s", source, target);
+  if (mount(source, fd_path, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s to %s", source, target);
+  close(fd);
+}
+
+/* Makes the mount at `target` read-only. A remount in a user namespace must keep the flags the
+ * mount was locked with (nosuid, nodev, noexec, atime): they are read back first. */
+static void make_read_only(int root, const char *target) {
+  char fd_path[64];
+  struct statvfs info;
+  int fd = open_in_root(root, target, 0);
+  if (fd < 0) die("find %s again", target);
+  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
+  if (statvfs(fd_path, &info) < 0) die("statvfs %s", target);
+  unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY;
+  if (info.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (info.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (info.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (info.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (info.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (info.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  if (mount(NULL, fd_path, NULL, flags, NULL) < 0) die("make %s read-only", target);
   close(fd);
 }
 
@@ -236,6 +259,37 @@ static void mount_in_root(int root, const char *type, const char *target, unsign
   snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
   if (mount(type, fd_path, type, flags, data) < 0) die("mount %s on %s", type, target);
   close(fd);
+}
+
+/* SRC:DST or SRC:DST:ro. */
+static void apply_bind(int root, const char *rootfs, const char *spec) {
+  char source[4096], target[4096];
+  const char *colon = strchr(spec, ':');
+  if (!colon || (size_t)(colon - spec) >= sizeof source || strlen(colon + 1) >= sizeof target) {
+    errno = EINVAL;
+    die("bad --bind %s", spec);
+  }
+  memcpy(source, spec, (size_t)(colon - spec));
+  source[colon - spec] = '\0';
+  strcpy(target, colon + 1);
+  size_t length = strlen(target);
+  int read_only = length > 3 && !strcmp(target + length - 3, ":ro");
+  if (read_only) target[length - 3] = '\0';
+  bind_in_root(root, rootfs, source, target);
+  if (read_only) make_read_only(root, target);
+}
+
+/* DST or DST:BYTES. */
+static void apply_tmpfs(int root, const char *spec) {
+  char target[4096], data[64] = "mode=1777";
+  if (strlen(spec) >= sizeof target) die("bad --tmpfs %s", spec);
+  strcpy(target, spec);
+  char *colon = strrchr(target, ':');
+  if (colon) {
+    *colon = '\0';
+    snprintf(data, sizeof data, "mode=1777,size=%s", colon + 1);
+  }
+  mount_in_root(root, "tmpfs", target, MS_NOSUID | MS_NODEV, data);
 }
 
 /* A minimal /dev: a tmpfs with the host's harmless devices bound in, a private devpts and shm. */
@@ -357,13 +411,9 @@ static void setup_and_run(struct run_options *o, char **command) {
   if (root < 0) die("open %s", o->rootfs);
   mount_in_root(root, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   setup_dev(o->rootfs);
-  for (int i = 0; i < o->bind_count; i++) {
-    char source[4096];
-    const char *colon = strchr(o->binds[i], ':');
-    if (!colon || (size_t)(colon - o->binds[i]) >= sizeof source) die("bad --bind %s", o->binds[i]);
-    memcpy(source, o->binds[i], (size_t)(colon - o->binds[i]));
-    source[colon - o->binds[i]] = '\0';
-    bind_in_root(root, o->rootfs, source, colon + 1);
+  for (int i = 0; i < o->mount_count; i++) {
+    if (o->mounts[i].tmpfs) apply_tmpfs(root, o->mounts[i].spec);
+    else apply_bind(root, o->rootfs, o->mounts[i].spec);
   }
   close(root);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
@@ -402,7 +452,10 @@ static int run(int argc, char **argv) {
     else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_id(value, "gid");
     else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_id(value, "fd");
     else if (!strcmp(key, "--group") && o.group_count < MAX_ITEMS) o.groups[o.group_count++] = (gid_t)parse_id(value, "group");
-    else if (!strcmp(key, "--bind") && o.bind_count < MAX_ITEMS) o.binds[o.bind_count++] = value;
+    else if ((!strcmp(key, "--bind") || !strcmp(key, "--tmpfs")) && o.mount_count < MAX_ITEMS) {
+      o.mounts[o.mount_count].tmpfs = !strcmp(key, "--tmpfs");
+      o.mounts[o.mount_count++].spec = value;
+    }
     else if (!strcmp(key, "--env") && o.env_count < MAX_ITEMS) o.env[o.env_count++] = (char *)value;
     else die("unknown or repeated too often: %s", key);
   }

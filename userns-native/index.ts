@@ -10,6 +10,11 @@ function helper(): string {
   return helperPath;
 }
 
+/** A mount inside the step's root, at a target that exists there (a file or a directory). */
+export type SandboxMount =
+  | { type: 'bind'; source: string; target: string; readonly?: boolean }
+  | { type: 'tmpfs'; target: string; sizeBytes?: number };
+
 export interface StepOptions {
   /**
    * The root filesystem: an overlay of lower layer directories (topmost first) under a fresh upper
@@ -17,8 +22,8 @@ export interface StepOptions {
    */
   root: { overlay: { lower: string[]; upper: string; work: string } } | { copied: true };
   rootfs: string;
-  /** Host files to bind over paths of the root filesystem (`/etc/hosts`...). */
-  binds: { source: string; target: string }[];
+  /** Host files and directories bound over paths of the root filesystem (`/etc/hosts`...), and tmpfs mounts, in order. */
+  mounts: SandboxMount[];
   hostname: string;
   cwd: string;
   uid: number;
@@ -50,7 +55,9 @@ export function runStep(options: StepOptions): Promise<StepResult> {
     '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
     '--network', options.network, '--status-fd', '3',
     ...options.groups.flatMap((group) => ['--group', String(group)]),
-    ...options.binds.flatMap(({ source, target }) => ['--bind', `${source}:${target}`]),
+    ...options.mounts.flatMap((mount) => (mount.type === 'bind'
+      ? ['--bind', `${mount.source}:${mount.target}${mount.readonly ? ':ro' : ''}`]
+      : ['--tmpfs', `${mount.target}${mount.sizeBytes ? `:${mount.sizeBytes}` : ''}`])),
     ...options.env.flatMap((entry) => ['--env', entry]),
     '--', ...options.argv,
   ];

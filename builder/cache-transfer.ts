@@ -1,0 +1,115 @@
+// --cache-to and --cache-from: the build cache carried between machines, in a registry or an OCI
+// layout directory. A cache is an OCI manifest whose config lists the records (key → layer, time,
+// inputs) and the places they were built, and whose layers are the records' layers (plus the
+// contents of cache mounts, with mounts=true). Writers never change a blob in place: two runners
+// pushing the same ref each push a whole, valid cache, and the last one wins.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  layerTar, MediaTypes, normalizeReference, parseReference, upperDirEntries, writeLayer, writeOciLayout,
+  type CacheRecord, type Descriptor, type Layer, type Manifest, type Store,
+} from '../layers/index.ts';
+import { pullArtifact, pullBlob, push, RegistryClient, type ClientOptions } from '../registry/index.ts';
+import type { BuildCache, CacheSource } from './cache.ts';
+
+export const CACHE_CONFIG_TYPE = 'application/vnd.hoist.build-cache.config.v1+json';
+
+interface CacheConfig {
+  records: Record<string, CacheRecord>;
+  /** Dockerfile place → the key built there, for miss explanations. */
+  steps: Record<string, string>;
+  /** Cache mount (by its directory name) → a layer of its contents. */
+  mounts: Record<string, Layer>;
+}
+
+export interface CacheSpec {
+  type: 'registry' | 'local';
+  /** The registry ref, or the layout directory. */
+  where: string;
+  /** --cache-to: min exports the records of the final image; max those of every stage. */
+  mode: 'min' | 'max';
+  /** --cache-to: also export the contents of the cache mounts used. */
+  mounts: boolean;
+}
+
+/** sha256 of a layer's uncompressed tar: a cache's claim about a layer is checked before use. */
+async function checkDiffId(store: Store, layer: Layer): Promise<void> {
+  const hash = createHash('sha256');
+  for await (const chunk of layerTar(store, layer)) hash.update(chunk);
+  const actual = `sha256:${hash.digest('hex')}`;
+  if (actual !== layer.diffId) throw new Error(`cache layer ${layer.digest} unpacks to ${actual}, not the ${layer.diffId} its record claims`);
+}
+
+/** Reads a cache; undefined (with a note in the log) when there is none yet, as on a first CI run. */
+export async function importCache(store: Store, spec: CacheSpec, registry: ClientOptions, log: (line: string) => void): Promise<CacheSource | undefined> {
+  let manifest: Manifest | undefined;
+  let fetch: (digest: string) => Promise<void>;
+  if (spec.type === 'registry') {
+    const ref = parseReference(normalizeReference(spec.where));
+    const client = new RegistryClient(ref.domain, registry);
+    manifest = await pullArtifact(store, ref, client);
+    fetch = (digest) => pullBlob(store, ref, digest, client);
+  } else {
+    const blob = (digest: string): string => join(spec.where, 'blobs', 'sha256', digest.slice(7));
+    fetch = async (digest) => {
+      if (!(await store.hasBlob(digest))) await store.writeBlob(createReadStream(blob(digest)), { expected: digest });
+    };
+    const index = await readFile(join(spec.where, 'index.json'), 'utf8').then((text) => JSON.parse(text) as { manifests: Descriptor[] }, () => undefined);
+    const descriptor = index?.manifests[0];
+    if (descriptor) {
+      await fetch(descriptor.digest);
+      manifest = await store.readJson<Manifest>(descriptor.digest);
+      await fetch(manifest.config.digest);
+    }
+  }
+  if (!manifest) {
+    log(`cache: nothing at ${spec.where} yet`);
+    return undefined;
+  }
+  if (manifest.config.mediaType !== CACHE_CONFIG_TYPE) throw new Error(`${spec.where} is not a hoist build cache (its config is ${manifest.config.mediaType})`);
+  const config = await store.readJson<CacheConfig>(manifest.config.digest);
+  log(`cache: ${Object.keys(config.records).length} records from ${spec.where}`);
+  return {
+    name: spec.where,
+    records: new Map(Object.entries(config.records)),
+    steps: new Map(Object.entries(config.steps)),
+    mounts: new Map(Object.entries(config.mounts)),
+    fetchLayer: async (layer) => {
+      await fetch(layer.digest);
+      await checkDiffId(store, layer);
+    },
+  };
+}
+
+/** Writes the records this build used (all stages' with mode=max) as a cache at `spec`. */
+export async function exportCache(store: Store, cache: BuildCache, spec: CacheSpec, registry: ClientOptions, log: (line: string) => void): Promise<void> {
+  const chosen = [...cache.used].filter(([, use]) => spec.mode === 'max' || use.final);
+  const config: CacheConfig = {
+    records: Object.fromEntries(chosen.map(([key, { record }]) => [key, record])),
+    steps: Object.fromEntries(chosen.map(([key, { locator }]) => [locator, key])),
+    mounts: {},
+  };
+  if (spec.mounts) {
+    for (const [name, dir] of cache.usedMounts) config.mounts[name] = await writeLayer(store, upperDirEntries(dir, { xattrs: new Map(), warn: log }));
+  }
+  const layers = new Map<string, Layer>();
+  for (const layer of [...Object.values(config.records).map((record) => record.layer), ...Object.values(config.mounts)]) {
+    if (layer) layers.set(layer.digest, layer);
+  }
+  const configDescriptor = await store.writeJson(CACHE_CONFIG_TYPE, config);
+  const manifest: Manifest = {
+    schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor,
+    layers: [...layers.values()].map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
+  };
+  const descriptor = await store.writeJson(MediaTypes.ociManifest, manifest);
+  if (spec.type === 'registry') {
+    const ref = parseReference(normalizeReference(spec.where));
+    await push(store, { descriptor, manifest }, ref, new RegistryClient(ref.domain, registry));
+  } else {
+    await writeOciLayout(store, [{ image: { descriptor, manifest }, refs: [] }], spec.where, { tar: false, created: new Date().toISOString(), mtime: 0 });
+  }
+  const mounts = Object.keys(config.mounts).length;
+  log(`cache: ${chosen.length} records, ${layers.size} layers${mounts ? ` (${mounts} cache mounts)` : ''} written to ${spec.where}`);
+}

@@ -1,0 +1,179 @@
+// The build cache as a build sees it: keys from a step's inputs, lookups in the store (then in
+// caches imported with --cache-from), and the reason a step missed.
+import { createHash } from 'node:crypto';
+import { lstatSync, readFileSync, type Stats } from 'node:fs';
+import { relative, sep } from 'node:path';
+import { CacheStore, type CacheRecord, type Layer, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
+
+export const sha256 = (text: string | Buffer): string => createHash('sha256').update(text).digest('hex');
+
+/** A cache imported with --cache-from: its records, and a way to get a record's layer into the store. */
+export interface CacheSource {
+  name: string;
+  records: ReadonlyMap<string, CacheRecord>;
+  /** Where each Dockerfile place (locator) was built last, for explanations. */
+  steps: ReadonlyMap<string, string>;
+  /** Contents of cache mounts, by mount directory name. */
+  mounts: ReadonlyMap<string, Layer>;
+  /** Fetches a layer's blob, checked against its digest and its diffID. */
+  fetchLayer(layer: Layer): Promise<void>;
+}
+
+/** The canonical form of inputs: keys sorted at every level, so that equal inputs hash equally. */
+function canonical(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(canonical);
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, canonical((value as Record<string, unknown>)[key])]));
+}
+
+export function cacheKey(inputs: StepInputs): string {
+  return sha256(JSON.stringify(canonical(inputs)));
+}
+
+/** Each value replaced by its sha256, so that records name variables without keeping their values. */
+export function hashedValues(values: Iterable<[string, string]>): Record<string, string> {
+  return Object.fromEntries([...values].map(([key, value]) => [key, sha256(value).slice(0, 32)]));
+}
+
+export class BuildCache {
+  private readonly records: CacheStore;
+  private readonly store: Store;
+  private readonly sources: CacheSource[];
+  /** Every record this build used or made, by key, and whether its stage is the target, for --cache-to. */
+  readonly used = new Map<string, { record: CacheRecord; final: boolean; locator: string }>();
+  /** Cache mounts this build used: directory name → contents directory. */
+  readonly usedMounts = new Map<string, string>();
+
+  constructor(store: Store, sources: CacheSource[] = []) {
+    this.store = store;
+    this.records = new CacheStore(store);
+    this.sources = sources;
+  }
+
+  /** The record for `key` whose layer is (now) in the store, from the store or an imported cache. */
+  async lookup(key: string): Promise<CacheRecord | undefined> {
+    const local = await this.records.get(key);
+    if (local && (!local.layer || (await this.store.hasBlob(local.layer.digest)))) {
+      await this.records.touch(key);
+      return local;
+    }
+    for (const source of this.sources) {
+      const record = source.records.get(key);
+      if (!record) continue;
+      if (record.layer) await source.fetchLayer(record.layer);
+      await this.records.put(key, record);
+      return record;
+    }
+    return undefined;
+  }
+
+  async save(key: string, record: CacheRecord): Promise<void> {
+    await this.records.put(key, record);
+  }
+
+  /** Notes that `key` was built (or found) at `locator`, and keeps the record for --cache-to. */
+  async remember(locator: string, key: string, record: CacheRecord, final: boolean): Promise<void> {
+    await this.records.setLastKey(locator, key);
+    this.used.set(key, { record, final, locator });
+  }
+
+  /**
+   * Notes a cache mount's use; a new one is first filled from an imported cache that has its
+   * contents, with `unpack`.
+   */
+  async useMount(name: string, dir: string, isNew: boolean, unpack: (layer: Layer, dir: string) => Promise<void>): Promise<void> {
+    this.usedMounts.set(name, dir);
+    const layer = isNew ? this.sources.map((source) => source.mounts.get(name)).find(Boolean) : undefined;
+    if (!layer) return;
+    await this.sources.find((source) => source.mounts.get(name) === layer)!.fetchLayer(layer);
+    await unpack(layer, dir);
+  }
+
+  /** Why a step with these inputs missed, compared with what was built at the same place before. */
+  async explain(locator: string, inputs: StepInputs): Promise<string> {
+    const lastKey = (await this.records.lastKey(locator)) ?? this.sources.map((source) => source.steps.get(locator)).find(Boolean);
+    const last = lastKey === undefined ? undefined : ((await this.records.get(lastKey)) ?? this.sources.map((source) => source.records.get(lastKey)).find(Boolean));
+    if (!last) return 'not built before';
+    const before = last.inputs;
+    if (before.parent !== inputs.parent) return 'parent layer changed';
+    const reasons: string[] = [];
+    reasons.push(...changedNames(before.args, inputs.args).map((name) => `build arg ${name} changed`));
+    reasons.push(...changedNames(before.env, inputs.env).map((name) => `ENV ${name} changed`));
+    reasons.push(...changedNames(before.step, inputs.step).map((name) => `${name} changed`));
+    const [was, is] = [before.files ?? {}, inputs.files ?? {}];
+    const files = changedNames(was, is);
+    for (const [how, names] of Object.entries(Object.groupBy(files, (name) => (!(name in was) ? 'added' : !(name in is) ? 'removed' : 'changed')))) {
+      reasons.push(`${names!.slice(0, 3).join(', ')}${names!.length > 3 ? ` and ${names!.length - 3} more` : ''} ${how}`);
+    }
+    // The previous record was pruned or built with other settings the inputs do not show.
+    return reasons.length > 0 ? reasons.join('; ') : 'no matching cache record';
+  }
+}
+
+/** Names whose values differ, or that one side lacks. */
+function changedNames(before: Record<string, string>, after: Record<string, string>): string[] {
+  return [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((name) => before[name] !== after[name]).sort();
+}
+
+type Hint = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string];
+
+/**
+ * Content hashes of a context's files, kept between builds by stat data: a file whose size,
+ * mtime, ctime and inode are unchanged is not read again. The stat data is only a hint; the
+ * content hash is what keys use.
+ */
+export class ContentHashes {
+  private readonly records: CacheStore;
+  private readonly name: string;
+  private readonly root: string;
+  private hints: Record<string, Hint> = {};
+  private changed = false;
+  private readonly startedMs = Date.now();
+
+  constructor(store: Store, root: string) {
+    this.records = new CacheStore(store);
+    this.root = root;
+    this.name = `files/${sha256(root)}.json`;
+  }
+
+  async load(): Promise<void> {
+    this.hints = (await this.records.readJson<Record<string, Hint>>(this.name)) ?? {};
+  }
+
+  async save(): Promise<void> {
+    if (this.changed) await this.records.writeJson(this.name, this.hints);
+  }
+
+  /** sha256 of a file's content; a file of the context is read only when its stat data changed. */
+  fileHash(path: string): string {
+    const underRoot = path.startsWith(this.root + sep);
+    if (!underRoot) return sha256(readFileSync(path));
+    const rel = relative(this.root, path);
+    const stats = lstatSync(path);
+    const hint = this.hints[rel];
+    if (hint && sameFile(hint, stats)) return hint[4];
+    const hash = sha256(readFileSync(path));
+    // A file changed within the last seconds may change again within the same timestamp tick.
+    if (Math.max(stats.mtimeMs, stats.ctimeMs) < this.startedMs - 2000) {
+      this.hints[rel] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash];
+      this.changed = true;
+    }
+    return hash;
+  }
+
+  /** What a COPY's entries contribute to its key: metadata and content, but not mtimes. */
+  entryHashes(entries: LayerEntry[]): Record<string, string> {
+    const result: Record<string, string> = {};
+    for (const entry of entries) {
+      const content = entry.type === 'file' && typeof entry.source === 'string' ? this.fileHash(entry.source) : '';
+      const xattrs = Object.entries(entry.xattrs ?? {}).map(([name, value]) => `${name}=${value.toString('hex')}`).join(',');
+      const label = typeof entry.source === 'string' && entry.source.startsWith(this.root + sep) ? relative(this.root, entry.source) : `/${entry.path}`;
+      result[label in result ? `${label} -> /${entry.path}` : label] = sha256(`${entry.path}\0${entry.type}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.linkname ?? ''}\0${entry.size ?? 0}\0${xattrs}\0${content}`).slice(0, 32);
+    }
+    return result;
+  }
+}
+
+function sameFile(hint: Hint, stats: Stats): boolean {
+  return hint[0] === stats.size && hint[1] === stats.mtimeMs && hint[2] === stats.ctimeMs && hint[3] === stats.ino;
+}

@@ -1,0 +1,191 @@
+// RUN --mount: what each mount adds to the step's cache key, and the directories and files the
+// sandbox mounts for it. Nothing mounted ends up in the layer: mount points come from a lower
+// layer of their own, and the mounted contents are never under the step's upper directory.
+import { chown, chmod, cp, lstat, mkdir, readdir, realpath, stat, utimes, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { acquireLock, chainKey, type CacheStore, type Image } from '../layers/index.ts';
+import type { Mount } from '../parser/index.ts';
+import type { SandboxMount } from '../userns-native/index.ts';
+import { sha256, type ContentHashes } from './cache.ts';
+
+export class MountError extends Error {}
+
+/** What mounts need from the build. */
+export interface MountContext {
+  cacheStore: CacheStore;
+  secrets: ReadonlyMap<string, Buffer>;
+  workdir: string;
+  tempDir(prefix: string): Promise<string>;
+  contextRoot(): Promise<string>;
+  /** The image `from=` names: a stage of this build or an image. */
+  image(from: string): Promise<Image>;
+  imageRoot(image: Image): Promise<string>;
+  hashes(): Promise<ContentHashes>;
+  /** An absolute path in the image with its symlinks followed. */
+  realPath(path: string): Promise<string>;
+  /** Notes a cache mount's use (for --cache-to ...,mounts=true); a new one may be filled from --cache-from. */
+  useCacheMount(name: string, dir: string, isNew: boolean): Promise<void>;
+}
+
+export interface PreparedMounts {
+  mounts: SandboxMount[];
+  /** Mount points to provide, by real path in the image. */
+  points: { path: string; directory: boolean }[];
+  /** Secrets given as environment variables. */
+  env: string[];
+  /** Releases cache-mount locks. */
+  release(): Promise<void>;
+}
+
+function target(mount: Mount, workdir: string): string {
+  if (mount.type === 'secret' && mount.target === undefined) return `/run/secrets/${mount.id}`;
+  return posix.resolve(workdir, mount.target!);
+}
+
+function octal(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  if (!/^[0-7]{1,4}$/.test(text)) throw new MountError(`--mount mode=${text}: expected an octal mode such as 0755`);
+  return parseInt(text, 8);
+}
+
+function id(text: string | undefined, what: string): number {
+  if (text === undefined) return 0;
+  if (!/^\d+$/.test(text)) throw new MountError(`--mount ${what}=${text}: expected a number`);
+  return Number(text);
+}
+
+/** `64m`, `1g`, `65536`: bytes, as BuildKit's tmpfs size reads them. */
+function bytes(text: string): number {
+  const match = /^(\d+)([kmg]?)i?b?$/i.exec(text.trim());
+  if (!match) throw new MountError(`--mount size=${text}: expected a size such as 64m`);
+  return Number(match[1]) * 1024 ** ' kmg'.indexOf((match[2] || ' ').toLowerCase());
+}
+
+/** A bind mount's source inside its root: `..` and symlinks cannot lead out of it. */
+async function bindSource(root: string, source: string | undefined): Promise<string> {
+  const path = await realpath(join(root, posix.normalize(`/${source ?? '.'}`))).catch(() => undefined);
+  const realRoot = await realpath(root);
+  if (path === undefined) throw new MountError(`--mount source ${source}: not found`);
+  if (path !== realRoot && !path.startsWith(`${realRoot}/`)) throw new MountError(`--mount source ${source}: leads out of its root`);
+  return path;
+}
+
+/** Content hashes of the files under a context directory, for the key of a bind mount of it. */
+async function treeHashes(dir: string, label: string, hashes: ContentHashes, out: Record<string, string>): Promise<void> {
+  const info = await lstat(dir);
+  if (!info.isDirectory()) {
+    out[label] = info.isFile() ? hashes.fileHash(dir) : `${info.mode}`;
+    return;
+  }
+  out[label] = `dir ${info.mode}`;
+  for (const name of (await readdir(dir)).sort()) await treeHashes(join(dir, name), `${label}/${name}`, hashes, out);
+}
+
+/**
+ * What the mounts add to a RUN's key: each mount as written (a secret's id, never its value), the
+ * content of what a bind mount shows, and nothing of a cache mount's contents.
+ */
+export async function mountInputs(mounts: Mount[], context: MountContext): Promise<{ description: string; files: Record<string, string> }> {
+  const files: Record<string, string> = {};
+  const described = [];
+  for (const mount of mounts) {
+    if (mount.type === 'ssh') throw new MountError('RUN --mount=type=ssh is not supported');
+    const { type, id, sharing, readonly, mode, uid, gid, required, size, env, source } = mount;
+    const at = target(mount, context.workdir);
+    if (type === 'bind') {
+      const from = mount.from === undefined ? 'context' : chainKey((await context.image(mount.from)).layers.map((layer) => layer.diffId));
+      if (mount.from === undefined) {
+        await treeHashes(await bindSource(await context.contextRoot(), source), `mount ${at}`, await context.hashes(), files);
+      }
+      described.push({ type, target: at, source, from, readonly });
+    } else described.push({ type, target: at, id, sharing, readonly, mode, uid, gid, required, size, env });
+  }
+  return { description: JSON.stringify(described), files };
+}
+
+/** Makes each mount's source ready (cache dirs, secret files, bind sources) and lists the sandbox mounts. */
+export async function prepareMounts(mounts: Mount[], context: MountContext): Promise<PreparedMounts> {
+  const prepared: PreparedMounts = { mounts: [], points: [], env: [], release: async () => undefined };
+  const releases: (() => Promise<void>)[] = [];
+  prepared.release = async () => {
+    for (const release of releases) await release();
+  };
+  try {
+    for (const mount of mounts) {
+      const at = await context.realPath(target(mount, context.workdir));
+      switch (mount.type) {
+        case 'cache': {
+          const { dir, release } = await cacheDir(mount, at, context);
+          if (release) releases.push(release);
+          prepared.mounts.push({ type: 'bind', source: dir, target: at, readonly: mount.readonly === true });
+          prepared.points.push({ path: at, directory: true });
+          break;
+        }
+        case 'secret': {
+          const value = context.secrets.get(mount.id ?? '');
+          if (value === undefined) {
+            if (mount.required) throw new MountError(`secret ${mount.id} is required: pass it with --secret id=${mount.id},src=FILE (or env=VAR)`);
+            break;
+          }
+          if (mount.env !== undefined) prepared.env.push(`${mount.env}=${value.toString('utf8')}`);
+          if (mount.env !== undefined && mount.target === undefined) break;
+          const file = join(await context.tempDir('secret'), 'secret');
+          await writeFile(file, value, { mode: octal(mount.mode, 0o400) });
+          await chown(file, id(mount.uid, 'uid'), id(mount.gid, 'gid'));
+          prepared.mounts.push({ type: 'bind', source: file, target: at, readonly: true });
+          prepared.points.push({ path: at, directory: false });
+          break;
+        }
+        case 'bind': {
+          const root = mount.from === undefined ? await context.contextRoot() : await context.imageRoot(await context.image(mount.from));
+          let source = await bindSource(root, mount.source);
+          const writable = mount.readonly === false;
+          // A writable bind mount's writes are thrown away, as BuildKit's are: it gets a copy.
+          if (writable) {
+            const copy = join(await context.tempDir('bind'), 'source');
+            await cp(source, copy, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+            source = copy;
+          }
+          prepared.mounts.push({ type: 'bind', source, target: at, readonly: !writable });
+          prepared.points.push({ path: at, directory: (await stat(source)).isDirectory() });
+          break;
+        }
+        case 'tmpfs':
+          prepared.mounts.push({ type: 'tmpfs', target: at, ...(mount.size ? { sizeBytes: bytes(mount.size) } : {}) });
+          prepared.points.push({ path: at, directory: true });
+          break;
+        case 'ssh':
+          throw new MountError('RUN --mount=type=ssh is not supported');
+      }
+    }
+  } catch (error) {
+    await prepared.release();
+    throw error;
+  }
+  return prepared;
+}
+
+/**
+ * A cache mount's persistent directory (by id, default the target). sharing=shared lets steps use
+ * it together; locked makes them take turns; private gives a step that finds it in use a fresh
+ * empty directory of its own.
+ */
+async function cacheDir(mount: Mount, at: string, context: MountContext): Promise<{ dir: string; release?: () => Promise<void> }> {
+  const name = sha256(mount.id ?? target(mount, context.workdir));
+  const dir = await context.cacheStore.mountDir(name);
+  const data = join(dir, 'data');
+  const isNew = await stat(data).then(() => false, () => true);
+  if (isNew) {
+    await mkdir(data, { mode: octal(mount.mode, 0o755) });
+    await chmod(data, octal(mount.mode, 0o755));
+    await chown(data, id(mount.uid, 'uid'), id(mount.gid, 'gid'));
+  }
+  await context.useCacheMount(name, data, isNew);
+  // Its mtime is its last use, for hoist prune.
+  await utimes(dir, new Date(), new Date());
+  const sharing = mount.sharing ?? 'shared';
+  if (sharing === 'shared') return { dir: data };
+  const release = await acquireLock(join(dir, 'lock'), { waitMs: sharing === 'locked' ? Infinity : 0, what: `cache mount ${at}` });
+  if (release) return { dir: data, release };
+  return { dir: await context.tempDir('cache-private') };
+}
