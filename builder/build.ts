@@ -267,7 +267,9 @@ class BuildRun {
   private async cachedStep(planned: PlannedStage, state: StageState, locator: string, prefix: string, step: CachedStep): Promise<void> {
     const inputs: StepInputs = { parent: this.parentKey(state), ...step.inputs };
     const key = cacheKey(inputs);
-    const place = sha256(`${this.dockerfile.file}\0${planned.stage.name ?? planned.stage.index}\0${locator}`);
+    // The place in the Dockerfile, for explanations: the same file path on a CI runner each time.
+    const dockerfile = this.request.dockerfile.path ?? join(this.request.contextDir, this.dockerfile.file);
+    const place = sha256(`${dockerfile}\0${planned.stage.name ?? planned.stage.index}\0${locator}`);
     const useCache = this.cacheEnabled(planned);
     const hit = useCache ? await this.cache.lookup(key) : undefined;
     if (hit) {

@@ -1,7 +1,7 @@
 // The build cache as a build sees it: keys from a step's inputs, lookups in the store (then in
 // caches imported with --cache-from), and the reason a step missed.
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, type Stats } from 'node:fs';
+import { closeSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { relative, sep } from 'node:path';
 import { CacheStore, type CacheRecord, type Layer, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 
@@ -94,6 +94,7 @@ export class BuildCache {
     const lastKey = (await this.records.lastKey(locator)) ?? this.sources.map((source) => source.steps.get(locator)).find(Boolean);
     const last = lastKey === undefined ? undefined : ((await this.records.get(lastKey)) ?? this.sources.map((source) => source.records.get(lastKey)).find(Boolean));
     if (!last) return 'not built before';
+    if (lastKey === cacheKey(inputs)) return 'its cached layer is no longer in the store';
     const before = last.inputs;
     if (before.parent !== inputs.parent) return 'parent layer changed';
     const reasons: string[] = [];
@@ -147,12 +148,12 @@ export class ContentHashes {
   /** sha256 of a file's content; a file of the context is read only when its stat data changed. */
   fileHash(path: string): string {
     const underRoot = path.startsWith(this.root + sep);
-    if (!underRoot) return sha256(readFileSync(path));
+    if (!underRoot) return hashFile(path);
     const rel = relative(this.root, path);
     const stats = lstatSync(path);
     const hint = this.hints[rel];
     if (hint && sameFile(hint, stats)) return hint[4];
-    const hash = sha256(readFileSync(path));
+    const hash = hashFile(path);
     // A file changed within the last seconds may change again within the same timestamp tick.
     if (Math.max(stats.mtimeMs, stats.ctimeMs) < this.startedMs - 2000) {
       this.hints[rel] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash];
@@ -172,6 +173,20 @@ export class ContentHashes {
     }
     return result;
   }
+}
+
+const chunk = Buffer.allocUnsafe(1 << 20);
+
+/** sha256 of a file, read a megabyte at a time: a large file is never held in memory. */
+function hashFile(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    for (let read; (read = readSync(fd, chunk, 0, chunk.length, null)) > 0;) hash.update(chunk.subarray(0, read));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 function sameFile(hint: Hint, stats: Stats): boolean {
