@@ -11,7 +11,7 @@ import {
 } from '../parser/index.ts';
 import {
   applyLayers, CacheStore, chainKey, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
-  type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
+  type CacheRecord, type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
 } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
@@ -73,7 +73,11 @@ interface StageState {
 interface CachedStep {
   /** The instruction, as miss explanations start (`COPY app/`). */
   label: string;
-  inputs: Omit<StepInputs, 'parent'>;
+  /**
+   * The inputs; or, when they need the content hashes of files the layer reads anyway, a function
+   * called once the layer is written (the step is then run first, and a hit found after replaces it).
+   */
+  inputs: Omit<StepInputs, 'parent'> | ((contentHashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>);
   createdBy: string;
   /** Runs the step: the entries of its layer (none: no layer), and a directory already holding them. */
   execute: () => Promise<{ entries: LayerEntry[]; dir?: string }>;
@@ -265,33 +269,47 @@ class BuildRun {
 
   /** Takes a step's result from the cache, or runs it and caches what it made; says which, and why. */
   private async cachedStep(planned: PlannedStage, state: StageState, locator: string, prefix: string, step: CachedStep): Promise<void> {
-    const inputs: StepInputs = { parent: this.parentKey(state), ...step.inputs };
-    const key = cacheKey(inputs);
+    const parent = this.parentKey(state);
     // The place in the Dockerfile, for explanations: the same file path on a CI runner each time.
     const dockerfile = this.request.dockerfile.path ?? join(this.request.contextDir, this.dockerfile.file);
     const place = sha256(`${dockerfile}\0${planned.stage.name ?? planned.stage.index}\0${locator}`);
+    const final = planned.stage.index === this.plan.target;
     const useCache = this.cacheEnabled(planned);
-    const hit = useCache ? await this.cache.lookup(key) : undefined;
-    if (hit) {
+    const useHit = async (key: string, hit: CacheRecord): Promise<void> => {
       this.request.log(`${prefix} CACHED`);
       if (hit.layer) state.layers.push(hit.layer);
       this.historyEntry(state, step.createdBy, !hit.layer, hit.created);
-      return this.cache.remember(place, key, hit, planned.stage.index === this.plan.target);
+      await this.cache.remember(place, key, hit, final);
+    };
+    let inputs: StepInputs | undefined;
+    if (typeof step.inputs !== 'function') {
+      inputs = { parent, ...step.inputs };
+      const key = cacheKey(inputs);
+      const hit = useCache ? await this.cache.lookup(key) : undefined;
+      if (hit) return useHit(key, hit);
+      this.request.log(`${prefix} ${step.label}: ${useCache ? await this.cache.explain(place, inputs) : 'cache disabled'}`);
     }
-    const why = useCache ? await this.cache.explain(place, inputs) : 'cache disabled';
-    this.request.log(`${prefix} ${step.label}: ${why}`);
     const started = performance.now();
     const { entries, dir } = await step.execute();
     const created = this.now();
-    let layer: Layer | null = null;
-    if (entries.length > 0) {
-      layer = await this.addLayer(state, entries);
-      if (dir) this.layerDirs.set(layer.diffId, Promise.resolve(dir));
+    const contentHashes = new Map<string, string>();
+    const made = entries.length > 0 ? await this.writeLayer(entries, contentHashes) : undefined;
+    if (!inputs) {
+      inputs = { parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes) };
+      const key = cacheKey(inputs);
+      const hit = useCache ? await this.cache.lookup(key) : undefined;
+      if (hit) return useHit(key, hit);
+      this.request.log(`${prefix} ${step.label}: ${useCache ? await this.cache.explain(place, inputs) : 'cache disabled'}`);
     }
-    this.historyEntry(state, step.createdBy, layer === null, created);
-    const record = { layer, created, inputs };
+    if (made) {
+      this.pushLayer(state, made.layer, made.entries);
+      if (dir) this.layerDirs.set(made.layer.diffId, Promise.resolve(dir));
+    }
+    this.historyEntry(state, step.createdBy, !made, created);
+    const record = { layer: made?.layer ?? null, created, inputs };
+    const key = cacheKey(inputs);
     await this.cache.save(key, record);
-    await this.cache.remember(place, key, record, planned.stage.index === this.plan.target);
+    await this.cache.remember(place, key, record, final);
     this.request.log(`${prefix} DONE ${((performance.now() - started) / 1000).toFixed(2)}s`);
   }
 
@@ -408,19 +426,22 @@ class BuildRun {
     return this.request.timestamp ?? 0;
   }
 
-  /** Writes a layer of `entries` on top; with SOURCE_DATE_EPOCH, no mtime is later than it. */
-  private async addLayer(state: StageState, entries: LayerEntry[]): Promise<Layer> {
+  /** Writes a layer of `entries`; with SOURCE_DATE_EPOCH, no mtime is later than it. */
+  private async writeLayer(entries: LayerEntry[], contentHashes: Map<string, string>): Promise<{ layer: Layer; entries: LayerEntry[] }> {
     const epoch = this.request.timestamp;
     const clamped = epoch === undefined ? entries : entries.map((entry) => (entry.mtime > epoch ? { ...entry, mtime: epoch } : entry));
-    const layer = await writeLayer(this.store, clamped);
+    return { layer: await writeLayer(this.store, clamped, { contentHashes }), entries: clamped };
+  }
+
+  /** Puts a layer this build made on top of the stage. */
+  private pushLayer(state: StageState, layer: Layer, entries: LayerEntry[]): void {
     const treeUpToDate = state.treeLayers === state.layers.length;
     state.layers.push(layer);
     this.madeHere.add(layer.diffId);
     if (treeUpToDate) {
-      state.tree.apply(clamped.map((entry) => [entry.path, entry]));
+      state.tree.apply(entries.map((entry) => [entry.path, entry]));
       state.treeLayers++;
     }
-    return layer;
   }
 
   private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, line: number, locator: string, prefix: string): Promise<void> {
@@ -621,23 +642,29 @@ class BuildRun {
     // after: it gives every entry the same owner, and the key holds it as written.
     let contextEntries: LayerEntry[] = [];
     let files: Record<string, string> | undefined;
+    const hashes = await this.hashes();
     if (fromImage === undefined && instruction.sources.length > 0) {
       const context = await this.loadContext();
       contextEntries = await planCopy({
         ...(await options(await this.tree(state))), root: context.root, sources: instruction.sources,
-        isIgnored: context.isIgnored, mayUnignoreUnder: context.mayUnignoreUnder,
+        isIgnored: context.isIgnored, mayUnignoreUnder: context.mayUnignoreUnder, onFile: (source, stats) => hashes.noteStats(source, stats),
       });
-      files = (await this.hashes()).entryHashes(contextEntries);
+      // Files whose stat data changed are hashed first only when a cache from elsewhere may hold
+      // them; otherwise a miss is likely, and the layer write hashes them as it reads them.
+      files = hashes.entryHashes(contextEntries, { readChanged: this.cache.hasSources });
     }
     const sources = [...instruction.sources, ...instruction.inlineSources.map((source) => `<<${source.name}`)];
     const { range: _range, original: _original, ...expanded } = instruction;
+    const inputs = {
+      step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...this.layerSettings() },
+      env: {}, args: {},
+    };
     await this.cachedStep(planned, state, locator, prefix, {
       label: `${instruction.kind} ${sources.join(' ')}`,
       createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
-      inputs: {
-        step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...this.layerSettings() },
-        env: {}, args: {}, ...(files ? { files } : {}),
-      },
+      inputs: files === undefined && contextEntries.length > 0
+        ? (contentHashes) => ({ ...inputs, files: hashes.learn(contentHashes, contextEntries) })
+        : { ...inputs, ...(files ? { files } : {}) },
       execute: async () => {
         const common = await options(await this.tree(state));
         const chown = instruction.chown === undefined ? undefined : await this.resolveOwner(state, instruction.chown);

@@ -67,6 +67,11 @@ export class BuildCache {
     return undefined;
   }
 
+  /** Whether caches from elsewhere (--cache-from) were imported. */
+  get hasSources(): boolean {
+    return this.sources.length > 0;
+  }
+
   async save(key: string, record: CacheRecord): Promise<void> {
     await this.records.put(key, record);
   }
@@ -129,6 +134,10 @@ export class ContentHashes {
   private readonly root: string;
   private hints: Record<string, Hint> = {};
   private changed = false;
+  /** Stat data seen by this build (COPY's walk), so that files are not stat'ed twice. */
+  private readonly stats = new Map<string, Stats>();
+  /** Hashes learnt by this build, by absolute path. */
+  private readonly known = new Map<string, string>();
   private readonly startedMs = Date.now();
 
   constructor(store: Store, root: string) {
@@ -145,28 +154,54 @@ export class ContentHashes {
     if (this.changed) await this.records.writeJson(this.name, this.hints);
   }
 
-  /** sha256 of a file's content; a file of the context is read only when its stat data changed. */
-  fileHash(path: string): string {
-    const underRoot = path.startsWith(this.root + sep);
-    if (!underRoot) return hashFile(path);
+  noteStats(path: string, stats: Stats): void {
+    this.stats.set(path, stats);
+  }
+
+  /**
+   * sha256 of a file's content: known from this build, or from the hints when a context file's
+   * stat data is unchanged, or read (undefined instead when `read` is false).
+   */
+  fileHash(path: string, read = true): string | undefined {
+    const known = this.known.get(path);
+    if (known !== undefined) return known;
     const rel = relative(this.root, path);
-    const stats = lstatSync(path);
-    const hint = this.hints[rel];
-    if (hint && sameFile(hint, stats)) return hint[4];
-    const hash = hashFile(path);
+    const hint = path.startsWith(this.root + sep) ? this.hints[rel] : undefined;
+    if (hint && sameFile(hint, this.statsOf(path))) return hint[4];
+    return read ? this.learnOne(path, hashFile(path)) : undefined;
+  }
+
+  /** Takes hashes computed elsewhere (as a layer was written); returns the entries' hashes. */
+  learn(hashes: ReadonlyMap<string, string>, entries: LayerEntry[]): Record<string, string> {
+    for (const [path, hash] of hashes) this.learnOne(path, hash);
+    return this.entryHashes(entries, { readChanged: true })!;
+  }
+
+  private learnOne(path: string, hash: string): string {
+    this.known.set(path, hash);
+    if (!path.startsWith(this.root + sep)) return hash;
+    const stats = this.statsOf(path);
     // A file changed within the last seconds may change again within the same timestamp tick.
     if (Math.max(stats.mtimeMs, stats.ctimeMs) < this.startedMs - 2000) {
-      this.hints[rel] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash];
+      this.hints[relative(this.root, path)] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash];
       this.changed = true;
     }
     return hash;
   }
 
-  /** What a COPY's entries contribute to its key: metadata and content, but not mtimes. */
-  entryHashes(entries: LayerEntry[]): Record<string, string> {
+  private statsOf(path: string): Stats {
+    return this.stats.get(path) ?? lstatSync(path);
+  }
+
+  /**
+   * What a COPY's entries contribute to its key: metadata and content, but not mtimes. Undefined
+   * when a file's content is not known yet and `readChanged` is false.
+   */
+  entryHashes(entries: LayerEntry[], options: { readChanged: boolean }): Record<string, string> | undefined {
     const result: Record<string, string> = {};
     for (const entry of entries) {
-      const content = entry.type === 'file' && typeof entry.source === 'string' ? this.fileHash(entry.source) : '';
+      const content = entry.type === 'file' && typeof entry.source === 'string' ? this.fileHash(entry.source, options.readChanged) : '';
+      if (content === undefined) return undefined;
       const xattrs = Object.entries(entry.xattrs ?? {}).map(([name, value]) => `${name}=${value.toString('hex')}`).join(',');
       const label = typeof entry.source === 'string' && entry.source.startsWith(this.root + sep) ? relative(this.root, entry.source) : `/${entry.path}`;
       result[label in result ? `${label} -> /${entry.path}` : label] = sha256(`${entry.path}\0${entry.type}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.linkname ?? ''}\0${entry.size ?? 0}\0${xattrs}\0${content}`).slice(0, 32);

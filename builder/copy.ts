@@ -42,6 +42,8 @@ export interface CopyOptions {
   checksum?: string;
   /** Where ADD keeps downloads and unpacked contents; the caller removes it. */
   tmpDir?: string;
+  /** Called with each file copied from the root and its stat data. */
+  onFile?: (source: string, stats: Stats) => void;
 }
 
 /** A source resolved to a path in the root (symlinks followed), or a URL. */
@@ -119,6 +121,7 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
     if (isDirectory(entry.path)) throw new Error(`cannot replace to directory /${entry.path} with file`);
     touchParent(entry.path);
     entries.set(entry.path, entry);
+    if (typeof entry.source === 'string') options.onFile?.(entry.source, stats);
     // Hardlinks are found within one source, as BuildKit copies each source on its own.
     if (entry.type === 'file' && stats.nlink > 1) inodes.set(entry, `${copyIndex}:${stats.dev}:${stats.ino}`);
   };

@@ -74,7 +74,7 @@ async function bindSource(root: string, source: string | undefined): Promise<str
 async function treeHashes(dir: string, label: string, hashes: ContentHashes, out: Record<string, string>): Promise<void> {
   const info = await lstat(dir);
   if (!info.isDirectory()) {
-    out[label] = info.isFile() ? hashes.fileHash(dir) : `${info.mode}`;
+    out[label] = info.isFile() ? hashes.fileHash(dir)! : `${info.mode}`;
     return;
   }
   out[label] = `dir ${info.mode}`;

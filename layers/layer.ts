@@ -20,6 +20,8 @@ export const DEFAULT_LEVEL = 1;
 export interface LayerOptions {
   /** gzip level, 1 (fastest) to 9 (smallest). */
   level?: number;
+  /** Filled with the sha256 (hex) of each file read from a host path, by that path. */
+  contentHashes?: Map<string, string>;
 }
 
 /** Sorts entries as the layer holds them: by path, so each directory comes before its contents. */
@@ -50,7 +52,7 @@ export function sortWithHardlinks(entries: Iterable<LayerEntry>, inodes: Map<Lay
 const SMALL_FILE = 1 << 20;
 
 /** The bytes of a tar holding `entries` in the order given. */
-export async function* tarChunks(entries: LayerEntry[]): AsyncGenerator<Buffer> {
+export async function* tarChunks(entries: LayerEntry[], contentHashes?: Map<string, string>): AsyncGenerator<Buffer> {
   for (const entry of entries) {
     const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
     const header = encodeHeader({ ...entry, size });
@@ -66,18 +68,22 @@ export async function* tarChunks(entries: LayerEntry[]): AsyncGenerator<Buffer> 
       // in zlib's threads meanwhile.
       const content = readFileSync(source);
       if (content.length !== size) throw changed(content.length);
+      contentHashes?.set(source, createHash('sha256').update(content).digest('hex'));
       yield Buffer.concat([header, content, padding(size)]);
       continue;
     }
     yield header;
     let written = 0;
     const stream = typeof source === 'string' ? createReadStream(source, { highWaterMark: SMALL_FILE }) : source();
+    const contentHash = typeof source === 'string' && contentHashes ? createHash('sha256') : undefined;
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       written += chunk.length;
       if (written > size) break;
+      contentHash?.update(chunk);
       yield chunk;
     }
     if (written !== size) throw changed(written);
+    if (contentHash) contentHashes!.set(source as string, contentHash.digest('hex'));
     yield padding(size);
   }
   yield END_OF_ARCHIVE;
@@ -92,7 +98,7 @@ export async function writeLayer(store: Store, entries: LayerEntry[], options: L
       yield chunk;
     }
   }
-  const tar = hashed(tarChunks(sortEntries(entries)));
+  const tar = hashed(tarChunks(sortEntries(entries), options.contentHashes));
   const { digest, size } = await store.writeBlob(Readable.from(gzipParallel(tar, options.level ?? DEFAULT_LEVEL)));
   return { mediaType: MediaTypes.ociLayerGzip, digest, size, diffId: `sha256:${tarHash.digest('hex')}` };
 }
