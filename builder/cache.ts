@@ -121,7 +121,9 @@ function changedNames(before: Record<string, string>, after: Record<string, stri
   return [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((name) => before[name] !== after[name]).sort();
 }
 
-type Hint = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string];
+/** `racy`: the file was changed so shortly before it was hashed that a change within the same
+ * timestamp tick would not show in its stat data; such a hint is checked by reading (as git does). */
+type Hint = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string, racy: boolean];
 
 /**
  * Content hashes of a context's files, kept between builds by stat data: a file whose size,
@@ -167,8 +169,10 @@ export class ContentHashes {
     if (known !== undefined) return known;
     const rel = relative(this.root, path);
     const hint = path.startsWith(this.root + sep) ? this.hints[rel] : undefined;
-    if (hint && sameFile(hint, this.statsOf(path))) return hint[4];
-    return read ? this.learnOne(path, hashFile(path)) : undefined;
+    const same = hint !== undefined && sameFile(hint, this.statsOf(path));
+    if (same && !hint[5]) return hint[4];
+    // A racy hint's file is read even when `read` is false: it most likely did not change.
+    return read || same ? this.learnOne(path, hashFile(path)) : undefined;
   }
 
   /** Takes hashes computed elsewhere (as a layer was written); returns the entries' hashes. */
@@ -181,11 +185,10 @@ export class ContentHashes {
     this.known.set(path, hash);
     if (!path.startsWith(this.root + sep)) return hash;
     const stats = this.statsOf(path);
-    // A file changed within the last seconds may change again within the same timestamp tick.
-    if (Math.max(stats.mtimeMs, stats.ctimeMs) < this.startedMs - 2000) {
-      this.hints[relative(this.root, path)] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash];
-      this.changed = true;
-    }
+    // Linux file times advance with the kernel's tick (1 to 10 ms); 100 ms leaves a wide margin.
+    const racy = Math.max(stats.mtimeMs, stats.ctimeMs) >= this.startedMs - 100;
+    this.hints[relative(this.root, path)] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash, racy];
+    this.changed = true;
     return hash;
   }
 

@@ -117,6 +117,19 @@ describe('build cache', () => {
     expect(printed(filtered.log, 'ran app')).toBe(true);
   });
 
+  test('stat data is only a hint: a same-size change with the old mtime put back is still seen', () => {
+    const root = newStore('hint');
+    const context = writeContext(dir, 'hint-ctx', { Dockerfile: 'FROM busybox\nCOPY f /f\n', f: 'aaaa\n' });
+    const old = new Date(2020, 0, 1);
+    utimesSync(join(context, 'f'), old, old);
+    const first = build(root, context);
+    writeFileSync(join(context, 'f'), 'bbbb\n');
+    utimesSync(join(context, 'f'), old, old);
+    const second = build(root, context);
+    expect(outcome(second.log, 'COPY f')[0]).toBe('COPY f: f changed');
+    expect(second.digest).not.toBe(first.digest);
+  });
+
   test('the cache is keyed by content: the same content built elsewhere in the store is reused', () => {
     const root = newStore('content');
     const one = writeContext(dir, 'content-one', { Dockerfile: 'FROM busybox\nCOPY f /f\nRUN echo ran && cat /f > /g\n', f: 'same\n' });
