@@ -2,7 +2,7 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, posix } from 'node:path';
+import { join, posix, resolve } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { goQuote } from '../parser/dump.ts';
 import {
@@ -10,7 +10,7 @@ import {
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
-  applyLayers, CacheStore, chainKey, changedEntries, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
+  applyLayers, CacheStore, chainKey, changedEntries, importOciLayout, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
   type CacheRecord, type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
 } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
@@ -50,6 +50,26 @@ export interface BuildRequest {
   noCacheStages?: string[];
   /** Secrets for RUN --mount=type=secret, by id (`--secret`): never in a layer, the history or a key. */
   secrets?: ReadonlyMap<string, Buffer>;
+  /** `--build-context NAME=VALUE`: what FROM NAME and COPY --from=NAME mean instead of an image of that name. */
+  buildContexts?: ReadonlyMap<string, NamedContext>;
+}
+
+/**
+ * A named build context: an image in an OCI layout (directory or tarball; `select` is a tag or a
+ * digest), another image reference, or a local directory.
+ */
+export type NamedContext =
+  | { kind: 'layout'; path: string; select?: string }
+  | { kind: 'image'; ref: string }
+  | { kind: 'dir'; path: string };
+
+/** `oci-layout://PATH[:TAG|@DIGEST]`, `docker-image://REF`, or a directory path, as buildx takes them. */
+export function parseNamedContext(value: string, cwd: string): NamedContext {
+  const layout = /^oci-layout:\/\/(.+?)(?:@(sha256:[a-f0-9]{64})|:([\w][\w.-]{0,127}))?$/.exec(value);
+  if (layout) return { kind: 'layout', path: resolve(cwd, layout[1]!), ...(layout[2] ?? layout[3] ? { select: layout[2] ?? layout[3] } : {}) };
+  if (value.startsWith('docker-image://')) return { kind: 'image', ref: value.slice('docker-image://'.length) };
+  if (/^[a-z][\w+.-]*:\/\//.test(value)) throw new BuildError(`build context ${value}: only oci-layout://, docker-image:// and directories are supported`);
+  return { kind: 'dir', path: resolve(cwd, value) };
 }
 
 const HOSTNAME = 'hoist';
@@ -112,7 +132,8 @@ class BuildRun {
   private readonly rootfsDirs = new Map<string, Promise<string>>();
   private readonly cache: BuildCache;
   private context?: Promise<BuildContext>;
-  private contentHashes?: Promise<ContentHashes>;
+  private readonly contentHashes = new Map<string, Promise<ContentHashes>>();
+  private readonly layoutImages = new Map<string, Promise<Image>>();
   private tempDirs: string[] = [];
   /** Layers written by this build, and the directory of each, for overlay lower dirs. */
   private readonly madeHere = new Set<string>();
@@ -156,7 +177,7 @@ class BuildRun {
   /** Waits for every stage to end, then removes the build's temp dirs. */
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.results.values());
-    if (this.contentHashes) await (await this.contentHashes).save();
+    for (const hashes of this.contentHashes.values()) await (await hashes).save();
     await Promise.all(this.tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
@@ -229,7 +250,10 @@ class BuildRun {
 
   /** An image from the store, pulled first when it is not there (or always, with --pull). */
   private async localImage(ref: string, platform: Platform): Promise<Image> {
-    const name = normalizeReference(ref);
+    const named = this.request.buildContexts?.get(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
+    if (named?.kind === 'dir') throw new BuildError(`${ref} is a directory build context: only COPY --from can read it`);
+    if (named?.kind === 'layout') return this.layoutImage(named.path, named.select, platform);
+    const name = normalizeReference(named?.kind === 'image' ? named.ref : ref);
     const descriptor = this.request.pull ? undefined : await this.store.resolve(name);
     if (descriptor) return readImage(this.store, descriptor, platform);
     this.request.log(`pulling ${name}`);
@@ -482,7 +506,7 @@ class BuildRun {
       contextRoot: async () => (await this.loadContext()).root,
       image: (from) => this.fromImage(planned, instruction, from),
       imageRoot: (image) => this.imageRoot(image),
-      hashes: () => this.hashes(),
+      hashes: async () => this.hashes((await this.loadContext()).root),
       realPath: async (path) => (await this.tree(state)).realPath(path),
       useCacheMount: (name, dir, isNew) => this.cache.useMount(name, dir, isNew, (layer, into) => applyLayers(this.store, [layer], into, this.applyOptions())),
     };
@@ -628,7 +652,8 @@ class BuildRun {
   private async copy(planned: PlannedStage, state: StageState, instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, locator: string, prefix: string): Promise<void> {
     const workdir = state.config.config.WorkingDir || '/';
     const from = instruction.kind === 'COPY' ? instruction.from : undefined;
-    const fromImage = from === undefined ? undefined : await this.fromImage(planned, instruction, from);
+    const source = from === undefined ? { dir: await this.loadContext() } : await this.copySource(planned, instruction, from);
+    const fromImage = 'image' in source ? source.image : undefined;
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
     const absoluteDest = posix.resolve(workdir, instruction.dest) + (instruction.dest.endsWith('/') ? '/' : '');
@@ -638,16 +663,16 @@ class BuildRun {
       command: instruction.kind, tmpDir: await this.tempDir('copy'),
       ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum } : {}),
     });
-    // Context sources are listed before the key, which holds their content. --chown is applied
-    // after: it gives every entry the same owner, and the key holds it as written.
+    // Sources in a directory (the context) are listed before the key, which holds their content.
+    // --chown is applied after: it gives every entry the same owner, and the key holds it as written.
     let contextEntries: LayerEntry[] = [];
     let files: Record<string, string> | undefined;
-    const hashes = await this.hashes();
-    if (fromImage === undefined && instruction.sources.length > 0) {
-      const context = await this.loadContext();
+    const hashes = 'dir' in source ? await this.hashes(source.dir.root) : undefined;
+    if (hashes && 'dir' in source && instruction.sources.length > 0) {
+      const { root, isIgnored, mayUnignoreUnder } = source.dir;
       contextEntries = await planCopy({
-        ...(await options(await this.tree(state))), root: context.root, sources: instruction.sources,
-        isIgnored: context.isIgnored, mayUnignoreUnder: context.mayUnignoreUnder, onFile: (source, stats) => hashes.noteStats(source, stats),
+        ...(await options(await this.tree(state))), root, sources: instruction.sources,
+        isIgnored, mayUnignoreUnder, onFile: (path, stats) => hashes.noteStats(path, stats),
       });
       // Files whose stat data changed are hashed first only when a cache from elsewhere may hold
       // them; otherwise a miss is likely, and the layer write hashes them as it reads them.
@@ -663,7 +688,7 @@ class BuildRun {
       label: `${instruction.kind} ${sources.join(' ')}`,
       createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
       inputs: files === undefined && contextEntries.length > 0
-        ? (contentHashes) => ({ ...inputs, files: hashes.learn(contentHashes, contextEntries) })
+        ? (contentHashes) => ({ ...inputs, files: hashes!.learn(contentHashes, contextEntries) })
         : { ...inputs, ...(files ? { files } : {}) },
       execute: async () => {
         const common = await options(await this.tree(state));
@@ -684,12 +709,29 @@ class BuildRun {
     });
   }
 
-  private hashes(): Promise<ContentHashes> {
-    return (this.contentHashes ??= this.loadContext().then(async (context) => {
-      const hashes = new ContentHashes(this.store, context.root);
-      await hashes.load();
-      return hashes;
-    }));
+  /** An image from an OCI layout, directory or tarball; its blobs are checked on the way into the store. */
+  private layoutImage(path: string, select: string | undefined, platform: Platform): Promise<Image> {
+    const id = `${path}\0${select ?? ''}`;
+    let image = this.layoutImages.get(id);
+    if (!image) {
+      image = importOciLayout(this.store, path, select, platform).then((images) => {
+        if (images.length > 1) throw new BuildError(`oci-layout://${path} holds ${images.length} images: name one with :TAG or @DIGEST`);
+        return images[0]!.image;
+      });
+      this.layoutImages.set(id, image);
+    }
+    return image;
+  }
+
+  /** Content hashes of the files of a directory that COPY reads (the context, or a named one). */
+  private hashes(root: string): Promise<ContentHashes> {
+    let hashes = this.contentHashes.get(root);
+    if (!hashes) {
+      const made = new ContentHashes(this.store, root);
+      hashes = made.load().then(() => made);
+      this.contentHashes.set(root, hashes);
+    }
+    return hashes;
   }
 
   private loadContext(): Promise<BuildContext> {
@@ -701,6 +743,13 @@ class BuildRun {
     const dir = await this.store.tempDir(prefix);
     this.tempDirs.push(dir);
     return dir;
+  }
+
+  /** What COPY --from names: a stage of this build, a directory build context, or an image. */
+  private async copySource(planned: PlannedStage, instruction: Instruction, from: string): Promise<{ image: Image } | { dir: Pick<BuildContext, 'root'> & Partial<BuildContext> }> {
+    const named = this.request.buildContexts?.get(from);
+    if (named?.kind === 'dir' && resolveStageRef(this.dockerfile, from, planned.stage.index, instruction) === undefined) return { dir: { root: named.path } };
+    return { image: await this.fromImage(planned, instruction, from) };
   }
 
   /** The image that `--from` names: a stage of this build, or an image in the store. */

@@ -10,7 +10,7 @@ import {
   applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
   writeOciLayout, type Image, type Named,
 } from '../layers/index.ts';
-import { build, BuildError } from './build.ts';
+import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache, type CacheSpec } from './cache-transfer.ts';
 
@@ -57,6 +57,8 @@ Options:
                            with mode=min (the final stage, default) or mode=max (every stage), and
                            mounts=true to carry RUN --mount=type=cache contents too
       --no-cache-filter S  Do not use the build cache in stage S (repeatable, or comma-separated)
+      --build-context N=V   What FROM N and COPY --from=N mean: oci-layout://DIR[:TAG|@DIGEST] (a layout
+                           directory or tarball), docker-image://REF, or a local directory (repeatable)
       --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
       --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
   -o, --output SPEC        type=image | type=registry | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
@@ -74,7 +76,7 @@ Options:
   inspect: 'Usage: hoist inspect [--root DIR] REF\n\nShow an image\'s manifest and config as JSON.',
   save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to an OCI image-layout tarball (default) or a `docker load` archive.',
   rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
-  push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... [--tls-ca FILE] REF [DEST]\n\nPush an image from the local store to REF, or to DEST.',
+  push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... [--tls-ca FILE] REF [DEST]\n       hoist push [OPTIONS] oci-layout://PATH[:TAG|@DIGEST] DEST\n\nPush an image from the local store to REF, or to DEST; or one from an OCI layout directory or tarball (hoist save) to DEST.',
   pull: 'Usage: hoist pull [--root DIR] [--platform P] [--insecure-registry HOST]... [--tls-ca FILE] REF\n\nPull an image into the local store.',
   login: 'Usage: hoist login -u USER --password-stdin [--tls-ca FILE] REGISTRY\n\nCheck credentials against REGISTRY and save them where docker login does (REGISTRY_AUTH_FILE if set).',
   logout: 'Usage: hoist logout REGISTRY\n\nRemove the saved credentials for REGISTRY.',
@@ -196,7 +198,7 @@ async function buildCommand(args: string[]): Promise<number> {
     file: { type: 'string', short: 'f' }, tag: { type: 'string', short: 't', multiple: true },
     'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
     platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
-    secret: { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
+    secret: { type: 'string', multiple: true }, 'build-context': { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
     jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, ...REGISTRY_FLAGS,
   });
@@ -244,6 +246,14 @@ async function buildCommand(args: string[]): Promise<number> {
   const cacheFrom = ((values['cache-from'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-from'));
   const cacheTo = ((values['cache-to'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-to'));
   const secrets = await readSecrets((values.secret as string[] | undefined) ?? []);
+  const buildContexts = new Map<string, NamedContext>();
+  for (const [name, value] of keyValues(values['build-context'], 'build-context')) {
+    try {
+      buildContexts.set(name, parseNamedContext(value, process.cwd()));
+    } catch (error) {
+      throw new UsageError(`--build-context ${name}=${value}: ${(error as Error).message}`);
+    }
+  }
 
   const store = await openStore(values.root);
   const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
@@ -264,7 +274,7 @@ async function buildCommand(args: string[]): Promise<number> {
     buildArgs, target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
     ...(epochText ? { timestamp: Number(epochText) } : {}),
-    noCache: values['no-cache'] === true, secrets, cache,
+    noCache: values['no-cache'] === true, secrets, cache, buildContexts,
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
   });
 
@@ -316,8 +326,17 @@ async function pushCommand(args: string[]): Promise<number> {
   if (values.help) return help('push');
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError("push takes REF [DEST] (see 'hoist push --help')");
   const store = await openStore(values.root);
-  const { image } = await imageByName(store, positionals[0]!);
-  const dest = normalizeReference(positionals[1] ?? positionals[0]!);
+  const [source, target] = positionals as [string, string | undefined];
+  // An image from an OCI layout or tarball (hoist save, a USB stick) goes through the store, its blobs checked on the way in.
+  const layout = source.startsWith('oci-layout://') ? parseNamedContext(source, process.cwd()) : undefined;
+  if (layout && !target) throw new UsageError('pushing from an oci-layout:// source needs a DEST');
+  const image = layout?.kind === 'layout'
+    ? await importOciLayout(store, layout.path, layout.select).then((images) => {
+      if (images.length > 1) throw new UsageError(`${source} holds ${images.length} images: name one with :TAG or @DIGEST`);
+      return images[0]!.image;
+    })
+    : (await imageByName(store, source)).image;
+  const dest = normalizeReference(target ?? source);
   const digest = await pushAndReport(store, image, dest, registryOptions(values), (line) => process.stderr.write(`${line}\n`));
   process.stdout.write(`${digest}\n`);
   return 0;

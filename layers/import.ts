@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readImage, type Image } from './image.ts';
+import { readImage, type Image, type PlatformChoice } from './image.ts';
 import { REF_NAME, type Descriptor, type Store } from './store.ts';
 import { readTar } from './tar.ts';
 
@@ -20,10 +20,11 @@ export interface Imported {
 }
 
 /**
- * Imports an OCI layout and returns its images: the one whose ref.name annotation is `tag`, or
- * every one in the index when no tag is given.
+ * Imports an OCI layout and returns its images: the one whose ref.name annotation is `select`
+ * (a tag) or whose digest it is (`sha256:...`), or every one in the index when none is given. An
+ * index is resolved to `platform` (default: its first image).
  */
-export async function importOciLayout(store: Store, path: string, tag?: string): Promise<Imported[]> {
+export async function importOciLayout(store: Store, path: string, select?: string, platform?: PlatformChoice): Promise<Imported[]> {
   let index: LayoutIndex;
   if ((await stat(path)).isDirectory()) {
     index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as LayoutIndex;
@@ -41,12 +42,12 @@ export async function importOciLayout(store: Store, path: string, tag?: string):
     if (indexText === undefined) throw new Error(`${path} is not an OCI image layout tarball: it has no index.json`);
     index = JSON.parse(indexText) as LayoutIndex;
   }
-  const chosen = index.manifests.filter((descriptor) => tag === undefined || descriptor.annotations?.[REF_NAME] === tag);
-  if (chosen.length === 0) throw new Error(`${path} has no image tagged "${tag}"`);
+  const chosen = index.manifests.filter((descriptor) => select === undefined || descriptor.annotations?.[REF_NAME] === select || descriptor.digest === select);
+  if (chosen.length === 0) throw new Error(`${path} has no image ${select?.startsWith('sha256:') ? select : `tagged "${select}"`}`);
   return Promise.all(chosen.map(async (descriptor) => {
     if (!(await store.hasBlob(descriptor.digest))) throw new Error(`${path} is incomplete: blob ${descriptor.digest} is missing`);
     const name = descriptor.annotations?.['io.containerd.image.name'];
-    return { image: await readImage(store, descriptor), ...(name ? { name } : {}) };
+    return { image: await readImage(store, descriptor, platform), ...(name ? { name } : {}) };
   }));
 }
 
