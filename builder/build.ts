@@ -6,7 +6,7 @@ import { join, posix, resolve } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { goQuote } from '../parser/dump.ts';
 import {
-  parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
+  DockerfileError, parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
@@ -18,7 +18,7 @@ import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-n
 import { BuildCache, cacheKey, ContentHashes, hashedValues, sha256 } from './cache.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { planCopy } from './copy.ts';
-import { mountInputs, MountError, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
+import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
 import { FileTree } from './tree.ts';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -74,7 +74,15 @@ export function parseNamedContext(value: string, cwd: string): NamedContext {
 
 const HOSTNAME = 'hoist';
 
-export class BuildError extends Error {}
+/** A failed build, at an instruction when `location` is given (the message then starts `Dockerfile:12: `). */
+export class BuildError extends Error {
+  readonly location?: { file: string; line: number };
+
+  constructor(message: string, location?: { file: string; line: number }) {
+    super(location ? `${location.file}:${location.line}: ${message}` : message);
+    this.location = location;
+  }
+}
 
 interface StageState {
   config: ImageConfig;
@@ -185,6 +193,15 @@ class BuildRun {
     return planned.stage.name ?? `stage-${planned.stage.index}`;
   }
 
+  /** Rethrows an instruction's failure as a BuildError that names its line. */
+  private locate(instruction: Instruction): (error: unknown) => never {
+    return (error) => {
+      const located = error instanceof DockerfileError || (error instanceof BuildError && error.location) || this.cancelled.signal.aborted;
+      if (located || !(error instanceof Error)) throw error;
+      throw new BuildError(error.message, { file: this.dockerfile.file, line: instruction.range.start.line });
+    };
+  }
+
   /** Logs the instruction about to run; returns the prefix for the lines about its result. */
   private progress(planned: PlannedStage, instruction: Instruction): string {
     this.step++;
@@ -209,7 +226,7 @@ class BuildRun {
   private async buildStage(planned: PlannedStage): Promise<Image> {
     this.cancelled.signal.throwIfAborted();
     this.progress(planned, planned.stage.from);
-    const base = await this.baseImage(planned);
+    const base = await this.baseImage(planned).catch(this.locate(planned.stage.from));
     const config: ImageConfig = structuredClone(base?.config) ?? {
       architecture: planned.platform.architecture, os: planned.platform.os,
       ...(planned.platform.variant ? { variant: planned.platform.variant } : {}),
@@ -226,12 +243,12 @@ class BuildRun {
     config.config.OnBuild = null;
     for (const [i, trigger] of triggers.entries()) {
       const instruction = parseInstructions(`FROM scratch\n${trigger}`, `ONBUILD trigger of ${planned.stage.from.image}`).stages[0]!.instructions[0]!;
-      await this.dispatch(planned, state, instruction, `onbuild-${i}`, `[${this.stageLabel(planned)} ONBUILD]`);
+      await this.dispatch(planned, state, instruction, `onbuild-${i}`, `[${this.stageLabel(planned)} ONBUILD]`).catch(this.locate(planned.stage.from));
     }
     for (const [i, instruction] of planned.stage.instructions.entries()) {
       this.cancelled.signal.throwIfAborted();
       const prefix = this.progress(planned, instruction);
-      await this.dispatch(planned, state, instruction, String(i), prefix);
+      await this.dispatch(planned, state, instruction, String(i), prefix).catch(this.locate(instruction));
     }
     this.fillCreated(state);
     config.created = state.history.at(-1)?.created ?? this.now();
@@ -413,7 +430,7 @@ class BuildRun {
       case 'ADD':
         return this.copy(planned, state, instruction, locator, prefix);
       case 'RUN':
-        return this.run(planned, state, instruction, raw.range.start.line, locator, prefix);
+        return this.run(planned, state, instruction, locator, prefix);
       case 'FROM':
         throw new Error('unreachable: FROM inside a stage');
     }
@@ -468,14 +485,13 @@ class BuildRun {
     }
   }
 
-  private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, line: number, locator: string, prefix: string): Promise<void> {
-    const where = `${this.dockerfile.file}:${line}`;
-    if (process.getuid?.() !== 0) throw new BuildError(`${where}: RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
+  private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, locator: string, prefix: string): Promise<void> {
+    if (process.getuid?.() !== 0) throw new BuildError(`RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
     const container = state.config.config;
     const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
     const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
     const mountContext = this.mountContext(planned, state, instruction);
-    const mounts = instruction.mounts.length > 0 ? await mountInputs(instruction.mounts, mountContext).catch(located(where)) : undefined;
+    const mounts = instruction.mounts.length > 0 ? await mountInputs(instruction.mounts, mountContext) : undefined;
     const step = {
       command: JSON.stringify(argv), ...(script ? { script: script.content } : {}),
       user: container.User || '0', workdir: container.WorkingDir || '/', network: instruction.network ?? 'default',
@@ -489,9 +505,9 @@ class BuildRun {
         ...(mounts && Object.keys(mounts.files).length > 0 ? { files: mounts.files } : {}),
       },
       execute: async () => {
-        const prepared = await prepareMounts(instruction.mounts, mountContext).catch(located(where));
+        const prepared = await prepareMounts(instruction.mounts, mountContext);
         try {
-          return await this.execute(planned, state, instruction, where, argv, script, prepared);
+          return await this.execute(planned, state, instruction, argv, script, prepared);
         } finally {
           await prepared.release();
         }
@@ -514,7 +530,7 @@ class BuildRun {
 
   /** Runs a RUN's command in its sandbox and returns the changes it made. */
   private async execute(
-    planned: PlannedStage, state: StageState, instruction: RunInstruction, where: string, argv: string[],
+    planned: PlannedStage, state: StageState, instruction: RunInstruction, argv: string[],
     script: { path: string; content: string } | undefined, prepared: PreparedMounts,
   ): Promise<{ entries: LayerEntry[]; dir?: string }> {
     const container = state.config.config;
@@ -565,7 +581,7 @@ class BuildRun {
       const hint = process.env.HOIST_SINGLE_ID === '1'
         ? '\n(only your own user and group ids are mapped, so chown to any other id fails: give your user a range in /etc/subuid and /etc/subgid)'
         : '';
-      throw new BuildError(`${where}: RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
+      throw new BuildError(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
     }
     const diffOptions = { xattrs: await readXattrs(before ? rootfs : upper), warn };
     if (before) return { entries: changedEntries(rootfs, before, diffOptions) };
@@ -881,14 +897,6 @@ function makePoints(root: string, points: { path: string; directory: boolean }[]
       else writeFileSync(at, '', { mode: 0o644 });
     }
   }
-}
-
-/** Turns a mount's mistake into a build error that names the RUN. */
-function located(where: string): (error: unknown) => never {
-  return (error) => {
-    if (error instanceof MountError) throw new BuildError(`${where}: ${error.message}`);
-    throw error;
-  };
 }
 
 function withDefaultPath(env: string[]): string[] {

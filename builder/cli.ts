@@ -10,6 +10,7 @@ import {
   applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
   writeOciLayout, type Image, type Named,
 } from '../layers/index.ts';
+import { errorAnnotation, inGithubActions, StageGroups } from './actions.ts';
 import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache, type CacheSpec } from './cache-transfer.ts';
@@ -256,7 +257,9 @@ async function buildCommand(args: string[]): Promise<number> {
   }
 
   const store = await openStore(values.root);
-  const log = quiet ? () => undefined : (line: string) => process.stderr.write(`${line}\n`);
+  // In GitHub Actions each stage's lines fold into a group of their own.
+  const groups = inGithubActions() && !quiet ? new StageGroups((text) => process.stderr.write(text)) : undefined;
+  const log = quiet ? () => undefined : groups ? (line: string) => groups.line(line) : (line: string) => process.stderr.write(`${line}\n`);
   const sources = [];
   for (const spec of cacheFrom) {
     const source = await importCache(store, spec, registry, log);
@@ -268,7 +271,7 @@ async function buildCommand(args: string[]): Promise<number> {
   const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
   if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
   const image = await build({
-    store, contextDir, log, output: quiet ? undefined : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
+    store, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs, target: values.target as string | undefined,
@@ -276,7 +279,7 @@ async function buildCommand(args: string[]): Promise<number> {
     ...(epochText ? { timestamp: Number(epochText) } : {}),
     noCache: values['no-cache'] === true, secrets, cache, buildContexts,
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
-  });
+  }).finally(() => groups?.end());
 
   const created = image.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
@@ -536,6 +539,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`hoist: ${error.message}\n`);
       return 2;
     }
+    if (inGithubActions()) process.stderr.write(`${errorAnnotation(error as Error)}\n`);
     if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
     else if (process.env.HOIST_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
     else process.stderr.write(`hoist: ${(error as Error).message}\n`);
