@@ -58,7 +58,7 @@ Options:
                            with mode=min (the final stage, default) or mode=max (every stage), and
                            mounts=true to carry RUN --mount=type=cache contents too
       --no-cache-filter S  Do not use the build cache in stage S (repeatable, or comma-separated)
-      --build-context N=V   What FROM N and COPY --from=N mean: oci-layout://DIR[:TAG|@DIGEST] (a layout
+      --build-context N=V  What FROM N and COPY --from=N mean: oci-layout://DIR[:TAG|@DIGEST] (a layout
                            directory or tarball), docker-image://REF, or a local directory (repeatable)
       --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
       --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
