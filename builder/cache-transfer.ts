@@ -108,7 +108,7 @@ export async function exportCache(store: Store, cache: BuildCache, spec: CacheSp
     const ref = parseReference(normalizeReference(spec.where));
     await push(store, { descriptor, manifest }, ref, new RegistryClient(ref.domain, registry));
   } else {
-    await writeOciLayout(store, [{ image: { descriptor, manifest }, refs: [] }], spec.where, { tar: false, created: new Date().toISOString(), mtime: 0 });
+    await writeOciLayout(store, [{ descriptor, refs: [] }], spec.where, { tar: false, created: new Date().toISOString(), mtime: 0 });
   }
   const mounts = Object.keys(config.mounts).length;
   log(`cache: ${chosen.length} records, ${layers.size} layers${mounts ? ` (${mounts} cache mounts)` : ''} written to ${spec.where}`);

@@ -5,10 +5,10 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
-import { pull, push, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
+import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, familiarReference, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
-  writeOciLayout, type Image, type Named,
+  applyLayers, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
+  writeOciLayout, type Descriptor, type Image,
 } from '../layers/index.ts';
 import { errorAnnotation, inGithubActions, StageGroups } from './actions.ts';
 import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
@@ -75,10 +75,10 @@ Options:
       --root DIR           Store location`,
   images: 'Usage: hoist images [--root DIR]\n\nList images in the local store.',
   inspect: 'Usage: hoist inspect [--root DIR] REF\n\nShow an image\'s manifest and config as JSON.',
-  save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to an OCI image-layout tarball (default) or a `docker load` archive.',
+  save: 'Usage: hoist save [--root DIR] [--format oci|docker] -o FILE REF...\n\nWrite images to one OCI image-layout tarball (default; every platform a name has) or a `docker load` archive (one platform each).',
   rmi: 'Usage: hoist rmi [--root DIR] REF...\n\nRemove image names from the local store.',
   push: 'Usage: hoist push [--root DIR] [--insecure-registry HOST]... [--tls-ca FILE] REF [DEST]\n       hoist push [OPTIONS] oci-layout://PATH[:TAG|@DIGEST] DEST\n\nPush an image from the local store to REF, or to DEST; or one from an OCI layout directory or tarball (hoist save) to DEST.',
-  pull: 'Usage: hoist pull [--root DIR] [--platform P] [--insecure-registry HOST]... [--tls-ca FILE] REF\n\nPull an image into the local store.',
+  pull: 'Usage: hoist pull [--root DIR] [--platform P | --all-platforms] [--insecure-registry HOST]... [--tls-ca FILE] REF\n\nPull an image into the local store: the platform asked for (default this machine\'s), or every platform of an index.',
   login: 'Usage: hoist login -u USER --password-stdin [--tls-ca FILE] REGISTRY\n\nCheck credentials against REGISTRY and save them where docker login does (REGISTRY_AUTH_FILE if set).',
   logout: 'Usage: hoist logout REGISTRY\n\nRemove the saved credentials for REGISTRY.',
   load: 'Usage: hoist load [--root DIR] [-t NAME] PATH[:TAG]\n\nImport images from an OCI image layout, a directory or a tarball (hoist save, buildx --output type=oci,\nskopeo copy ... oci:). TAG picks one image by its ref.name; NAME names it (default: the name the layout gives).',
@@ -284,10 +284,9 @@ async function buildCommand(args: string[]): Promise<number> {
   const created = image.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
   for (const output of outputs) {
-    const named: Named[] = [{ image, refs: tags }];
     if (output.type === 'image') for (const tag of tags) await store.tag(tag, image.descriptor);
-    if (output.type === 'oci') await writeOciLayout(store, named, output.dest!, { tar: output.tar, created, mtime });
-    if (output.type === 'docker') await writeDockerArchive(store, named, output.dest!, { mtime });
+    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: tags }], output.dest!, { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: tags }], output.dest!, { mtime });
     if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
     if (output.type !== 'registry') log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
   }
@@ -333,29 +332,39 @@ async function pushCommand(args: string[]): Promise<number> {
   // An image from an OCI layout or tarball (hoist save, a USB stick) goes through the store, its blobs checked on the way in.
   const layout = source.startsWith('oci-layout://') ? parseNamedContext(source, process.cwd()) : undefined;
   if (layout && !target) throw new UsageError('pushing from an oci-layout:// source needs a DEST');
-  const image = layout?.kind === 'layout'
+  const { image, descriptor } = layout?.kind === 'layout'
     ? await importOciLayout(store, layout.path, layout.select).then((images) => {
       if (images.length > 1) throw new UsageError(`${source} holds ${images.length} images: name one with :TAG or @DIGEST`);
-      return images[0]!.image;
+      return images[0]!;
     })
-    : (await imageByName(store, source)).image;
+    : await imageByName(store, source);
   const dest = normalizeReference(target ?? source);
-  const digest = await pushAndReport(store, image, dest, registryOptions(values), (line) => process.stderr.write(`${line}\n`));
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  let digest: string;
+  if (INDEX_TYPES.includes(descriptor.mediaType)) {
+    // Every platform of an index goes up, then the index.
+    const ref = parseReference(dest);
+    const result = await pushIndex(store, descriptor, ref, new RegistryClient(ref.domain, registryOptions(values)));
+    log(`pushed ${familiarReference(ref)}@${result.digest} (an index: ${result.uploaded} blobs uploaded)`);
+    digest = result.digest;
+  } else digest = await pushAndReport(store, image, dest, registryOptions(values), log);
   process.stdout.write(`${digest}\n`);
   return 0;
 }
 
 async function pullCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse('pull', args, { platform: { type: 'string' }, ...REGISTRY_FLAGS });
+  const { values, positionals } = parse('pull', args, { platform: { type: 'string' }, 'all-platforms': { type: 'boolean' }, ...REGISTRY_FLAGS });
   if (values.help) return help('pull');
   if (positionals.length !== 1) throw new UsageError("pull takes one REF (see 'hoist pull --help')");
   const store = await openStore(values.root);
   const name = normalizeReference(positionals[0]!);
   const ref = parseReference(name);
+  const client = new RegistryClient(ref.domain, registryOptions(values));
+  if (values['all-platforms'] && values.platform) throw new UsageError('--all-platforms and --platform cannot go together');
   const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
-  const image = await pull(store, ref, platform, new RegistryClient(ref.domain, registryOptions(values)));
-  if (!ref.digest) await store.tag(name, image.descriptor);
-  process.stdout.write(`${image.descriptor.digest}\n`);
+  const descriptor = values['all-platforms'] ? await pullIndex(store, ref, client) : (await pull(store, ref, platform, client)).descriptor;
+  if (!ref.digest) await store.tag(name, descriptor);
+  process.stdout.write(`${descriptor.digest}\n`);
   return 0;
 }
 
@@ -426,7 +435,8 @@ function formatSize(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)}${units[unit]}`;
 }
 
-async function imageByName(store: Store, name: string): Promise<{ ref: string; image: Image }> {
+/** A named image: its full ref, what the name points to (a manifest, or an index), and the image (the first platform of an index). */
+async function imageByName(store: Store, name: string): Promise<{ ref: string; descriptor: Descriptor; image: Image }> {
   let ref: string;
   try {
     ref = normalizeReference(name);
@@ -435,7 +445,7 @@ async function imageByName(store: Store, name: string): Promise<{ ref: string; i
   }
   const descriptor = await store.resolve(ref);
   if (!descriptor) throw new BuildError(`no image named ${name} in the store (${store.root})`);
-  return { ref, image: await readImage(store, descriptor) };
+  return { ref, descriptor, image: await readImage(store, descriptor) };
 }
 
 async function inspectCommand(args: string[]): Promise<number> {
@@ -457,12 +467,13 @@ async function saveCommand(args: string[]): Promise<number> {
   if (format !== 'oci' && format !== 'docker') throw new UsageError(`--format ${format}: use oci or docker`);
   const store = await openStore(values.root);
   const named = await Promise.all(positionals.map(async (name) => {
-    const { ref, image } = await imageByName(store, name);
-    return { image, refs: [ref] };
+    const { ref, image, descriptor } = await imageByName(store, name);
+    return { image, descriptor, refs: [ref] };
   }));
   const created = named[0]!.image.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
   const dest = resolve(values.output as string);
+  // An OCI tarball keeps what each name points to, all platforms of an index; docker's format holds one.
   if (format === 'oci') await writeOciLayout(store, named, dest, { tar: true, created, mtime });
   else await writeDockerArchive(store, named, dest, { mtime });
   return 0;
@@ -509,10 +520,11 @@ async function loadCommand(args: string[]): Promise<number> {
   const imported = await importOciLayout(store, resolve(path), tag);
   const name = values.tag as string | undefined;
   if (name !== undefined && imported.length > 1) throw new UsageError(`${path} holds ${imported.length} images: pick one with ${path}:TAG to name it`);
-  for (const { image, name: given } of imported) {
+  for (const { descriptor, name: given } of imported) {
     const ref = name ?? given;
     if (ref === undefined) throw new UsageError(`the image in ${path} has no name: give one with -t NAME`);
-    await store.tag(normalizeReference(ref), image.descriptor);
+    // The name points at what the layout lists: every platform of an index stays available.
+    await store.tag(normalizeReference(ref), descriptor);
     process.stdout.write(`Loaded image: ${familiarReference(parseReference(normalizeReference(ref)))}\n`);
   }
   return 0;

@@ -1,32 +1,30 @@
 // Images out of the store: an OCI image layout (directory or tarball) or a `docker load` archive.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LayerEntry } from './entry.ts';
-import type { Image } from './image.ts';
+import { referencedBlobs, type Image } from './image.ts';
 import { tarChunks } from './layer.ts';
 import { familiarReference, familiarRepository, parseReference } from './reference.ts';
 import { MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
 
-/** A manifest (an image's, or a build cache's) and its names. */
+/** A manifest (an image's, an index of several platforms, or a build cache's) and its names. */
 export interface NamedManifest {
-  image: Pick<Image, 'descriptor' | 'manifest'>;
+  descriptor: Descriptor;
   /** Full references (`docker.io/library/demo:latest`); may be empty. */
   refs: string[];
 }
 
-export interface Named extends NamedManifest {
+/** An image (one platform) and its names, for `docker load` archives. */
+export interface Named {
   image: Image;
+  refs: string[];
 }
 
 const hex = (digest: string): string => digest.slice('sha256:'.length);
-
-function blobDigests(image: NamedManifest['image']): string[] {
-  return [image.descriptor.digest, image.manifest.config.digest, ...image.manifest.layers.map((layer) => layer.digest)];
-}
 
 function file(path: string, content: Buffer | string, mtime: number): LayerEntry {
   const bytes = Buffer.from(content);
@@ -39,8 +37,8 @@ function directory(path: string, mtime: number): LayerEntry {
 
 /** index.json: one descriptor per name (buildx's annotations), or one unnamed. */
 function ociIndex(images: NamedManifest[], created: string): object {
-  const manifests: Descriptor[] = images.flatMap(({ image, refs }) => {
-    const base = { mediaType: image.descriptor.mediaType, digest: image.descriptor.digest, size: image.descriptor.size };
+  const manifests: Descriptor[] = images.flatMap(({ descriptor, refs }) => {
+    const base = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
     if (refs.length === 0) return [{ ...base, annotations: { 'org.opencontainers.image.created': created } }];
     return refs.map((ref) => ({
       ...base,
@@ -75,7 +73,7 @@ async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> 
 
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
 export async function writeOciLayout(store: Store, images: NamedManifest[], dest: string, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
-  const digests = [...new Set(images.flatMap(({ image }) => blobDigests(image)))];
+  const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), (digest) => readFile(store.blobPath(digest)));
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
   if (!options.tar) {

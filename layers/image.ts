@@ -120,3 +120,17 @@ export async function writeImage(store: Store, config: ImageConfig, layers: Laye
   const descriptor = await store.writeJson(MediaTypes.ociManifest, manifest);
   return { descriptor, manifest, config: withDiffIds, layers };
 }
+
+/** The digests these descriptors need, following indexes to manifests and manifests to config and layers. */
+export async function referencedBlobs(roots: Descriptor[], read: (digest: string) => Promise<Buffer>): Promise<string[]> {
+  const seen = new Set<string>();
+  const visit = async (descriptor: Descriptor): Promise<void> => {
+    if (seen.has(descriptor.digest)) return;
+    seen.add(descriptor.digest);
+    if (!descriptor.mediaType.includes('manifest') && !descriptor.mediaType.includes('index')) return;
+    const document = JSON.parse((await read(descriptor.digest)).toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
+    for (const child of [...(document.manifests ?? []), ...(document.config ? [document.config] : []), ...(document.layers ?? [])]) await visit(child);
+  };
+  for (const descriptor of roots) await visit(descriptor);
+  return [...seen];
+}

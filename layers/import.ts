@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readImage, type Image, type PlatformChoice } from './image.ts';
+import { readImage, referencedBlobs, type Image, type PlatformChoice } from './image.ts';
 import { REF_NAME, type Descriptor, type Store } from './store.ts';
 import { readTar } from './tar.ts';
 
@@ -14,6 +14,9 @@ interface LayoutIndex {
 const BLOB_PATH = /^(?:\.\/)?blobs\/sha256\/([a-f0-9]{64})$/;
 
 export interface Imported {
+  /** What the layout's index.json lists: an image's manifest, or an index of several platforms. */
+  descriptor: Descriptor;
+  /** The image for the platform asked for (or the index's first). */
   image: Image;
   /** The full name the layout gives the image (buildx's io.containerd.image.name), if any. */
   name?: string;
@@ -28,7 +31,7 @@ export async function importOciLayout(store: Store, path: string, select?: strin
   let index: LayoutIndex;
   if ((await stat(path)).isDirectory()) {
     index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as LayoutIndex;
-    for (const digest of await referencedBlobs(index, (digest) => readFile(join(path, 'blobs', 'sha256', digest.slice(7))))) {
+    for (const digest of await referencedBlobs(index.manifests, (digest) => readFile(join(path, 'blobs', 'sha256', digest.slice(7))))) {
       await store.writeBlob(createReadStream(join(path, 'blobs', 'sha256', digest.slice(7))), { expected: digest });
     }
   } else {
@@ -47,20 +50,7 @@ export async function importOciLayout(store: Store, path: string, select?: strin
   return Promise.all(chosen.map(async (descriptor) => {
     if (!(await store.hasBlob(descriptor.digest))) throw new Error(`${path} is incomplete: blob ${descriptor.digest} is missing`);
     const name = descriptor.annotations?.['io.containerd.image.name'];
-    return { image: await readImage(store, descriptor, platform), ...(name ? { name } : {}) };
+    const { mediaType, digest, size } = descriptor;
+    return { descriptor: { mediaType, digest, size }, image: await readImage(store, descriptor, platform), ...(name ? { name } : {}) };
   }));
-}
-
-/** The digests an index needs, following manifests and nested indexes. */
-async function referencedBlobs(index: LayoutIndex, read: (digest: string) => Promise<Buffer>): Promise<string[]> {
-  const seen = new Set<string>();
-  const visit = async (descriptor: Descriptor): Promise<void> => {
-    if (seen.has(descriptor.digest)) return;
-    seen.add(descriptor.digest);
-    if (!descriptor.mediaType.includes('manifest') && !descriptor.mediaType.includes('index')) return;
-    const document = JSON.parse((await read(descriptor.digest)).toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
-    for (const child of [...(document.manifests ?? []), ...(document.config ? [document.config] : []), ...(document.layers ?? [])]) await visit(child);
-  };
-  for (const descriptor of index.manifests) await visit(descriptor);
-  return [...seen];
 }

@@ -63,6 +63,24 @@ export async function pullArtifact(store: Store, ref: Reference, client = new Re
   return manifest;
 }
 
+/**
+ * Pulls `ref` with every platform it has (for hoist save to carry them all) and returns what it
+ * names: an index, or a single image's manifest.
+ */
+export async function pullIndex(store: Store, ref: Reference, client = new RegistryClient(ref.domain)): Promise<Descriptor> {
+  const scope = `repository:${ref.path}:pull`;
+  const descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
+  const manifests = INDEX_TYPES.includes(descriptor.mediaType)
+    ? await Promise.all((await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest)).manifests.map((child) => fetchManifest(client, store, ref.path, child.digest, scope)))
+    : [descriptor];
+  const limit = pLimit(4);
+  for (const manifest of manifests) {
+    const { config, layers } = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(manifest.digest);
+    await Promise.all([config, ...layers].map((blob) => limit(() => fetchBlob(client, store, ref.path, blob.digest, scope))));
+  }
+  return descriptor;
+}
+
 /** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */
 export async function pull(store: Store, ref: Reference, platform: PlatformChoice, client = new RegistryClient(ref.domain)): Promise<Image> {
   const scope = `repository:${ref.path}:pull`;

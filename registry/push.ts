@@ -2,7 +2,7 @@
 // they are in the store (compressed once, when the layer was made), then the manifest.
 import { createReadStream } from 'node:fs';
 import pLimit from 'p-limit';
-import { type Image, type Reference, type Store } from '../layers/index.ts';
+import { readImage, type Descriptor, type Image, type Reference, type Store } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
 export interface PushResult {
@@ -82,15 +82,32 @@ export async function push(store: Store, image: Pick<Image, 'descriptor' | 'mani
     await store.noteBlobSource(blob.digest, `${client.domain}/${ref.path}`);
     return result;
   })));
-  await store.readJson(image.descriptor.digest); // the stored bytes are checked against their digest
-  const manifest = store.blobPath(image.descriptor.digest);
-  const response = await client.send(`${ref.path}/manifests/${ref.tag ?? image.descriptor.digest}`, {
-    method: 'PUT', scope,
-    headers: { 'content-type': image.descriptor.mediaType, 'content-length': String(image.descriptor.size) },
-    body: () => createReadStream(manifest),
+  const digest = await putManifest(client, store, ref, image.descriptor);
+  return { digest, uploaded: how.filter((h) => h === 'uploaded').length, mounted: how.filter((h) => h === 'mounted').length };
+}
+
+/** PUTs a stored manifest or index at the ref's tag (or its digest), and checks the digest the registry gives it. */
+async function putManifest(client: RegistryClient, store: Store, ref: Reference, descriptor: Descriptor): Promise<string> {
+  await store.readJson(descriptor.digest); // the stored bytes are checked against their digest
+  const response = await client.send(`${ref.path}/manifests/${ref.tag ?? descriptor.digest}`, {
+    method: 'PUT', scope: `repository:${ref.path}:pull,push`,
+    headers: { 'content-type': descriptor.mediaType, 'content-length': String(descriptor.size) },
+    body: () => createReadStream(store.blobPath(descriptor.digest)),
   });
   await response.body.dump();
-  const digest = String(response.headers['docker-content-digest'] ?? image.descriptor.digest);
-  if (digest !== image.descriptor.digest) throw new RegistryError(`the registry stored the manifest as ${digest}, not ${image.descriptor.digest}`);
-  return { digest, uploaded: how.filter((h) => h === 'uploaded').length, mounted: how.filter((h) => h === 'mounted').length };
+  const digest = String(response.headers['docker-content-digest'] ?? descriptor.digest);
+  if (digest !== descriptor.digest) throw new RegistryError(`the registry stored the manifest as ${digest}, not ${descriptor.digest}`);
+  return digest;
+}
+
+/** Pushes an index: each platform's image by digest, then the index itself at the ref. */
+export async function pushIndex(store: Store, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const index = await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest);
+  const total = { uploaded: 0, mounted: 0 };
+  for (const child of index.manifests) {
+    const result = await push(store, await readImage(store, child), { ...ref, tag: undefined, digest: child.digest }, client);
+    total.uploaded += result.uploaded;
+    total.mounted += result.mounted;
+  }
+  return { digest: await putManifest(client, store, ref, descriptor), ...total };
 }

@@ -2,6 +2,7 @@
 // with no registry at all; oci-layout:// and --build-context in FROM and COPY --from; a push from
 // a tarball into a site's own registry.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,51 @@ describe('air-gapped delivery', () => {
     const missing = hoist(['build', '--root', root, writeContext(dir, 'missing-ctx', { Dockerfile: `FROM oci-layout://${busyboxLayout}:nope\n` })]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('has no image tagged "nope"');
+  });
+
+  test('an image of two platforms: pulled whole, saved, loaded, built for either platform and pushed whole', async () => {
+    const registry = await startRegistry();
+    try {
+      const context = writeContext(dir, 'multi-ctx', { Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY f-$TARGETARCH /f\n', 'f-amd64': 'amd64\n', 'f-arm64': 'arm64\n' });
+      const manifests = [];
+      for (const platform of ['linux/amd64', 'linux/arm64']) {
+        const tag = `${registry.host}/multi/app:${platform.replace('/', '-')}`;
+        hoistOk(['build', '--root', join(dir, 'multi-build'), '--platform', platform, '-t', tag, '--push', context]);
+        const raw = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${tag}`]);
+        manifests.push({
+          mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${createHash('sha256').update(raw).digest('hex')}`, size: raw.length,
+          platform: { os: 'linux', architecture: platform.split('/')[1] },
+        });
+      }
+      const index = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests });
+      const indexDigest = `sha256:${createHash('sha256').update(index).digest('hex')}`;
+      const put = await fetch(`http://${registry.host}/v2/multi/app/manifests/both`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body: index });
+      expect(put.status).toBe(201);
+
+      const connected = join(dir, 'multi-connected');
+      expect(hoistOk(['pull', '--root', connected, '--all-platforms', `${registry.host}/multi/app:both`]).stdout.trim()).toBe(indexDigest);
+      const tarball = join(dir, 'multi.tar');
+      hoistOk(['save', '--root', connected, '-o', tarball, `${registry.host}/multi/app:both`]);
+      expect(tarIndex(tarball).map((m) => m.digest)).toEqual([indexDigest]);
+      // skopeo copies every platform out of the tarball, checking every blob.
+      execFileSync('skopeo', ['copy', '--quiet', '--all', `oci-archive:${tarball}:both`, `oci:${join(dir, 'multi-copy')}:both`]);
+      expect(JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci:${join(dir, 'multi-copy')}:both`], { encoding: 'utf8' })).manifests).toHaveLength(2);
+
+      const isolated = join(dir, 'multi-isolated');
+      hoistOk(['load', '--root', isolated, tarball]);
+      for (const arch of ['amd64', 'arm64']) {
+        const out = join(dir, `multi-out-${arch}`);
+        hoistOk(['build', '--root', isolated, '--platform', `linux/${arch}`, '-o', `type=local,dest=${out}`,
+          writeContext(dir, `multi-child-${arch}`, { Dockerfile: `FROM ${registry.host}/multi/app:both\n` })]);
+        expect(readFileSync(join(out, 'f'), 'utf8')).toBe(`${arch}\n`);
+      }
+      const pushed = hoistOk(['push', '--root', isolated, `${registry.host}/multi/app:both`, `${registry.host}/site/app:both`]);
+      expect(pushed.stdout.trim()).toBe(indexDigest);
+      const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${registry.host}/site/app:both`], { encoding: 'utf8' }));
+      expect(raw.manifests.map((m: { digest: string }) => m.digest)).toEqual(manifests.map((m) => m.digest));
+    } finally {
+      await registry.stop();
+    }
   });
 
   test('hoist push copies an image from a tarball into a registry, checked by skopeo', async () => {

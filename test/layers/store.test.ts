@@ -90,8 +90,8 @@ describe('exports, judged by skopeo and umoci', () => {
   test('OCI layout tarball and directory', async () => {
     const tarball = join(dir, 'image.oci.tar');
     const layoutDir = join(dir, 'layout');
-    await writeOciLayout(store, [{ image, refs: [ref] }], tarball, { tar: true, created: '2025-01-01T00:00:00Z', mtime: 0 });
-    await writeOciLayout(store, [{ image, refs: [ref] }], layoutDir, { tar: false, created: '2025-01-01T00:00:00Z', mtime: 0 });
+    await writeOciLayout(store, [{ descriptor: image.descriptor, refs: [ref] }], tarball, { tar: true, created: '2025-01-01T00:00:00Z', mtime: 0 });
+    await writeOciLayout(store, [{ descriptor: image.descriptor, refs: [ref] }], layoutDir, { tar: false, created: '2025-01-01T00:00:00Z', mtime: 0 });
     for (const transport of [`oci-archive:${tarball}:1.0`, `oci:${layoutDir}:1.0`]) {
       const inspected = skopeoInspect(transport);
       expect(inspected.Digest).toBe(image.descriptor.digest);
