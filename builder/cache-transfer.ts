@@ -72,7 +72,6 @@ export async function importCache(store: Store, spec: CacheSpec, registry: Clien
   const config = await store.readJson<CacheConfig>(manifest.config.digest);
   log(`cache: ${Object.keys(config.records).length} records from ${spec.where}`);
   return {
-    name: spec.where,
     records: new Map(Object.entries(config.records)),
     steps: new Map(Object.entries(config.steps)),
     mounts: new Map(Object.entries(config.mounts)),

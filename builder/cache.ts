@@ -9,7 +9,6 @@ export const sha256 = (text: string | Buffer): string => createHash('sha256').up
 
 /** A cache imported with --cache-from: its records, and a way to get a record's layer into the store. */
 export interface CacheSource {
-  name: string;
   records: ReadonlyMap<string, CacheRecord>;
   /** Where each Dockerfile place (locator) was built last, for explanations. */
   steps: ReadonlyMap<string, string>;

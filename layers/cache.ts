@@ -6,7 +6,7 @@
 //   mounts/<id>/         RUN --mount=type=cache directories
 //   files/<context>.json content hashes of context files, by stat data (hints, not truth)
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layer } from './layer.ts';
 import type { Store } from './store.ts';
@@ -66,10 +66,6 @@ export class CacheStore {
   async keys(): Promise<string[]> {
     const names = await readdir(join(this.dir, 'records')).catch(() => [] as string[]);
     return names.filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).filter((key) => KEY.test(key));
-  }
-
-  async remove(key: string): Promise<void> {
-    await rm(this.recordPath(key), { force: true });
   }
 
   /** The key last built at `locator` (a place in a Dockerfile). */
