@@ -11,7 +11,7 @@ import {
 } from '../parser/index.ts';
 import {
   applyLayers, CacheStore, chainKey, changedEntries, importOciLayout, normalizeReference, parseReference, readImage, readImageFile, snapshot, upperDirEntries, writeImage, writeLayer,
-  type CacheRecord, type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
+  type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
 } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
@@ -316,39 +316,38 @@ class BuildRun {
     const place = sha256(`${dockerfile}\0${planned.stage.name ?? planned.stage.index}\0${locator}`);
     const final = planned.stage.index === this.plan.target;
     const useCache = this.cacheEnabled(planned);
-    const useHit = async (key: string, hit: CacheRecord): Promise<void> => {
+    /** Takes the step's result from the cache when it has one for these inputs, or says why not. */
+    const lookUp = async (inputs: StepInputs): Promise<{ inputs: StepInputs; key: string; hit: boolean }> => {
+      const key = cacheKey(inputs);
+      const hit = useCache ? await this.cache.lookup(key) : undefined;
+      if (!hit) {
+        this.request.log(`${prefix} ${step.label}: ${useCache ? await this.cache.explain(place, inputs) : 'cache disabled'}`);
+        return { inputs, key, hit: false };
+      }
       this.request.log(`${prefix} CACHED`);
       if (hit.layer) state.layers.push(hit.layer);
       this.historyEntry(state, step.createdBy, !hit.layer, hit.created);
       await this.cache.remember(place, key, hit, final);
+      return { inputs, key, hit: true };
     };
-    let inputs: StepInputs | undefined;
-    if (typeof step.inputs !== 'function') {
-      inputs = { parent, ...step.inputs };
-      const key = cacheKey(inputs);
-      const hit = useCache ? await this.cache.lookup(key) : undefined;
-      if (hit) return useHit(key, hit);
-      this.request.log(`${prefix} ${step.label}: ${useCache ? await this.cache.explain(place, inputs) : 'cache disabled'}`);
-    }
+    let missed = typeof step.inputs === 'function' ? undefined : await lookUp({ parent, ...step.inputs });
+    if (missed?.hit) return;
     const started = performance.now();
     const { entries, dir } = await step.execute();
     const created = this.now();
     const contentHashes = new Map<string, string>();
     const made = entries.length > 0 ? await this.writeLayer(entries, contentHashes) : undefined;
-    if (!inputs) {
-      inputs = { parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes) };
-      const key = cacheKey(inputs);
-      const hit = useCache ? await this.cache.lookup(key) : undefined;
-      if (hit) return useHit(key, hit);
-      this.request.log(`${prefix} ${step.label}: ${useCache ? await this.cache.explain(place, inputs) : 'cache disabled'}`);
+    if (!missed) {
+      missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes) });
+      if (missed.hit) return;
     }
     if (made) {
       this.pushLayer(state, made.layer, made.entries);
       if (dir) this.layerDirs.set(made.layer.diffId, Promise.resolve(dir));
     }
     this.historyEntry(state, step.createdBy, !made, created);
+    const { inputs, key } = missed;
     const record = { layer: made?.layer ?? null, created, inputs };
-    const key = cacheKey(inputs);
     await this.cache.save(key, record);
     await this.cache.remember(place, key, record, final);
     this.request.log(`${prefix} DONE ${((performance.now() - started) / 1000).toFixed(2)}s`);

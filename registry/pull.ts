@@ -43,6 +43,13 @@ async function fetchBlob(client: RegistryClient, store: Store, repository: strin
   }
 }
 
+/** Fetches a stored manifest's config and layers, four at a time. */
+async function fetchImageBlobs(client: RegistryClient, store: Store, repository: string, manifestDigest: string, scope: string): Promise<void> {
+  const { config, layers } = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(manifestDigest);
+  const limit = pLimit(4);
+  await Promise.all([config, ...layers].map((blob) => limit(() => fetchBlob(client, store, repository, blob.digest, scope))));
+}
+
 /** Fetches one blob of `ref`'s repository into the store (checked against its digest). */
 export function pullBlob(store: Store, ref: Reference, digest: string, client = new RegistryClient(ref.domain)): Promise<void> {
   return fetchBlob(client, store, ref.path, digest, `repository:${ref.path}:pull`);
@@ -73,11 +80,7 @@ export async function pullIndex(store: Store, ref: Reference, client = new Regis
   const manifests = INDEX_TYPES.includes(descriptor.mediaType)
     ? await Promise.all((await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest)).manifests.map((child) => fetchManifest(client, store, ref.path, child.digest, scope)))
     : [descriptor];
-  const limit = pLimit(4);
-  for (const manifest of manifests) {
-    const { config, layers } = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(manifest.digest);
-    await Promise.all([config, ...layers].map((blob) => limit(() => fetchBlob(client, store, ref.path, blob.digest, scope))));
-  }
+  for (const manifest of manifests) await fetchImageBlobs(client, store, ref.path, manifest.digest, scope);
   return descriptor;
 }
 
@@ -90,8 +93,6 @@ export async function pull(store: Store, ref: Reference, platform: PlatformChoic
     const chosen = choosePlatform(index.manifests, platform, formatReference(ref));
     descriptor = await fetchManifest(client, store, ref.path, chosen.digest, scope);
   }
-  const manifest = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(descriptor.digest);
-  const limit = pLimit(4);
-  await Promise.all([manifest.config, ...manifest.layers].map((blob) => limit(() => fetchBlob(client, store, ref.path, blob.digest, scope))));
+  await fetchImageBlobs(client, store, ref.path, descriptor.digest, scope);
   return readImage(store, descriptor);
 }
