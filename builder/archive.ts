@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import type { LayerEntry } from '../layers/entry.ts';
+import { followSymlinks, type LayerEntry } from '../layers/entry.ts';
 import { readTar } from '../layers/tar.ts';
 import { sortWithHardlinks } from '../layers/layer.ts';
 import { cleanPath } from './context.ts';
@@ -88,14 +88,21 @@ export interface ArchiveOptions {
   createdDirMtime?: number;
   /** Whether a path (absolute, in the image) is already a directory below this layer. */
   destIsDirectory?: (absPath: string) => boolean;
+  /** A symlink's target where a path (absolute, in the image) is a symlink below this layer. */
+  symlinkBelow?: (absPath: string) => string | undefined;
+  /** Told once of entries a rootless build cannot make (device nodes, FIFOs). */
+  warn?: (message: string) => void;
 }
 
 /**
  * The entries of a tar archive unpacked into `destDir` (absolute in the image), as BuildKit's ADD
  * does with moby's go-archive: owners, modes, mtimes and links are kept; a leading `/` is dropped;
  * names and hardlinks that leave the destination (`..`) are refused; a later entry replaces an
- * earlier one; missing parents are made 0755 root:root. `--chmod` does not apply. Devices and
- * FIFOs are skipped: a rootless build cannot make them.
+ * earlier one; missing parents are made 0755 root:root. `--chmod` does not apply. An entry's
+ * parent directories are resolved inside the image's root, through the archive's own symlinks and
+ * the image's, as BuildKit's chrooted unpack does: `evil -> /outside` then `evil/pwned` gives
+ * `/outside/pwned`, never a layer with a path through a symlink. Devices and FIFOs are skipped,
+ * with a warning: a rootless build cannot make them.
  */
 export async function archiveEntries(archivePath: string, destDir: string, options: ArchiveOptions): Promise<LayerEntry[]> {
   const dest = cleanPath(`/${destDir}`).slice(1);
@@ -105,10 +112,11 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
   const isDirectory = (path: string): boolean => (
     entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || options.destIsDirectory?.(`/${path}`) === true
   );
-  const makeDirectories = (path: string, owner: { uid: number; gid: number }): void => {
+  const makeDirectories = (path: string, owner: { uid: number; gid: number }, entryName: string): void => {
     const parts = path.split('/').filter((part) => part !== '' && part !== '.');
     for (let i = 1; i <= parts.length; i++) {
       const dir = parts.slice(0, i).join('/');
+      if (entries.has(dir) && entries.get(dir)!.type !== 'directory') throw new Error(`${archivePath}: entry "${entryName}": /${dir} is not a directory`);
       if (!isDirectory(dir) && !entries.has(dir)) entries.set(dir, { path: dir, type: 'directory', mode: 0o755, ...owner, mtime });
     }
   };
@@ -121,7 +129,19 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
     entries.set(entry.path, entry);
   };
 
-  makeDirectories(dest, options.chown ?? { uid: 0, gid: 0 });
+  /** `path` (relative to the image's root) with symlinks in its parents followed, inside the root. */
+  const resolveParents = (path: string, entryName: string): string => {
+    const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+    const linkAt = (rel: string): string | undefined => (entries.has(rel) ? entries.get(rel)!.linkname : options.symlinkBelow?.(`/${rel}`));
+    try {
+      return [...followSymlinks(parts.slice(0, -1).join('/'), linkAt), parts.at(-1)!].join('/');
+    } catch (error) {
+      throw new Error(`${archivePath}: entry "${entryName}": ${(error as Error).message}`);
+    }
+  };
+  const skipped = new Set<string>();
+
+  makeDirectories(dest, options.chown ?? { uid: 0, gid: 0 }, destDir);
   const contentDir = await mkdtemp(join(options.tmpDir, 'add-'));
   let files = 0;
   const chunks = decompressed(archivePath);
@@ -130,10 +150,14 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
       const name = cleanPath(header.path.replace(/^\/+/, ''));
       if (name === '.') continue;
       if (name === '..' || name.startsWith('../')) throw new Error(`${archivePath}: invalid entry name "${header.path}"`);
-      if (header.type !== 'file' && header.type !== 'directory' && header.type !== 'symlink' && header.type !== 'hardlink') continue;
-      const path = dest ? `${dest}/${name}` : name;
+      if (header.type !== 'file' && header.type !== 'directory' && header.type !== 'symlink' && header.type !== 'hardlink') {
+        if (!skipped.has(header.type)) options.warn?.(`${archivePath}: skipping ${header.type} entries (such as ${name}): a rootless build cannot make them`);
+        skipped.add(header.type);
+        continue;
+      }
+      const path = resolveParents(dest ? `${dest}/${name}` : name, header.path);
       const owner = options.chown ?? { uid: header.uid, gid: header.gid };
-      makeDirectories(posix.dirname(path), { uid: 0, gid: 0 });
+      makeDirectories(posix.dirname(path), { uid: 0, gid: 0 }, header.path);
       const entry: LayerEntry = { path, type: header.type, mode: header.mode & 0o7777, ...owner, mtime: header.mtime };
       if (header.xattrs && Object.keys(header.xattrs).length > 0) entry.xattrs = header.xattrs;
       if (header.type === 'file') {
@@ -146,7 +170,7 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
         // Hardlink targets are names in the archive; an absolute one is taken from the archive's root.
         const target = cleanPath((header.linkname ?? '').replace(/^\/+/, ''));
         if (target === '.' || target === '..' || target.startsWith('../')) throw new Error(`${archivePath}: invalid hardlink target "${header.linkname}"`);
-        const linked = entries.get(dest ? `${dest}/${target}` : target);
+        const linked = entries.get(resolveParents(dest ? `${dest}/${target}` : target, header.path));
         if (linked?.type !== 'file') throw new Error(`${archivePath}: hardlink "${header.path}" to "${header.linkname}", a file the archive does not hold before it`);
         // Kept as a file sharing the target's content; sortWithHardlinks makes the links.
         const key = inodes.get(linked) ?? linked.path;

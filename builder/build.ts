@@ -2,11 +2,11 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, posix, resolve } from 'node:path';
+import { dirname, join, posix, resolve } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { goQuote } from '../parser/dump.ts';
 import {
-  DockerfileError, parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
+  dependencyOrder, DockerfileError, parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {
@@ -17,7 +17,8 @@ import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
 import { BuildCache, cacheKey, ContentHashes, hashedValues, sha256 } from './cache.ts';
 import { loadContext, type BuildContext } from './context.ts';
-import { planCopy } from './copy.ts';
+import { PATH_MAX, planCopy } from './copy.ts';
+import { diskFullMessage, spaceAt } from './disk.ts';
 import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
 import { FileTree } from './tree.ts';
 
@@ -166,15 +167,17 @@ class BuildRun {
     return this.stageResult(this.plan.target);
   }
 
+  /** A stage's image; it and the stages it needs are scheduled in dependency order, without recursion. */
   private stageResult(index: number): Promise<Image> {
-    let result = this.results.get(index);
-    if (!result) {
-      const planned = this.plan.stages[index]!;
-      result = Promise.all(planned.dependencies.map((dependency) => this.stageResult(dependency)))
-        .then(() => this.limit(() => this.buildStage(planned)));
-      this.results.set(index, result);
+    const result = this.results.get(index);
+    if (result) return result;
+    for (const needed of dependencyOrder(this.dockerfile, this.plan.stages, index)) {
+      if (this.results.has(needed)) continue;
+      const planned = this.plan.stages[needed]!;
+      this.results.set(needed, Promise.all(planned.dependencies.map((dependency) => this.results.get(dependency)))
+        .then(() => this.limit(() => this.buildStage(planned))));
     }
-    return result;
+    return this.results.get(index)!;
   }
 
   /** After a failure: stages not started never start, and running steps are killed. */
@@ -185,7 +188,8 @@ class BuildRun {
   /** Waits for every stage to end, then removes the build's temp dirs. */
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.results.values());
-    for (const hashes of this.contentHashes.values()) await (await hashes).save();
+    // Hints only: failing to keep them (a full disk) must neither hide the build's own error nor keep its temp dirs.
+    for (const hashes of this.contentHashes.values()) await (await hashes).save().catch(() => undefined);
     await Promise.all(this.tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
   }
 
@@ -206,8 +210,7 @@ class BuildRun {
   private progress(planned: PlannedStage, instruction: Instruction): string {
     this.step++;
     const prefix = `[${this.stageLabel(planned)} ${this.step}/${this.totalSteps}]`;
-    const text = instruction.original.replace(/\s+/g, ' ').trim();
-    this.request.log(`${prefix} ${text.length > 200 ? `${text.slice(0, 197)}...` : text}`);
+    this.request.log(`${prefix} ${abbreviate(instruction.original.replace(/\s+/g, ' ').trim())}`);
     return prefix;
   }
 
@@ -242,8 +245,7 @@ class BuildRun {
     const triggers = config.config.OnBuild ?? [];
     config.config.OnBuild = null;
     for (const [i, trigger] of triggers.entries()) {
-      const instruction = parseInstructions(`FROM scratch\n${trigger}`, `ONBUILD trigger of ${planned.stage.from.image}`).stages[0]!.instructions[0]!;
-      await this.dispatch(planned, state, instruction, `onbuild-${i}`, `[${this.stageLabel(planned)} ONBUILD]`).catch(this.locate(planned.stage.from));
+      await this.runTrigger(planned, state, trigger, `onbuild-${i}`).catch(this.locate(planned.stage.from));
     }
     for (const [i, instruction] of planned.stage.instructions.entries()) {
       this.cancelled.signal.throwIfAborted();
@@ -257,6 +259,18 @@ class BuildRun {
       config.config.Labels = { ...config.config.Labels, ...this.request.labels };
     }
     return writeImage(this.store, config, state.layers);
+  }
+
+  /**
+   * Runs an ONBUILD trigger of the base image. It is no line of this Dockerfile: its mistakes are
+   * reported at the FROM line, quoting it.
+   */
+  private async runTrigger(planned: PlannedStage, state: StageState, trigger: string, locator: string): Promise<void> {
+    try {
+      await this.dispatch(planned, state, triggerInstruction(trigger), locator, `[${this.stageLabel(planned)} ONBUILD]`);
+    } catch (error) {
+      throw error instanceof DockerfileError ? new Error(`ONBUILD ${abbreviate(trigger)}: ${error.message}`) : error;
+    }
   }
 
   private async baseImage(planned: PlannedStage): Promise<Image | undefined> {
@@ -437,7 +451,7 @@ class BuildRun {
 
   private async workdir(planned: PlannedStage, state: StageState, path: string, locator: string, prefix: string): Promise<void> {
     const container = state.config.config;
-    const target = posix.resolve(container.WorkingDir || '/', path);
+    const target = imagePath(posix.resolve(container.WorkingDir || '/', path));
     container.WorkingDir = target;
     await this.cachedStep(planned, state, locator, prefix, {
       label: 'WORKDIR', createdBy: `WORKDIR ${target}`, inputs: { step: { command: `WORKDIR ${target}`, ...this.layerSettings() }, env: {}, args: {} },
@@ -450,15 +464,14 @@ class BuildRun {
 
   /** Directory entries for `target` and its missing parents, owned by root, as BuildKit makes them. */
   private missingDirectories(tree: FileTree, target: string): LayerEntry[] {
-    const entries: LayerEntry[] = [];
     const parts = target.split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) {
-      const path = parts.slice(0, i).join('/');
-      const existing = tree.get(path);
-      if (existing?.type === 'directory') continue;
-      entries.push({ path, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: this.createdDirMtime() });
-    }
-    return entries;
+    // The parents of a directory are directories: the deepest one there is, found looking back
+    // from the target, ends the search (looking forward takes time in the square of the depth).
+    let present = parts.length;
+    while (present > 0 && tree.get(parts.slice(0, present).join('/'))?.type !== 'directory') present--;
+    return parts.slice(present).map((_, i) => ({
+      path: parts.slice(0, present + i + 1).join('/'), type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: this.createdDirMtime(),
+    }));
   }
 
   /** Directories a build creates get the build's timestamp only when one is set: otherwise 0, for determinism. */
@@ -560,7 +573,15 @@ class BuildRun {
     };
     const warn = (message: string): void => this.request.log(`warning: ${message}`);
     const lower = [...(await this.lowerDirs(state)), points];
-    let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower, upper, work } } });
+    // A full disk often shows in the step's output only as a tool's "I/O error": say so, and where.
+    const failure = async (message: string): Promise<BuildError> => {
+      const full = this.diskFull(this.noOverlay ? rootfs : upper, tail);
+      return new BuildError(full ? `${full}; ${message}` : message);
+    };
+    const sandboxFailed = async (error: unknown): Promise<never> => {
+      throw this.cancelled.signal.aborted || !(error instanceof Error) ? error : await failure(error.message);
+    };
+    let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower, upper, work } } }).catch(sandboxFailed);
     if (result?.noOverlay) {
       warn('overlay mounts are not available here: each RUN works on a copy of the image, which is slower');
       this.noOverlay = true;
@@ -571,7 +592,7 @@ class BuildRun {
       makeMountPoints(rootfs);
       makePoints(rootfs, prepared.points);
       before = snapshot(rootfs);
-      result = await runStep({ ...common, root: { copied: true } });
+      result = await runStep({ ...common, root: { copied: true } }).catch(sandboxFailed);
     }
     lines.end();
     if (result!.exitCode !== 0) {
@@ -580,12 +601,24 @@ class BuildRun {
       const hint = process.env.HOIST_SINGLE_ID === '1'
         ? '\n(only your own user and group ids are mapped, so chown to any other id fails: give your user a range in /etc/subuid and /etc/subgid)'
         : '';
-      throw new BuildError(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
+      throw await failure(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
     }
     const diffOptions = { xattrs: await readXattrs(before ? rootfs : upper), warn };
     if (before) return { entries: changedEntries(rootfs, before, diffOptions) };
     return { entries: upperDirEntries(upper, diffOptions), dir: upper };
   }
+
+  /**
+   * When the file system holding `dir` (the store's, where a step's writes go) is full or nearly so,
+   * a sentence that says so: where, and the free bytes from statfs. Nearly: under 1 MiB free, or
+   * under 64 MiB when the step's output speaks of no space or of an I/O error.
+   */
+  private diskFull(dir: string, output: string): string | undefined {
+    const { free } = spaceAt(dir);
+    const said = /no space left|ENOSPC|disk (is )?full|I\/O error/i.test(output);
+    return free < 1 << 20 || (said && free < 64 << 20) ? diskFullMessage(dir, `the store ${this.store.root}`) : undefined;
+  }
+
 
   /** Overlay lower dirs, topmost first: this build's layers one by one, the image below merged. */
   private async lowerDirs(state: StageState): Promise<string[]> {
@@ -671,10 +704,11 @@ class BuildRun {
     const fromImage = 'image' in source ? source.image : undefined;
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
-    const absoluteDest = posix.resolve(workdir, instruction.dest) + (instruction.dest.endsWith('/') ? '/' : '');
+    const absoluteDest = imagePath(posix.resolve(workdir, instruction.dest)) + (instruction.dest.endsWith('/') ? '/' : '');
     const options = async (tree: FileTree) => ({
       dest: tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
       destIsDirectory: (path: string) => tree.isDirectory(path), createdDirMtime: this.createdDirMtime(),
+      symlinkBelow: (path: string) => (tree.get(path)?.type === 'symlink' ? tree.get(path)!.linkname : undefined), warn: (message: string) => this.request.log(`warning: ${message}`),
       command: instruction.kind, tmpDir: await this.tempDir('copy'),
       ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum } : {}),
     });
@@ -700,7 +734,7 @@ class BuildRun {
       env: {}, args: {},
     };
     await this.cachedStep(planned, state, locator, prefix, {
-      label: `${instruction.kind} ${sources.join(' ')}`,
+      label: abbreviate(`${instruction.kind} ${sources.join(' ')}`),
       createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
       inputs: files === undefined && contextEntries.length > 0
         ? (contentHashes) => ({ ...inputs, files: hashes!.learn(contentHashes, contextEntries) })
@@ -712,12 +746,15 @@ class BuildRun {
         if (fromImage && instruction.sources.length > 0) {
           // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
           const root = await this.imageRoot(fromImage);
-          entries.push(...(await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: process.getuid?.() === 0 })));
+          for (const entry of await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: process.getuid?.() === 0 })) entries.push(entry);
         }
         for (const inline of instruction.inlineSources) {
           const dir = await this.tempDir('heredoc');
-          await writeFile(join(dir, inline.name), inline.content, { mode: 0o644 });
-          entries.push(...(await planCopy({ ...common, chown, root: dir, sources: [inline.name] })));
+          // The name is the Dockerfile's: resolved as a path under the temp dir, `..` cannot leave it.
+          const file = join(dir, posix.resolve('/', inline.name));
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, inline.content, { mode: 0o644 });
+          for (const entry of await planCopy({ ...common, chown, root: dir, sources: [inline.name] })) entries.push(entry);
         }
         return { entries: dedupe(entries) };
       },
@@ -907,12 +944,36 @@ function dedupe(entries: LayerEntry[]): LayerEntry[] {
   return [...new Map(entries.map((entry) => [entry.path, entry])).values()];
 }
 
-/** `8000-8002/udp` gives three ports; a port without a protocol is TCP. */
-function expandPortRange(spec: string): string[] {
+/** The instruction an ONBUILD trigger of an image holds: the image's config may say anything there. */
+export function triggerInstruction(trigger: string): Instruction {
+  const { stages } = parseInstructions(`FROM scratch\n${trigger}`);
+  const [instruction, ...more] = stages.flatMap((stage) => [stage.from, ...stage.instructions]).slice(1);
+  if (!instruction || more.length > 0 || instruction.kind === 'FROM') throw new Error(`ONBUILD ${abbreviate(trigger)}: a trigger must be one instruction, not FROM`);
+  return instruction;
+}
+
+/**
+ * A path in the image, refused when longer than Linux allows: nothing could open it, and following
+ * its symlinks and making its directories takes time in the square of its depth.
+ */
+function imagePath(path: string): string {
+  if (Buffer.byteLength(path) >= PATH_MAX) throw new BuildError(`${abbreviate(path)}: the path is longer than ${PATH_MAX - 1} bytes (Linux's PATH_MAX)`);
+  return path;
+}
+
+/** Text as progress lines and messages quote it: at most 200 characters. */
+function abbreviate(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
+}
+
+/** `8000-8002/udp` gives three ports; a port without a protocol is TCP. Ports are 0 to 65535, as in BuildKit. */
+export function expandPortRange(spec: string): string[] {
   const [range = '', protocol = 'tcp'] = spec.split('/');
-  const [start, end] = range.split('-').map(Number);
-  if (!Number.isInteger(start) || (end !== undefined && !Number.isInteger(end))) throw new BuildError(`invalid port "${spec}" in EXPOSE`);
+  const dash = range.indexOf('-');
+  const port = (text: string): number => (/^\d{1,5}$/.test(text) && Number(text) <= 65535 ? Number(text) : NaN);
+  const [start, end] = dash < 0 ? [port(range), port(range)] : [port(range.slice(0, dash)), port(range.slice(dash + 1))];
+  if (!(start <= end)) throw new BuildError(`invalid port "${spec}" in EXPOSE`);
   const ports: string[] = [];
-  for (let port = start!; port <= (end ?? start!); port++) ports.push(`${port}/${protocol.toLowerCase()}`);
+  for (let number = start; number <= end; number++) ports.push(`${number}/${protocol.toLowerCase()}`);
   return ports;
 }

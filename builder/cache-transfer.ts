@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  layerTar, MediaTypes, normalizeReference, parseReference, upperDirEntries, writeLayer, writeOciLayout,
-  type CacheRecord, type Descriptor, type Layer, type Manifest, type Store,
+  excerpt, isCacheKey, isRecord, layerTar, MediaTypes, normalizeReference, parseDescriptor, parseDigest, parseIndex, parseJson, parseManifest,
+  parseReference, upperDirEntries, writeLayer, writeOciLayout, type CacheRecord, type Layer, type Manifest, type Store,
 } from '../layers/index.ts';
 import { pullArtifact, pullBlob, push, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import type { BuildCache, CacheSource } from './cache.ts';
@@ -34,6 +34,33 @@ export interface CacheSpec {
   mounts: boolean;
 }
 
+/** A cache's config as read from elsewhere: every key, digest and record checked before use. */
+function parseCacheConfig(config: unknown, what: string): CacheConfig {
+  if (!isRecord(config) || !isRecord(config.records) || !isRecord(config.steps) || !isRecord(config.mounts)) throw new Error(`${what}: its config is not a hoist cache config`);
+  const parseLayer = (value: unknown, at: string): Layer => {
+    const { mediaType, digest, size } = parseDescriptor(value, at);
+    return { mediaType, digest, size, diffId: parseDigest((value as Record<string, unknown>).diffId, `${at}, diffId`) };
+  };
+  const parseRecord = (key: string, value: unknown): CacheRecord => {
+    const at = `${what}, record ${excerpt(key, 64)}`;
+    if (!isCacheKey(key)) throw new Error(`${at}: not a cache key`);
+    if (!isRecord(value) || typeof value.created !== 'string' || !isRecord(value.inputs)) throw new Error(`${at}: not a cache record`);
+    const { parent, step, env, args, files } = value.inputs;
+    if (typeof parent !== 'string' || !isRecord(step) || !isRecord(env) || !isRecord(args) || (files !== undefined && !isRecord(files))) {
+      throw new Error(`${at}: its inputs are malformed`);
+    }
+    return { layer: value.layer === null ? null : parseLayer(value.layer, `${at}, layer`), created: value.created, inputs: value.inputs as unknown as CacheRecord['inputs'] };
+  };
+  for (const [locator, key] of Object.entries(config.steps)) {
+    if (!isCacheKey(key)) throw new Error(`${what}, step ${excerpt(locator, 64)}: not a cache key`);
+  }
+  return {
+    records: Object.fromEntries(Object.entries(config.records).map(([key, value]) => [key, parseRecord(key, value)])),
+    steps: config.steps as Record<string, string>,
+    mounts: Object.fromEntries(Object.entries(config.mounts).map(([name, value]) => [name, parseLayer(value, `${what}, cache mount ${excerpt(name, 64)}`)])),
+  };
+}
+
 /** sha256 of a layer's uncompressed tar: a cache's claim about a layer is checked before use. */
 async function checkDiffId(store: Store, layer: Layer): Promise<void> {
   const hash = createHash('sha256');
@@ -44,6 +71,7 @@ async function checkDiffId(store: Store, layer: Layer): Promise<void> {
 
 /** Reads a cache; undefined (with a note in the log) when there is none yet, as on a first CI run. */
 export async function importCache(store: Store, spec: CacheSpec, registry: ClientOptions, log: (line: string) => void): Promise<CacheSource | undefined> {
+  const what = `build cache ${spec.where}`;
   let manifest: Manifest | undefined;
   let fetch: (digest: string) => Promise<void>;
   if (spec.type === 'registry') {
@@ -52,15 +80,15 @@ export async function importCache(store: Store, spec: CacheSpec, registry: Clien
     manifest = await pullArtifact(store, ref, client);
     fetch = (digest) => pullBlob(store, ref, digest, client);
   } else {
-    const blob = (digest: string): string => join(spec.where, 'blobs', 'sha256', digest.slice(7));
+    const blob = (digest: string): string => join(spec.where, 'blobs', 'sha256', parseDigest(digest, what).slice(7));
     fetch = async (digest) => {
       if (!(await store.hasBlob(digest))) await store.writeBlob(createReadStream(blob(digest)), { expected: digest });
     };
-    const index = await readFile(join(spec.where, 'index.json'), 'utf8').then((text) => JSON.parse(text) as { manifests: Descriptor[] }, () => undefined);
-    const descriptor = index?.manifests[0];
+    const indexText = await readFile(join(spec.where, 'index.json')).catch(() => undefined);
+    const descriptor = indexText && parseIndex(parseJson(indexText, `${what}: index.json`), `${what}: index.json`).manifests[0];
     if (descriptor) {
       await fetch(descriptor.digest);
-      manifest = await store.readJson<Manifest>(descriptor.digest);
+      manifest = parseManifest(await store.readJson(descriptor.digest), `${what}: manifest ${descriptor.digest}`);
       await fetch(manifest.config.digest);
     }
   }
@@ -68,8 +96,8 @@ export async function importCache(store: Store, spec: CacheSpec, registry: Clien
     log(`cache: nothing at ${spec.where} yet`);
     return undefined;
   }
-  if (manifest.config.mediaType !== CACHE_CONFIG_TYPE) throw new Error(`${spec.where} is not a hoist build cache (its config is ${manifest.config.mediaType})`);
-  const config = await store.readJson<CacheConfig>(manifest.config.digest);
+  if (manifest.config.mediaType !== CACHE_CONFIG_TYPE) throw new Error(`${spec.where} is not a hoist build cache (its config is ${excerpt(manifest.config.mediaType, 80)})`);
+  const config = parseCacheConfig(await store.readJson(manifest.config.digest), what);
   log(`cache: ${Object.keys(config.records).length} records from ${spec.where}`);
   return {
     records: new Map(Object.entries(config.records)),

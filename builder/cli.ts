@@ -1,19 +1,20 @@
 // The `hoist` command line, shaped like `docker buildx build` so users need no new habits.
 // Exit codes: 0 success, 1 build failure, 2 usage error.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
 import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
+  applyLayers, defaultStoreRoot, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
   writeOciLayout, type Descriptor, type Image,
 } from '../layers/index.ts';
 import { errorAnnotation, inGithubActions, StageGroups } from './actions.ts';
 import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache, type CacheSpec } from './cache-transfer.ts';
+import { diskFullMessage } from './disk.ts';
 
 class UsageError extends Error {}
 
@@ -105,7 +106,29 @@ function parse(command: string, args: string[], options: Options) {
   }
 }
 
-const openStore = (root: unknown): Promise<Store> => Store.open(typeof root === 'string' ? resolve(root) : undefined);
+/** The store the command works on: a full disk is reported as the file system that holds it. */
+let storeRoot: string | undefined;
+const openStore = (root: unknown): Promise<Store> => {
+  storeRoot = typeof root === 'string' ? resolve(root) : defaultStoreRoot();
+  return Store.open(storeRoot);
+};
+
+/**
+ * ENOSPC or EDQUOT, however deep it came from (a blob, index.json, a lock, a cache record): one line
+ * that says the disk is full and where (the file system of the path the error names, else of the
+ * store), keeping the Dockerfile location the error has.
+ */
+function diskFull(error: Error): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  const quota = code === 'EDQUOT' || /\bEDQUOT\b/.test(error.message);
+  if (!quota && code !== 'ENOSPC' && !/\bENOSPC\b/.test(error.message)) return undefined;
+  const location = /^(\S+:\d+: )/.exec(error.message)?.[1] ?? '';
+  const detail = error.message.slice(location.length);
+  const named = /'(\/[^']+)'/.exec(detail)?.[1];
+  const at = named ?? storeRoot;
+  if (!at) return undefined;
+  return `${location}${diskFullMessage(at, named ?? `the store ${storeRoot}`, quota)} (${detail})`;
+}
 
 function keyValues(values: unknown, flag: string): Map<string, string> {
   const map = new Map<string, string>();
@@ -131,7 +154,17 @@ interface OutputSpec {
 
 /** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
 export function parseOutput(spec: string): OutputSpec {
-  if (!spec.includes('=')) return { type: 'local', dest: spec, tar: false };
+  const output = outputOf(spec);
+  // Checked before the build: a tarball is written into any existing non-directory (a device, a
+  // FIFO) in place; a directory output needs a directory.
+  const existing = output.dest ? statSync(output.dest, { throwIfNoEntry: false }) : undefined;
+  if (existing?.isDirectory() && output.tar) throw new UsageError(`--output ${spec}: ${output.dest} is a directory: a tarball needs a file (or tar=false)`);
+  if (existing && !existing.isDirectory() && !output.tar) throw new UsageError(`--output ${spec}: ${output.dest} exists and is not a directory`);
+  return output;
+}
+
+function outputOf(spec: string): OutputSpec {
+  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false };
   const fields = csvFields('output', spec);
   const type = fields.get('type');
   if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'registry') {
@@ -543,7 +576,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (command === undefined || command === '--help' || command === '-h' || command === 'help') return help('main');
-    const run = COMMANDS[command];
+    const run = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined; // not `constructor`
     if (!run) throw new UsageError(`unknown command "${command}" (see 'hoist --help')`);
     return await run(rest);
   } catch (error) {
@@ -554,7 +587,7 @@ export async function main(argv: string[]): Promise<number> {
     if (inGithubActions()) process.stderr.write(`${errorAnnotation(error as Error)}\n`);
     if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
     else if (process.env.HOIST_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    else process.stderr.write(`hoist: ${(error as Error).message}\n`);
+    else process.stderr.write(`hoist: ${diskFull(error as Error) ?? (error as Error).message}\n`);
     return 1;
   }
 }

@@ -1,7 +1,7 @@
 // COPY and ADD: the entries of the layer they make, by BuildKit's rules (dockerfile2llb's
 // dispatchCopy, fsutil's copy): sources and globs, destinations, --chmod, --chown, --parents, --exclude.
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { LayerEntry } from '../layers/entry.ts';
 import { sortWithHardlinks } from '../layers/layer.ts';
@@ -31,6 +31,10 @@ export interface CopyOptions {
   exclude: string[];
   /** Whether a path (absolute, in the image) is a directory in the layers below. */
   destIsDirectory?: (absPath: string) => boolean;
+  /** A symlink's target where a path (absolute, in the image) is a symlink in the layers below. */
+  symlinkBelow?: (absPath: string) => string | undefined;
+  /** Told of what ADD leaves out of an archive. */
+  warn?: (message: string) => void;
   /** The mtime of directories the copy creates or adds to ("now" in BuildKit). */
   createdDirMtime: number;
   /** COPY --from keeps the stage's owners, as BuildKit does; the context's become 0:0. */
@@ -75,6 +79,16 @@ interface Frame {
 const parentOf = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf('/')));
 const child = (dir: string, name: string): string => (dir === '' ? name : `${dir}/${name}`);
 const mtimeOf = (stats: Stats): number => Math.floor(stats.mtimeMs / 1000);
+/** Linux's PATH_MAX, its terminating NUL included: no longer path can be opened. */
+export const PATH_MAX = 4096;
+/** lstat, or undefined where there is nothing (a missing path, one through a file or too long). */
+const lstatIfAny = (path: string): Stats | undefined => {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+};
 const isGitSource = (source: string): boolean => /^(git@|git:\/\/|ssh:\/\/)/.test(source) || /^https?:\/\/[^#]*\.git(#|$)/.test(source);
 
 /**
@@ -186,36 +200,46 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
     }
   };
 
+  // Sources are resolved with synchronous calls, as walk() reads trees: a COPY of 500,000 sources
+  // then takes seconds, not minutes of thread-pool round trips.
+
   /** Follows symlinks in `rel` as if `root` were `/` (continuity's RootPath): the result stays inside. */
-  const resolveInRoot = async (rel: string, followLast: boolean): Promise<string> => {
-    const pending = rel.split('/');
+  const resolveInRoot = (rel: string, followLast: boolean): string => {
+    const pending = rel.split('/').reverse(); // the next part last
     const resolved: string[] = [];
+    let length = options.root.length; // of the path so far on the host
     let links = 0;
     while (pending.length > 0) {
-      const part = pending.shift()!;
+      const part = pending.pop()!;
       if (part === '' || part === '.') continue;
       if (part === '..') {
-        resolved.pop();
+        length -= resolved.length > 0 ? resolved.pop()!.length + 1 : 0;
         continue;
       }
-      const abs = join(options.root, ...resolved, part);
-      const stats = pending.length > 0 || followLast ? await lstat(abs).catch(() => undefined) : undefined;
+      // A path longer than PATH_MAX names nothing on the host: it is not looked up, nor joined,
+      // which would take time in the square of the number of parts.
+      const abs = length + part.length + 1 < PATH_MAX ? join(options.root, ...resolved, part) : undefined;
+      const stats = abs !== undefined && (pending.length > 0 || followLast) ? lstatIfAny(abs) : undefined;
       if (!stats?.isSymbolicLink()) {
         resolved.push(part);
+        length += part.length + 1;
         continue;
       }
       if (++links > 255) throw new Error(`${rel}: too many levels of symbolic links`);
-      const target = await readlink(abs);
-      if (target.startsWith('/')) resolved.length = 0;
-      pending.unshift(...target.split('/'));
+      const target = readlinkSync(abs!);
+      if (target.startsWith('/')) {
+        resolved.length = 0;
+        length = options.root.length;
+      }
+      pending.push(...target.split('/').reverse());
     }
     return resolved.join('/');
   };
 
   /** A path source: followed to what it names, which must exist in the (filtered) root. */
-  const statSource = async (rel: string, base: string, include?: PatternSet): Promise<Source> => {
-    const resolved = await resolveInRoot(rel, true);
-    const stats = await lstat(join(options.root, resolved)).catch(() => undefined);
+  const statSource = (rel: string, base: string, include?: PatternSet): Source => {
+    const resolved = resolveInRoot(rel, true);
+    const stats = lstatIfAny(join(options.root, resolved));
     const visible = (path: string): boolean => !ignored(path) || (stats?.isDirectory() === true && mayUnignore(path));
     if (!stats || !visible(rel) || !visible(resolved)) throw notFound(rel || '.');
     return { rel: resolved, stats, base, ...(include ? { include } : {}) };
@@ -226,35 +250,35 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
    * is followed, the rest matched (Go's filepath.Match) against paths below it; a matched directory
    * is not searched further. No match is no error (BuildKit's AllowEmptyWildcard).
    */
-  const expandGlob = async (rel: string, include?: PatternSet): Promise<Source[]> => {
+  const expandGlob = (rel: string, include?: PatternSet): Source[] => {
     const parts = rel.split('/');
     const first = parts.findIndex(containsWildcards);
-    const baseRel = await resolveInRoot(parts.slice(0, first).join('/'), true);
+    const baseRel = resolveInRoot(parts.slice(0, first).join('/'), true);
     const pattern = parts.slice(first).join('/');
     const regExp = globRegExp(pattern);
     const depth = parts.length - first;
-    const baseStats = await lstat(join(options.root, baseRel)).catch(() => undefined);
+    const baseStats = lstatIfAny(join(options.root, baseRel));
     if (!baseStats || ignored(baseRel)) throw notFound(parts.slice(0, first).join('/') || '.');
     const matches: Source[] = [];
-    const search = async (dirRel: string, level: number): Promise<void> => {
-      for (const name of (await readdir(join(options.root, baseRel, dirRel))).sort()) {
+    const search = (dirRel: string, level: number): void => {
+      for (const name of readdirSync(join(options.root, baseRel, dirRel)).sort()) {
         const matchRel = child(dirRel, name);
         const rootRel = child(baseRel, matchRel);
-        const stats = await lstat(join(options.root, rootRel));
+        const stats = lstatSync(join(options.root, rootRel));
         if (ignored(rootRel) && !(stats.isDirectory() && mayUnignore(rootRel))) continue;
         if (regExp?.test(matchRel)) {
           // --exclude also drops a file the glob matches, as documented (BuildKit only filters
           // below each match, so copies it: moby/buildkit#5489). A matched directory is copied.
-          const match = await statSource(rootRel, name, include);
+          const match = statSource(rootRel, name, include);
           if (match.stats!.isDirectory() || !excludes?.matches(matchRel)) matches.push(match);
-        } else if (stats.isDirectory() && level < depth) await search(matchRel, level + 1);
+        } else if (stats.isDirectory() && level < depth) search(matchRel, level + 1);
       }
     };
-    if (baseStats.isDirectory()) await search('', 1);
+    if (baseStats.isDirectory()) search('', 1);
     return matches;
   };
 
-  const resolveSource = async (source: string): Promise<Source[]> => {
+  const resolveSource = (source: string): Source[] => {
     if (/^https?:\/\//.test(source) || isGitSource(source)) {
       if (command === 'COPY') throw new Error(`source can't be a ${isGitSource(source) ? 'git ref' : 'URL'} for COPY`);
       if (isGitSource(source)) throw new Error(`ADD ${source}: Git sources are not supported`);
@@ -271,16 +295,16 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
       if (includeRel !== '') include = compilePatterns([includeRel]);
       if (!containsWildcards(path) && !containsWildcards(pattern)) {
         const required = cleanPath(`/${path}/${pattern}`).slice(1);
-        const stats = await lstat(join(options.root, await resolveInRoot(required, false))).catch(() => undefined);
+        const stats = lstatIfAny(join(options.root, resolveInRoot(required, false)));
         if (!stats || ignored(required)) throw notFound(required);
       }
     }
     const rel = cleanPath(`/${path}`).slice(1);
-    return containsWildcards(rel) ? expandGlob(rel, include) : [await statSource(rel, posix.basename(rel), include)];
+    return containsWildcards(rel) ? expandGlob(rel, include) : [statSource(rel, posix.basename(rel), include)];
   };
 
   const sources: Source[] = [];
-  for (const source of options.sources) sources.push(...(await resolveSource(source)));
+  for (const source of options.sources) for (const resolved of resolveSource(source)) sources.push(resolved);
   if (sources.length > 1 && !dest.isDirectory && !options.parents) {
     throw new Error(`When using ${command} with more than one source file, the destination must be a directory and end with a /`);
   }
@@ -288,6 +312,7 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
   const unpack = async (archive: string): Promise<void> => {
     const unpacked = await archiveEntries(archive, `/${dest.path}`, {
       tmpDir: needTmpDir(options), chown: options.chown, createdDirMtime: options.createdDirMtime, destIsDirectory: (abs) => isDirectory(abs.slice(1)),
+      symlinkBelow: options.symlinkBelow, warn: options.warn,
     });
     for (const entry of unpacked) {
       const old = entries.get(entry.path);

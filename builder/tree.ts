@@ -1,6 +1,6 @@
 // The merged view of an image's file tree (metadata only), for questions a build asks without
 // extracting anything: does /app exist, is the destination a directory, who owns /usr.
-import { layerTar, OPAQUE_MARKER, readTar, WHITEOUT_PREFIX, type EntryType, type Layer, type Store } from '../layers/index.ts';
+import { followSymlinks, layerTar, readTar, whiteoutOf, type EntryType, type Layer, type Store } from '../layers/index.ts';
 
 export interface NodeInfo {
   type: EntryType | 'char' | 'block' | 'fifo';
@@ -42,12 +42,14 @@ export class FileTree {
       const slash = path.lastIndexOf('/');
       const parent = slash < 0 ? '' : path.slice(0, slash);
       const name = path.slice(slash + 1);
-      if (name === OPAQUE_MARKER) {
+      const whiteout = whiteoutOf(name, path);
+      if (whiteout?.kind === 'aufs-metadata') continue;
+      if (whiteout?.kind === 'opaque') {
         for (const existing of [...this.nodes.keys()]) {
           if ((parent === '' || existing.startsWith(`${parent}/`)) && existing !== parent && !addedHere.has(existing)) this.nodes.delete(existing);
         }
-      } else if (name.startsWith(WHITEOUT_PREFIX)) {
-        this.remove(parent ? `${parent}/${name.slice(WHITEOUT_PREFIX.length)}` : name.slice(WHITEOUT_PREFIX.length));
+      } else if (whiteout?.kind === 'whiteout') {
+        this.remove(parent ? `${parent}/${whiteout.hidden}` : whiteout.hidden);
       } else if (path !== '') {
         if (info.type !== 'directory') this.remove(path);
         this.nodes.set(path, info);
@@ -80,23 +82,10 @@ export class FileTree {
    * slash is kept.
    */
   realPath(path: string): string {
-    let pending = path.split('/').filter((part) => part !== '' && part !== '.');
-    const resolved: string[] = [];
-    for (let hops = 0; pending.length > 0;) {
-      const part = pending.shift()!;
-      if (part === '..') {
-        resolved.pop();
-        continue;
-      }
-      const node = this.nodes.get([...resolved, part].join('/'));
-      if (node?.type === 'symlink' && node.linkname !== undefined) {
-        if (++hops > 40) throw new Error(`too many levels of symbolic links in ${path}`);
-        if (node.linkname.startsWith('/')) resolved.length = 0;
-        pending = [...node.linkname.split('/').filter((p) => p !== '' && p !== '.'), ...pending];
-        continue;
-      }
-      resolved.push(part);
-    }
+    const resolved = followSymlinks(path, (rel) => {
+      const node = this.nodes.get(rel);
+      return node?.type === 'symlink' ? node.linkname : undefined;
+    });
     return `/${resolved.join('/')}${path.endsWith('/') && resolved.length > 0 ? '/' : ''}`;
   }
 }

@@ -5,11 +5,10 @@
 //   steps/<locator>      the key last built at a place in a Dockerfile (for miss explanations)
 //   mounts/<id>/         RUN --mount=type=cache directories
 //   files/<context>.json content hashes of context files, by stat data (hints, not truth)
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Layer } from './layer.ts';
-import type { Store } from './store.ts';
+import { atomicWrite, type Store } from './store.ts';
 
 /** What went into a step's cache key, kept readable enough to explain a miss. */
 export interface StepInputs {
@@ -32,7 +31,8 @@ export interface CacheRecord {
   inputs: StepInputs;
 }
 
-const KEY = /^[a-f0-9]{64}$/;
+/** Whether a value has the form of a cache key (64 lowercase hex digits). */
+export const isCacheKey = (value: unknown): value is string => typeof value === 'string' && /^[a-f0-9]{64}$/.test(value);
 
 export class CacheStore {
   readonly dir: string;
@@ -44,7 +44,7 @@ export class CacheStore {
   }
 
   recordPath(key: string): string {
-    if (!KEY.test(key)) throw new Error(`not a cache key: ${key}`);
+    if (!isCacheKey(key)) throw new Error(`not a cache key: ${key}`);
     return join(this.dir, 'records', `${key}.json`);
   }
 
@@ -65,13 +65,13 @@ export class CacheStore {
 
   async keys(): Promise<string[]> {
     const names = await readdir(join(this.dir, 'records')).catch(() => [] as string[]);
-    return names.filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).filter((key) => KEY.test(key));
+    return names.filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).filter(isCacheKey);
   }
 
   /** The key last built at `locator` (a place in a Dockerfile). */
   async lastKey(locator: string): Promise<string | undefined> {
     const text = await readFile(join(this.dir, 'steps', locator), 'utf8').catch(() => undefined);
-    return text !== undefined && KEY.test(text) ? text : undefined;
+    return isCacheKey(text) ? text : undefined;
   }
 
   async setLastKey(locator: string, key: string): Promise<void> {
@@ -96,8 +96,6 @@ export class CacheStore {
 
   private async atomicWrite(path: string, content: string): Promise<void> {
     await mkdir(join(path, '..'), { recursive: true });
-    const temp = join(this.tempDir, `cache-${process.pid}-${randomBytes(8).toString('hex')}`);
-    await writeFile(temp, content);
-    await rename(temp, path);
+    await atomicWrite(this.tempDir, path, content);
   }
 }

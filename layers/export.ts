@@ -1,7 +1,7 @@
 // Images out of the store: an OCI image layout (directory or tarball) or a `docker load` archive.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -60,7 +60,17 @@ async function blobEntries(store: Store, digests: string[], mtime: number): Prom
   return [directory('blobs', mtime), directory('blobs/sha256', mtime), ...blobs];
 }
 
+/**
+ * Writes a tarball to `dest`. A regular file (or a new one) is replaced whole, through a temp file
+ * and a rename; anything else that exists there (a device such as /dev/null, a FIFO, a symlink
+ * such as /dev/stdout) is written into in place, never replaced.
+ */
 async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> {
+  const existing = await lstat(dest).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    await pipeline(Readable.from(tarChunks(entries)), createWriteStream(dest));
+    return;
+  }
   await mkdir(dirname(dest), { recursive: true });
   const temp = `${dest}.hoist-tmp`;
   try {

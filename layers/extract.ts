@@ -7,12 +7,10 @@ import {
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry.ts';
+import { UnsafeLayerError, whiteoutOf } from './entry.ts';
 import type { Layer } from './layer.ts';
 import type { Store } from './store.ts';
 import { readTar, type TarHeader } from './tar.ts';
-
-export class UnsafeLayerError extends Error {}
 
 /** Files up to this size are written in one call. */
 const SMALL_FILE = 1 << 20;
@@ -50,11 +48,11 @@ export async function applyLayers(store: Store, layers: Layer[], root: string, o
     warned.add(key);
     options.warn?.(message);
   };
-  for (const layer of layers) await applyLayer(store, layer, root, warnOnce, options.setXattrs);
+  for (const layer of layers) await applyLayer(store, layer, root, warnOnce, options);
 }
 
 async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, setXattrs: ApplyOptions['setXattrs'],
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, { setXattrs }: ApplyOptions,
 ): Promise<void> {
   const xattrs: [string, string, Buffer][] = [];
   const asRoot = process.getuid?.() === 0;
@@ -86,15 +84,17 @@ async function applyLayer(
     const parent = parentDir(parts, header.path);
     const rel = parts.join('/');
 
-    if (name === OPAQUE_MARKER) {
+    const whiteout = whiteoutOf(name, header.path);
+    if (whiteout?.kind === 'aufs-metadata') continue;
+    if (whiteout?.kind === 'opaque') {
       for (const child of readdirSync(join(root, parent))) {
         const childRel = parent ? `${parent}/${child}` : child;
         if (!addedHere.has(childRel)) rmSync(join(root, childRel), { recursive: true, force: true });
       }
       continue;
     }
-    if (name.startsWith(WHITEOUT_PREFIX)) {
-      const hidden = parent ? `${parent}/${name.slice(WHITEOUT_PREFIX.length)}` : name.slice(WHITEOUT_PREFIX.length);
+    if (whiteout?.kind === 'whiteout') {
+      const hidden = parent ? `${parent}/${whiteout.hidden}` : whiteout.hidden;
       rmSync(join(root, hidden), { recursive: true, force: true });
       forget(verifiedDirs, hidden);
       continue;
@@ -189,8 +189,9 @@ export async function readImageFile(store: Store, layers: Layer[], path: string)
       const dir = slash < 0 ? '' : rel.slice(0, slash);
       const name = rel.slice(slash + 1);
       if (rel === wanted) return undefined; // something other than a file
-      if (name === OPAQUE_MARKER && ancestors.includes(dir)) hidden = true;
-      if (name.startsWith(WHITEOUT_PREFIX) && [wanted, ...ancestors].includes(dir ? `${dir}/${name.slice(4)}` : name.slice(4))) return undefined;
+      const whiteout = whiteoutOf(name, header.path);
+      if (whiteout?.kind === 'opaque' && ancestors.includes(dir)) hidden = true;
+      if (whiteout?.kind === 'whiteout' && [wanted, ...ancestors].includes(dir ? `${dir}/${whiteout.hidden}` : whiteout.hidden)) return undefined;
     }
     if (hidden) return undefined;
   }

@@ -1,6 +1,7 @@
 // An image: manifest, config and layers, read from and written to the store.
 import type { Layer } from './layer.ts';
 import { MediaTypes, type Descriptor, type Store } from './store.ts';
+import { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
 
 export interface HealthConfig {
   Test: string[];
@@ -55,7 +56,7 @@ export interface Manifest {
   annotations?: Record<string, string>;
 }
 
-interface Index {
+export interface ImageIndex {
   schemaVersion: 2;
   mediaType?: string;
   manifests: Descriptor[];
@@ -77,28 +78,62 @@ export interface PlatformChoice {
 
 export const INDEX_TYPES: string[] = [MediaTypes.ociIndex, MediaTypes.dockerManifestList];
 
+/** A document's own mediaType, which must be a string when it is there. */
+function ownMediaType(value: Record<string, unknown>, what: string): { mediaType?: string } {
+  if (value.mediaType === undefined) return {};
+  if (typeof value.mediaType !== 'string') throw new Error(`${what}: its mediaType is not a string`);
+  return { mediaType: value.mediaType };
+}
+
+/** An index from outside (a registry, an OCI layout), its descriptors checked; `what` names it in errors. */
+export function parseIndex(value: unknown, what: string): ImageIndex {
+  if (!isRecord(value) || !Array.isArray(value.manifests)) throw new Error(`${what} is not an image index (it has no manifests list)`);
+  return { schemaVersion: 2, ...ownMediaType(value, what), manifests: value.manifests.map((child, i) => parseDescriptor(child, `${what}, manifest ${i + 1}`)) };
+}
+
+/** An image manifest from outside, its config and layer descriptors checked; `what` names it in errors. */
+export function parseManifest(value: unknown, what: string): Manifest {
+  if (!isRecord(value) || !Array.isArray(value.layers)) throw new Error(`${what} is not an image manifest (it has no layers list)`);
+  return {
+    schemaVersion: 2,
+    ...ownMediaType(value, what),
+    config: parseDescriptor(value.config, `${what}, config`),
+    layers: value.layers.map((layer, i) => parseDescriptor(layer, `${what}, layer ${i + 1}`)),
+    ...(isRecord(value.annotations) ? { annotations: value.annotations as Record<string, string> } : {}),
+  };
+}
+
+/** A manifest or an index: an index by its media type (its own, else `mediaType`) or by a manifests field. */
+export function parseImageDocument(value: unknown, mediaType: string, what: string): Manifest | ImageIndex {
+  const type = isRecord(value) && typeof value.mediaType === 'string' ? value.mediaType : mediaType;
+  return INDEX_TYPES.includes(type) || (isRecord(value) && 'manifests' in value) ? parseIndex(value, what) : parseManifest(value, what);
+}
+
 /** The manifest of an index for `platform` (a missing variant matches any); `what` names the index in the error. */
 export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice, what: string): Descriptor {
   const chosen = manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
     && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant));
   if (chosen) return chosen;
-  const have = manifests.map((m) => (m.platform ? [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/') : '?'));
+  const have = manifests.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?'));
   throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
 }
 
 /** Reads an image from the store; an index resolves to the manifest for `platform`. */
 export async function readImage(store: Store, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
-  const document = await store.readJson<Manifest | Index>(descriptor.digest);
+  const what = `image ${descriptor.digest}`;
+  const document = parseImageDocument(await store.readJson(descriptor.digest), descriptor.mediaType, what);
   const mediaType = document.mediaType ?? descriptor.mediaType;
-  if (INDEX_TYPES.includes(mediaType) || 'manifests' in document) {
-    const manifests = (document as Index).manifests;
-    const chosen = platform ? choosePlatform(manifests, platform, `index ${descriptor.digest}`) : manifests[0];
+  if ('manifests' in document) {
+    const chosen = platform ? choosePlatform(document.manifests, platform, `index ${descriptor.digest}`) : document.manifests[0];
     if (!chosen) throw new Error(`index ${descriptor.digest} lists no image`);
     return readImage(store, chosen, platform);
   }
-  const manifest = document as Manifest;
+  const manifest = document;
   const config = await store.readJson<ImageConfig>(manifest.config.digest);
-  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (!isRecord(config)) throw new Error(`${what}: its config is not a JSON object`);
+  const listed: unknown = config.rootfs?.diff_ids ?? [];
+  if (!Array.isArray(listed)) throw new Error(`${what}: its config's rootfs.diff_ids is not a list`);
+  const diffIds = listed.map((diffId, i) => parseDigest(diffId, `${what}, diff_id ${i + 1}`));
   if (diffIds.length !== manifest.layers.length) {
     throw new Error(`image ${descriptor.digest} is inconsistent: ${manifest.layers.length} layers but ${diffIds.length} diff_ids`);
   }
@@ -128,8 +163,9 @@ export async function referencedBlobs(roots: Descriptor[], read: (digest: string
     if (seen.has(descriptor.digest)) return;
     seen.add(descriptor.digest);
     if (!descriptor.mediaType.includes('manifest') && !descriptor.mediaType.includes('index')) return;
-    const document = JSON.parse((await read(descriptor.digest)).toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
-    for (const child of [...(document.manifests ?? []), ...(document.config ? [document.config] : []), ...(document.layers ?? [])]) await visit(child);
+    const what = `manifest ${descriptor.digest}`;
+    const document = parseImageDocument(parseJson(await read(descriptor.digest), what), descriptor.mediaType, what);
+    for (const child of 'manifests' in document ? document.manifests : [document.config, ...document.layers]) await visit(child);
   };
   for (const descriptor of roots) await visit(descriptor);
   return [...seen];

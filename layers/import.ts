@@ -3,13 +3,10 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readImage, referencedBlobs, type Image, type PlatformChoice } from './image.ts';
+import { parseIndex, readImage, referencedBlobs, type Image, type ImageIndex, type PlatformChoice } from './image.ts';
 import { REF_NAME, type Descriptor, type Store } from './store.ts';
 import { readTar } from './tar.ts';
-
-interface LayoutIndex {
-  manifests: Descriptor[];
-}
+import { parseDigest, parseJson } from './untrusted.ts';
 
 const BLOB_PATH = /^(?:\.\/)?blobs\/sha256\/([a-f0-9]{64})$/;
 
@@ -28,22 +25,24 @@ export interface Imported {
  * index is resolved to `platform` (default: its first image).
  */
 export async function importOciLayout(store: Store, path: string, select?: string, platform?: PlatformChoice): Promise<Imported[]> {
-  let index: LayoutIndex;
+  const readIndex = (text: Buffer | string): ImageIndex => parseIndex(parseJson(text, `${path}: index.json`), `${path}: index.json`);
+  let index: ImageIndex;
   if ((await stat(path)).isDirectory()) {
-    index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as LayoutIndex;
-    for (const digest of await referencedBlobs(index.manifests, (digest) => readFile(join(path, 'blobs', 'sha256', digest.slice(7))))) {
-      await store.writeBlob(createReadStream(join(path, 'blobs', 'sha256', digest.slice(7))), { expected: digest });
+    index = readIndex(await readFile(join(path, 'index.json')));
+    const blob = (digest: string): string => join(path, 'blobs', 'sha256', parseDigest(digest, path).slice(7));
+    for (const digest of await referencedBlobs(index.manifests, (digest) => readFile(blob(digest)))) {
+      await store.writeBlob(createReadStream(blob(digest)), { expected: digest });
     }
   } else {
-    let indexText: string | undefined;
+    let indexText: Buffer | undefined;
     for await (const { header, body } of readTar(createReadStream(path))) {
       const name = header.path.replace(/^\.\//, '');
       const blob = BLOB_PATH.exec(name);
       if (blob && header.type === 'file') await store.writeBlob(body, { expected: `sha256:${blob[1]}` });
-      else if (name === 'index.json') indexText = Buffer.concat(await Array.fromAsync(body)).toString('utf8');
+      else if (name === 'index.json') indexText = Buffer.concat(await Array.fromAsync(body));
     }
     if (indexText === undefined) throw new Error(`${path} is not an OCI image layout tarball: it has no index.json`);
-    index = JSON.parse(indexText) as LayoutIndex;
+    index = readIndex(indexText);
   }
   const chosen = index.manifests.filter((descriptor) => select === undefined || descriptor.annotations?.[REF_NAME] === select || descriptor.digest === select);
   if (chosen.length === 0) throw new Error(`${path} has no image ${select?.startsWith('sha256:') ? select : `tagged "${select}"`}`);

@@ -1,14 +1,18 @@
 // Layers, images and the store: content-addressed, streamed, deterministic.
 export type { LayerEntry, EntryType } from './entry.ts';
-export { OPAQUE_MARKER, WHITEOUT_PREFIX } from './entry.ts';
+export { followSymlinks, OPAQUE_MARKER, UnsafeLayerError, WHITEOUT_PREFIX, whiteoutOf } from './entry.ts';
 export { writeLayer, sortEntries, sortWithHardlinks, type Layer, type LayerOptions } from './layer.ts';
 export { Store, MediaTypes, REF_NAME, DigestMismatchError, acquireLock, defaultStoreRoot, isAlive, type Descriptor } from './store.ts';
-export { choosePlatform, INDEX_TYPES, readImage, writeImage, type Image, type ImageConfig, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice } from './image.ts';
-export { applyLayers, layerTar, readImageFile, UnsafeLayerError } from './extract.ts';
+export {
+  choosePlatform, INDEX_TYPES, parseImageDocument, parseIndex, parseManifest, readImage, writeImage,
+  type Image, type ImageConfig, type ImageIndex, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice,
+} from './image.ts';
+export { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
+export { applyLayers, layerTar, readImageFile } from './extract.ts';
 export { readTar, type TarHeader } from './tar.ts';
 export { writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
-export { CacheStore, type CacheRecord, type StepInputs } from './cache.ts';
+export { CacheStore, isCacheKey, type CacheRecord, type StepInputs } from './cache.ts';
 export { prune, parseSize, chainKey, type PruneResult, type PruneOptions, type Removed } from './prune.ts';

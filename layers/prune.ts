@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CacheStore, type CacheRecord } from './cache.ts';
 import type { ImageConfig, Manifest } from './image.ts';
 import { isAlive, type Descriptor, type Store } from './store.ts';
+import { isDigest } from './untrusted.ts';
 
 export interface Removed {
   count: number;
@@ -29,7 +30,6 @@ export interface PruneOptions {
   keepStorage?: number;
 }
 
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const HEX = /^[a-f0-9]{64}$/;
 
 const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40 };
@@ -182,7 +182,7 @@ class Pruner {
         record = undefined;
       }
       const digest = record?.layer?.digest;
-      const broken = !record || (digest !== undefined && !(DIGEST.test(digest) && (await this.store.hasBlob(digest))));
+      const broken = !record || (digest !== undefined && !(isDigest(digest) && (await this.store.hasBlob(digest))));
       records.push({ kind: 'record', path, key, mtime: info.mtimeMs, ...(digest ? { digest } : {}), broken });
     }
     return records;
@@ -215,7 +215,7 @@ class Pruner {
   private async removeBlob(digest: string): Promise<number> {
     const size = await this.removeFile(this.store.blobPath(digest));
     if (size === undefined) return 0;
-    await rm(join(this.store.root, 'sources', digest.slice(7)), { force: true });
+    await rm(this.store.sourcesPath(digest), { force: true });
     this.count(this.result.blobs, size);
     return size;
   }
@@ -261,13 +261,13 @@ async function taggedContent(store: Store): Promise<{ blobs: Set<string>; chains
   const blobs = new Set<string>();
   const chains = new Set<string>();
   const visit = async (descriptor: Descriptor): Promise<void> => {
-    if (blobs.has(descriptor.digest) || !DIGEST.test(descriptor.digest)) return;
+    if (blobs.has(descriptor.digest) || !isDigest(descriptor.digest)) return;
     blobs.add(descriptor.digest);
     if (!(await store.hasBlob(descriptor.digest))) return;
     // An unreadable manifest throws: better to prune nothing than a tagged image's layers.
     const document = await store.readJson<Partial<Manifest> & { manifests?: Descriptor[] }>(descriptor.digest);
     for (const child of document.manifests ?? []) await visit(child);
-    if (!document.config || !DIGEST.test(document.config.digest)) return;
+    if (!document.config || !isDigest(document.config.digest)) return;
     blobs.add(document.config.digest);
     for (const layer of document.layers ?? []) blobs.add(layer.digest);
     if (!(await store.hasBlob(document.config.digest))) return;

@@ -3,12 +3,13 @@
 // half blob under a real digest (its temp files are removed when the store is next opened); index.json changes are serialised by a lock file, so two builds
 // can share a store.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { link, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { parseDigest, parseJson } from './untrusted.ts';
 
 export const MediaTypes = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -62,8 +63,6 @@ class Hasher extends Transform {
   }
 }
 
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
-
 export class Store {
   readonly root: string;
 
@@ -81,8 +80,7 @@ export class Store {
   }
 
   blobPath(digest: string): string {
-    if (!DIGEST.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
-    return join(this.root, 'blobs', 'sha256', digest.slice(7));
+    return join(this.root, 'blobs', 'sha256', parseDigest(digest, 'store blob').slice(7));
   }
 
   hasBlob(digest: string): Promise<boolean> {
@@ -125,7 +123,7 @@ export class Store {
     const bytes = await readFile(this.blobPath(digest));
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== digest) throw new Error(`store blob ${digest} is corrupt (its content hashes to ${actual})`);
-    return JSON.parse(bytes.toString('utf8')) as T;
+    return parseJson(bytes, `store blob ${digest}`) as T;
   }
 
   readBlob(digest: string): Readable {
@@ -141,7 +139,7 @@ export class Store {
    * repository of that registry can mount it instead of uploading it.
    */
   async noteBlobSource(digest: string, repository: string): Promise<void> {
-    const file = join(this.root, 'sources', digest.slice(7));
+    const file = this.sourcesPath(digest);
     const known = await this.blobSources(digest);
     if (known.includes(repository)) return;
     await mkdir(join(this.root, 'sources'), { recursive: true });
@@ -149,8 +147,13 @@ export class Store {
   }
 
   async blobSources(digest: string): Promise<string[]> {
-    const text = await readFile(join(this.root, 'sources', digest.slice(7)), 'utf8').catch(() => '');
+    const text = await readFile(this.sourcesPath(digest), 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean);
+  }
+
+  /** The file that lists the repositories known to hold a blob (see noteBlobSource). */
+  sourcesPath(digest: string): string {
+    return join(this.root, 'sources', parseDigest(digest, 'store blob').slice(7));
   }
 
   async listTags(): Promise<Descriptor[]> {
@@ -215,32 +218,83 @@ async function removeStaleTemps(tempDir: string): Promise<void> {
   }
 }
 
-async function atomicWrite(tempDir: string, path: string, content: string): Promise<void> {
+/** Writes `content` to `path` whole or not at all: a temp file in `tempDir` (on the same file system), then a rename. */
+export async function atomicWrite(tempDir: string, path: string, content: string): Promise<void> {
   const temp = join(tempDir, `write-${process.pid}-${randomBytes(8).toString('hex')}`);
-  await writeFile(temp, content);
-  await rename(temp, path);
+  try {
+    await writeFile(temp, content);
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** A lock whose content is not a pid is stale once this old: every lock is written whole before it appears. */
+const UNREADABLE_LOCK_MS = 2_000;
+
+/**
+ * A process as a lock names it: its pid and its start time (field 22 of /proc/PID/stat), so that
+ * a later process given the same pid (likely in a CI container) is not taken for the owner.
+ */
+function processIdentity(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return `${pid} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Takes a lock file (a lock left by a dead process is taken over) and returns its release. While
  * another process holds it, waits up to `waitMs`, then returns undefined (`waitMs` 0) or fails.
+ * The lock appears with its owner's identity already in it (written to a temp file, then
+ * hard-linked into place), so a full disk or a kill never leaves an empty lock behind.
  */
 export async function acquireLock(lockPath: string, options: { waitMs: number; what: string }): Promise<(() => Promise<void>) | undefined> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      return () => unlink(lockPath);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number(await readFile(lockPath, 'utf8').catch(() => ''));
-      if (owner > 0 && !isAlive(owner)) await unlink(lockPath).catch(() => undefined);
+  const temp = `${lockPath}.${process.pid}-${randomBytes(8).toString('hex')}`;
+  try {
+    await writeFile(temp, processIdentity(process.pid) ?? String(process.pid), { flag: 'wx' });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(temp, lockPath);
+        return () => unlink(lockPath);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = await lockOwner(lockPath);
+      if (owner === 'stale') await unlink(lockPath).catch(() => undefined);
       else if (options.waitMs === 0) return undefined;
       else if (attempt * 20 > options.waitMs) throw new Error(`${options.what} is locked by process ${owner} (${lockPath})`);
       else await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  } finally {
+    await unlink(temp).catch(() => undefined);
+    await removeDeadLockTemps(lockPath);
   }
+}
+
+/** Lock temp files (LOCK.PID-random) of processes that died between writing and removing them. */
+async function removeDeadLockTemps(lockPath: string): Promise<void> {
+  const prefix = `${basename(lockPath)}.`;
+  for (const name of await readdir(dirname(lockPath)).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) await unlink(join(dirname(lockPath), name)).catch(() => undefined);
+  }
+}
+
+/** The live process holding a lock file, 'stale' when it can be taken over, or 0 if it just went. */
+async function lockOwner(lockPath: string): Promise<number | 'stale'> {
+  const [text, info] = await Promise.all([readFile(lockPath, 'utf8').catch(() => undefined), stat(lockPath).catch(() => undefined)]);
+  if (text === undefined || !info) return 0;
+  const [, pid, started] = /^(\d+)(?: (\d+))?$/.exec(text) ?? [];
+  const owner = Number(pid ?? 0);
+  if (owner > 0 && started !== undefined) return processIdentity(owner) === text ? owner : 'stale';
+  if (owner > 0) return isAlive(owner) ? owner : 'stale';
+  // Left by an older hoist, whose locks held a bare pid or could be empty.
+  return Date.now() - info.mtimeMs > UNREADABLE_LOCK_MS ? 'stale' : 0;
 }
 
 /** Runs `task` holding the store's lock file. */

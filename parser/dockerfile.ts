@@ -17,6 +17,8 @@ export interface Dockerfile {
   /** ARGs before the first FROM: visible to FROM lines, and in a stage only when redeclared. */
   globalArgs: ArgInstruction[];
   stages: Stage[];
+  /** The named stages, by name. */
+  stagesByName: ReadonlyMap<string, Stage>;
   /** The source lines, for messages about later steps (expansion, stage references). */
   lines: string[];
 }
@@ -44,5 +46,5 @@ export function parseInstructions(text: string, file = 'Dockerfile'): Dockerfile
     }
     names.set(stage.name, stage);
   }
-  return { file, directives: parsed.directives, globalArgs, stages, lines: parsed.lines };
+  return { file, directives: parsed.directives, globalArgs, stages, stagesByName: names, lines: parsed.lines };
 }

@@ -296,7 +296,8 @@ function parseFlags(keyword: string, flags: Flag[], fail: Fail): FlagValues {
     const equals = body.indexOf('=');
     const key = equals < 0 ? body : body.slice(0, equals);
     const value = equals < 0 ? undefined : body.slice(equals + 1);
-    const kind = spec[key];
+    // Own keys only: `--constructor` is no flag.
+    const kind = Object.hasOwn(spec, key) ? spec[key] : undefined;
     if (!kind) fail(`unknown flag: --${key} (${keyword.toUpperCase()} takes ${listFlags(spec)})`, flag.position);
     if (kind !== 'list' && values.has(key)) fail(`duplicate flag specified: --${key}`, flag.position);
     if (kind === 'bool') {
@@ -304,8 +305,9 @@ function parseFlags(keyword: string, flags: Flag[], fail: Fail): FlagValues {
       values.set(key, value === undefined || value.toLowerCase() === 'true');
     } else {
       if (value === undefined) fail(`missing a value on flag: --${key}`, flag.position);
-      if (kind === 'list') values.set(key, [...((values.get(key) as string[] | undefined) ?? []), value!]);
-      else values.set(key, value!);
+      if (kind === 'string') values.set(key, value!);
+      else if (values.has(key)) (values.get(key) as string[]).push(value!);
+      else values.set(key, [value!]);
     }
   }
   return values;
@@ -385,15 +387,22 @@ function splitCsv(text: string): string[] {
   return fields;
 }
 
+/** Longer words get no suggestion: the edit distance takes time in the product of the lengths. */
+const MAX_TYPO_LENGTH = 100;
+
 /** The candidate nearest to `word` by edit distance, if it is close enough to be a likely typo. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > MAX_TYPO_LENGTH) return undefined;
+  const allowed = Math.max(1, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of candidates) {
+    // The distance is at least the difference in length.
+    if (Math.abs(candidate.length - word.length) > allowed) continue;
     const distance = editDistance(word.toUpperCase(), candidate.toUpperCase());
     if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
   }
-  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+  return bestDistance <= allowed ? best : undefined;
 }
 
 function editDistance(a: string, b: string): number {

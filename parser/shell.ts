@@ -7,6 +7,14 @@ export type Env = ReadonlyMap<string, string>;
 
 export class ShellExpansionError extends Error {}
 
+// One of hoist's limits below was reached (BuildKit has none: Go grows its stack and strings).
+class ExpansionLimitError extends ShellExpansionError {}
+
+/** How deep `${...}` may nest in one word: each level is a level of recursion here. */
+export const MAX_NESTING = 256;
+/** The longest text one word may expand to: variables that double each other reach gigabytes in a few lines. */
+export const MAX_EXPANSION_LENGTH = 16 * 1024 * 1024;
+
 export interface LexOptions {
   escape?: string; // '\\' (default) or '`' (from the Dockerfile escape directive)
   processQuotes?: boolean; // default true; false = BuildKit's SkipProcessQuotes (used for heredoc bodies): quotes stay literal, only $ expansion and escapes apply
@@ -21,8 +29,7 @@ const DIGITS = /\p{Nd}+/uy;
 const NAME = /[\p{L}\p{Nd}_]*/uy;
 const SPECIAL_PARAMS = new Set(['@', '*', '#', '?', '-', '$', '!']); // $0 is read as a positional
 const HEREDOC = /<<[ \t\r]*/y;
-const GO_ANY = '[^\\n]'; // Go's regexp `.`
-const REGEXP_SYNTAX = '[]{}.+()|^$';
+const NEWLINE = 0x0a;
 
 // Words of an expandWords result. Unquoted text splits on whitespace; quoted or
 // escaped text is added raw and never splits. Deliberately unlike BuildKit since
@@ -61,6 +68,7 @@ class Lexer {
   readonly namesOnly: boolean;
   pos = 0;
   rawEscapes = false; // keep escape characters in the output (pattern words)
+  depth = 0; // of ${...} being read
 
   constructor(word: string, options: LexOptions, lookup: Lookup, namesOnly: boolean) {
     this.src = stripBOM(word);
@@ -96,7 +104,7 @@ class Lexer {
       }
       if (ch === '$') {
         const value = this.dollar();
-        out += value;
+        out = grown(out, value);
         words?.add(value);
       } else if (this.quotes && (ch === "'" || ch === '"')) {
         const text = ch === "'" ? this.singleQuoted() : this.doubleQuoted();
@@ -133,7 +141,7 @@ class Lexer {
     try {
       return this.until(stop, rawEscapes);
     } catch (e) {
-      if (e instanceof ShellExpansionError && this.pos >= this.src.length) {
+      if (e instanceof ShellExpansionError && !(e instanceof ExpansionLimitError) && this.pos >= this.src.length) {
         throw new ShellExpansionError(stop === '/' ? "syntax error: missing '/' in ${}" : "syntax error: missing '}'");
       }
       throw e;
@@ -164,7 +172,7 @@ class Lexer {
         return out;
       }
       if (ch === '$') {
-        out += this.dollar();
+        out = grown(out, this.dollar());
         continue;
       }
       this.pos++;
@@ -189,6 +197,14 @@ class Lexer {
       return name === '' ? '$' : (this.lookup(name) ?? '');
     }
     this.pos++;
+    if (++this.depth > MAX_NESTING) throw new ExpansionLimitError(`\${...} nested more than ${MAX_NESTING} deep (hoist's limit)`);
+    const value = this.braced();
+    this.depth--;
+    return value;
+  }
+
+  // What a ${...} gives, read from after its brace.
+  braced(): string {
     const first = this.peek();
     if (first === EOF) throw new ShellExpansionError("syntax error: missing '}'");
     if (first === '{' || first === '}' || first === ':') throw new ShellExpansionError('syntax error: bad substitution');
@@ -214,9 +230,9 @@ class Lexer {
         const value = this.lookup(name) ?? '';
         if (this.namesOnly) return value;
         // `##` and `%%` remove the longest match, `#` and `%` the shortest.
-        const greedy = pattern.startsWith(op);
-        if (greedy) pattern = pattern.slice(1);
-        return op === '#' ? trimPrefix(pattern, value, greedy) : trimSuffix(pattern, value, greedy);
+        const longest = pattern.startsWith(op);
+        if (longest) pattern = pattern.slice(1);
+        return trimMatch(value, compilePattern(pattern), longest, op === '%');
       }
       case '/':
         return this.substitute(name);
@@ -246,10 +262,10 @@ class Lexer {
     const replacement = this.nested('}', true);
     const value = this.lookup(name) ?? '';
     if (this.namesOnly) return value;
-    const re = patternToRegExp(pattern, true, false);
-    if (all) return replaceAll(value, re, replacement);
-    const m = re.exec(value);
-    return m ? value.slice(0, m.index) + replacement + value.slice(m.index + m[0].length) : value;
+    const steps = compilePattern(pattern);
+    if (all) return replaceAll(value, steps, replacement);
+    const match = new PatternMatcher(steps).find(value, 0, { anchored: false, longest: true });
+    return match ? value.slice(0, match.start) + replacement + value.slice(match.end) : value;
   }
 
   // A variable name, a run of digits (positional, never set) or one special parameter.
@@ -275,15 +291,27 @@ function stripBOM(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
+// Expanded text with a value added, within MAX_EXPANSION_LENGTH.
+function grown(text: string, value: string): string {
+  if (text.length + value.length > MAX_EXPANSION_LENGTH) {
+    throw new ExpansionLimitError(`expands to more than ${MAX_EXPANSION_LENGTH} characters (hoist's limit)`);
+  }
+  return text + value;
+}
+
+// A pattern step: a code point to match, ANY_CHAR (`?`) or ANY_RUN (`*`); neither matches a newline.
+const ANY_CHAR = -1;
+const ANY_RUN = -2;
+
 // BuildKit's patterns: `*` and `?` wildcards, and `\` escaping `*`, `?` or `\`.
 // There are no bracket expressions: `[` and `]` match themselves.
-function patternToRegExp(pattern: string, greedy: boolean, anchored: boolean): RegExp {
+function compilePattern(pattern: string): number[] {
   const chars = Array.from(stripBOM(pattern));
-  let re = anchored ? '^' : '';
+  const steps: number[] = [];
   for (let i = 0; i < chars.length; i++) {
-    const ch = chars[i];
-    if (ch === '*') re += greedy ? `${GO_ANY}*` : `${GO_ANY}*?`;
-    else if (ch === '?') re += GO_ANY;
+    const ch = chars[i]!;
+    if (ch === '*') steps.push(ANY_RUN);
+    else if (ch === '?') steps.push(ANY_CHAR);
     else if (ch === '\\') {
       const next = chars[i + 1] ?? '';
       // `\}` and `\/` only stopped the character from closing the ${...}.
@@ -291,49 +319,121 @@ function patternToRegExp(pattern: string, greedy: boolean, anchored: boolean): R
       if (next !== '*' && next !== '?' && next !== '\\') {
         throw new ShellExpansionError(`invalid pattern (${pattern}) in substitution: invalid escape '\\${next}'`);
       }
-      re += `\\${next}`;
+      steps.push(next.codePointAt(0)!);
       i++;
-    } else re += REGEXP_SYNTAX.includes(ch) ? `\\${ch}` : ch;
+    } else steps.push(ch.codePointAt(0)!);
   }
-  return new RegExp(re, 'gu');
+  return steps;
 }
 
-function trimPrefix(pattern: string, value: string, greedy: boolean): string {
-  const m = patternToRegExp(pattern, greedy, true).exec(value);
-  return m ? value.slice(m[0].length) : value;
+interface Match {
+  start: number;
+  end: number;
 }
 
-// The shortest or longest match at the end, found as a prefix match of the
-// reversed pattern on the reversed value.
-function trimSuffix(pattern: string, value: string, greedy: boolean): string {
-  return reverse(trimPrefix(reversePattern(pattern), reverse(value), greedy));
+/**
+ * Finds matches of a pattern as Go's regexp does for these patterns, greedy or lazy: the leftmost,
+ * and the longest or shortest there. The pattern runs as the set of its positions that the text
+ * read so far reaches, without backtracking (a RegExp takes exponential time on patterns like
+ * `*a*a*a*b`): the time is at most the product of the lengths, as with Go's.
+ */
+class PatternMatcher {
+  private readonly steps: number[];
+  // For each position in the pattern: where the match that reached it started, or -1; and the
+  // positions reached. The next ones are filled while reading a character.
+  private starts: Int32Array;
+  private nextStarts: Int32Array;
+  private active: number[] = [];
+  private nextActive: number[] = [];
+
+  constructor(steps: number[]) {
+    this.steps = steps;
+    this.starts = new Int32Array(steps.length + 1).fill(-1);
+    this.nextStarts = new Int32Array(steps.length + 1).fill(-1);
+  }
+
+  /** The match from `from` on (only at `from` when anchored); `backward` reads towards the start. */
+  find(text: string, from: number, mode: { anchored: boolean; longest: boolean; backward?: boolean }): Match | undefined {
+    const accept = this.steps.length;
+    const end = mode.backward ? 0 : text.length;
+    for (const state of this.active) this.starts[state] = -1;
+    this.active.length = 0;
+    let found: Match | undefined;
+    for (let at = from; ;) {
+      if (!found && (at === from || !mode.anchored)) this.reach(this.starts, this.active, 0, at);
+      if (this.starts[accept] !== -1) {
+        found = { start: this.starts[accept]!, end: at };
+        if (!mode.longest) return found;
+      }
+      if (at === end || (this.active.length === 0 && (found || mode.anchored))) return found;
+      const ch = mode.backward ? codePointBefore(text, at) : text.codePointAt(at)!;
+      for (const state of this.active) {
+        const start = this.starts[state]!;
+        this.starts[state] = -1;
+        const step = this.steps[state];
+        // Once there is a match, only a match that started as early can replace it.
+        if (step === undefined || (found && start > found.start)) continue;
+        if (step === ANY_RUN) {
+          if (ch !== NEWLINE) this.reach(this.nextStarts, this.nextActive, state, start);
+        } else if (step === ANY_CHAR ? ch !== NEWLINE : step === ch) this.reach(this.nextStarts, this.nextActive, state + 1, start);
+      }
+      const starts = this.starts;
+      this.starts = this.nextStarts;
+      this.nextStarts = starts;
+      const active = this.active;
+      this.active = this.nextActive;
+      this.nextActive = active;
+      active.length = 0;
+      const width = ch > 0xffff ? 2 : 1;
+      at += mode.backward ? -width : width;
+    }
+  }
+
+  // The earliest start wins a position. A `*` may match nothing: reaching it reaches the next one too.
+  private reach(set: Int32Array, list: number[], state: number, start: number): void {
+    for (;; state++) {
+      const old = set[state]!;
+      if (old !== -1 && old <= start) return;
+      if (old === -1) list.push(state);
+      set[state] = start;
+      if (this.steps[state] !== ANY_RUN) return;
+    }
+  }
 }
 
-function reverse(text: string): string {
-  return Array.from(text).reverse().join('');
+// The code point that ends at `at`.
+function codePointBefore(text: string, at: number): number {
+  const last = text.charCodeAt(at - 1);
+  const first = at >= 2 ? text.charCodeAt(at - 2) : 0;
+  return last >= 0xdc00 && last <= 0xdfff && first >= 0xd800 && first <= 0xdbff ? text.codePointAt(at - 2)! : last;
 }
 
-// Reverses a pattern but keeps each escape in front of the character it escapes.
-function reversePattern(pattern: string): string {
-  return (pattern.match(/\\.|./gsu) ?? []).reverse().join('');
+// Removes the shortest or longest prefix that matches, or suffix: the value read backwards
+// against the pattern reversed.
+function trimMatch(value: string, steps: number[], longest: boolean, suffix: boolean): string {
+  if (!suffix) {
+    const match = new PatternMatcher(steps).find(value, 0, { anchored: true, longest });
+    return match ? value.slice(match.end) : value;
+  }
+  const match = new PatternMatcher([...steps].reverse()).find(value, value.length, { anchored: true, longest, backward: true });
+  return match ? value.slice(0, match.end) : value;
 }
 
 // As Go's Regexp.ReplaceAllString: an empty match right after a match is not
 // replaced (so `${V//*/x}` gives "x", where String.replaceAll gives "xx").
-function replaceAll(value: string, re: RegExp, replacement: string): string {
+function replaceAll(value: string, steps: number[], replacement: string): string {
+  const matcher = new PatternMatcher(steps);
   let out = '';
   let last = 0;
   for (let from = 0; from <= value.length; ) {
-    re.lastIndex = from;
-    const m = re.exec(value);
-    if (!m) break;
-    const end = m.index + m[0].length;
-    out += value.slice(last, m.index);
-    if (end > last || m.index === 0) out += expandTemplate(replacement, m[0]);
-    last = end;
-    from = end > from ? end : from + ((value.codePointAt(from) ?? 0) > 0xffff ? 2 : 1);
+    const match = matcher.find(value, from, { anchored: false, longest: true });
+    if (!match) break;
+    out = grown(out, value.slice(last, match.start));
+    if (match.end > last || match.start === 0) out = grown(out, expandTemplate(replacement, value.slice(match.start, match.end)));
+    last = match.end;
+    from = match.end > from ? match.end : from + ((value.codePointAt(from) ?? 0) > 0xffff ? 2 : 1);
   }
-  return out + value.slice(last);
+  return grown(out, value.slice(last));
 }
 
 // Go's ReplaceAllString also reads `$` in the replacement as a group reference.

@@ -88,6 +88,9 @@ function platformArgs(prefix: 'TARGET' | 'BUILD', platform: Platform): [string, 
 }
 
 export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): BuildPlan {
+  if (dockerfile.stages.length === 0) {
+    sourceError(dockerfile, { line: Math.max(1, dockerfile.lines.length), column: 1 }, 'the Dockerfile has no stages to build: it needs a FROM');
+  }
   const buildArgs = options.buildArgs ?? new Map<string, string>();
   const platform = options.platform ?? hostPlatform();
   const predefinedArgs = new Map([
@@ -96,21 +99,24 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
   ]);
 
   const globalArgs = new Map<string, string>();
-  const globalEnv = (): Map<string, string> => new Map([...predefinedArgs, ...globalArgs]);
+  // What FROM lines see: the global ARGs over the predefined args, kept up to date (not copied for each use).
+  const globalEnv = new Map(predefinedArgs);
   for (const instruction of dockerfile.globalArgs) {
-    for (const arg of expandInstruction(dockerfile, instruction, globalEnv()).args) {
+    for (const arg of expandInstruction(dockerfile, instruction, globalEnv).args) {
       const value = buildArgs.get(arg.name) ?? arg.value;
       if (value === undefined) globalArgs.delete(arg.name);
       else globalArgs.set(arg.name, value);
+      const visible = value ?? predefinedArgs.get(arg.name);
+      if (visible === undefined) globalEnv.delete(arg.name);
+      else globalEnv.set(arg.name, visible);
     }
   }
 
   const fail = (instruction: Instruction, message: string): never => sourceError(dockerfile, instruction.range.start, message);
-  const byName = new Map(dockerfile.stages.filter((stage) => stage.name).map((stage) => [stage.name!, stage.index]));
   const stages = dockerfile.stages.map((stage): PlannedStage => {
-    const from = expandInstruction(dockerfile, stage.from, globalEnv());
+    const from = expandInstruction(dockerfile, stage.from, globalEnv);
     if (from.image === '') fail(stage.from, 'FROM names no image: its argument expanded to an empty string');
-    const baseIndex = byName.get(from.image.toLowerCase());
+    const baseIndex = dockerfile.stagesByName.get(from.image.toLowerCase())?.index;
     let base: StageBase;
     if (baseIndex !== undefined && baseIndex < stage.index) base = { kind: 'stage', index: baseIndex };
     else if (from.image.toLowerCase() === 'scratch') base = { kind: 'scratch' };
@@ -126,7 +132,7 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
     const dependencies = new Set<number>(base.kind === 'stage' ? [base.index] : []);
     const stageRef = (instruction: Instruction, ref: string | undefined): void => {
       if (ref === undefined) return;
-      const index = resolveStageRef(dockerfile, expandWord(ref, globalEnv(), { escape: dockerfile.directives.escape }), stage.index, instruction);
+      const index = resolveStageRef(dockerfile, expandWord(ref, globalEnv, { escape: dockerfile.directives.escape }), stage.index, instruction);
       if (index !== undefined) dependencies.add(index);
     };
     for (const instruction of stage.instructions) {
@@ -136,12 +142,13 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
     return { stage, base, platform: stagePlatform, dependencies: [...dependencies] };
   });
 
-  const target = options.target === undefined ? stages.length - 1 : byName.get(options.target.toLowerCase());
+  const target = options.target === undefined ? stages.length - 1 : dockerfile.stagesByName.get(options.target.toLowerCase())?.index;
   if (target === undefined) {
-    const names = [...byName.keys()];
-    throw new Error(`target stage "${options.target}" could not be found${names.length ? ` (stages: ${names.join(', ')})` : ' (no stage has a name)'}`);
+    const names = [...dockerfile.stagesByName.keys()];
+    const listed = names.length > 10 ? `${names.slice(0, 10).join(', ')}, and ${names.length - 10} more` : names.join(', ');
+    throw new Error(`target stage "${options.target}" could not be found${names.length ? ` (stages: ${listed})` : ' (no stage has a name)'}`);
   }
-  return { dockerfile, stages, target, order: dependencyOrder(stages, target), predefinedArgs, globalArgs, buildArgs };
+  return { dockerfile, stages, target, order: dependencyOrder(dockerfile, stages, target), predefinedArgs, globalArgs, buildArgs };
 }
 
 /** `--from` values are stage names, stage indexes, or image references (undefined is returned). */
@@ -152,11 +159,10 @@ export function resolveStageRef(dockerfile: Dockerfile, ref: string, current: nu
     if (index >= current) fail(`--from=${ref}: there is no stage ${index} before this one (stages are numbered from 0)`);
     return index;
   }
-  const stage = dockerfile.stages.find((candidate) => candidate.name === ref.toLowerCase());
+  const stage = dockerfile.stagesByName.get(ref.toLowerCase());
   if (stage === undefined) {
     // Any other name is an image, as in Docker; but a near miss of a stage name is a typo.
-    const names = dockerfile.stages.flatMap((candidate) => (candidate.name ? [candidate.name] : []));
-    const typo = /^[a-z0-9_.-]+$/i.test(ref) ? closest(ref, names) : undefined;
+    const typo = /^[a-z0-9_.-]+$/i.test(ref) ? closest(ref, [...dockerfile.stagesByName.keys()]) : undefined;
     if (typo) fail(`undefined stage "${ref}" in --from (did you mean ${typo}?); to copy from an image of that name, add its tag: ${ref}:latest`);
     return undefined;
   }
@@ -164,21 +170,30 @@ export function resolveStageRef(dockerfile: Dockerfile, ref: string, current: nu
   return stage.index;
 }
 
-function dependencyOrder(stages: PlannedStage[], target: number): number[] {
+/**
+ * The stages that stage `index` needs, itself last, each after its dependencies: a depth-first
+ * walk kept on a stack of its own, as chains of thousands of stages would overflow the call stack.
+ */
+export function dependencyOrder(dockerfile: Dockerfile, stages: PlannedStage[], index: number): number[] {
   const order: number[] = [];
-  const state = new Map<number, 'visiting' | 'done'>();
-  const visit = (index: number, path: number[]): void => {
-    if (state.get(index) === 'done') return;
-    if (state.get(index) === 'visiting') {
-      const names = [...path, index].map((i) => stages[i]!.stage.name ?? String(i));
-      throw new Error(`circular dependency between stages: ${names.join(' -> ')}`);
+  const state = new Map<number, 'visiting' | 'done'>([[index, 'visiting']]);
+  const path = [{ index, next: 0 }];
+  while (path.length > 0) {
+    const top = path.at(-1)!;
+    const dependency = stages[top.index]!.dependencies[top.next++];
+    if (dependency === undefined) {
+      path.pop();
+      state.set(top.index, 'done');
+      order.push(top.index);
+    } else if (state.get(dependency) === 'visiting') {
+      const cycle = path.slice(path.findIndex((entry) => entry.index === dependency)).map((entry) => entry.index);
+      const names = [...cycle, dependency].map((i) => stages[i]!.stage.name ?? String(i));
+      sourceError(dockerfile, stages[dependency]!.stage.from.range.start, `circular dependency between stages: ${names.join(' -> ')}`);
+    } else if (state.get(dependency) === undefined) {
+      state.set(dependency, 'visiting');
+      path.push({ index: dependency, next: 0 });
     }
-    state.set(index, 'visiting');
-    for (const dependency of stages[index]!.dependencies) visit(dependency, [...path, index]);
-    state.set(index, 'done');
-    order.push(index);
-  };
-  visit(target, []);
+  }
   return order;
 }
 

@@ -57,18 +57,29 @@ export interface ParsedDockerfile {
   lines: string[];
 }
 
+/** BuildKit's limit: its line scanner stops at lines of more than 65535 bytes. */
+export const MAX_LINE_BYTES = 65535;
 const KNOWN_DIRECTIVES = new Set(['escape', 'syntax', 'check']);
-const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
+// `# key = value`; the value is trimmed after the match (a `\s*$` in the pattern backtracks
+// quadratically on a long run of blanks).
+const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=([^]*)$/;
 const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
 const HEREDOC_INSTRUCTIONS = new Set(['run', 'copy', 'add']);
 const LEADING_SPACE = new RegExp(`^${SPACE.source}+`);
-const TRAILING_SPACE = new RegExp(`${SPACE.source}+$`);
 /** BuildKit's reWhitespace: blanks that separate words, never newlines. */
 const BLANKS = /[\t\v\f\r ]+/;
 
 const isSpace = (ch: string): boolean => SPACE.test(ch);
-const trimSpace = (s: string): string => s.replace(LEADING_SPACE, '').replace(TRAILING_SPACE, '');
 const isComment = (line: string): boolean => line.replace(LEADING_SPACE, '').startsWith('#');
+
+/** `text` without trailing characters that `isTrailing` accepts (a loop: a `\s+$` RegExp is quadratic). */
+function trimEnd(text: string, isTrailing: (ch: string) => boolean): string {
+  let end = text.length;
+  while (end > 0 && isTrailing(text[end - 1]!)) end--;
+  return text.slice(0, end);
+}
+
+const trimSpace = (s: string): string => trimEnd(s, isSpace).replace(LEADING_SPACE, '');
 
 /** Maps offsets in a logical line back to source positions. */
 class LineMap {
@@ -81,11 +92,16 @@ class LineMap {
   }
 
   positionOf(offset: number): Position {
-    let found = this.segments[0] ?? { offset: 0, line: 1, column: 1 };
-    for (const segment of this.segments) {
-      if (segment.offset > offset) break;
-      found = segment;
+    // The last segment starting at or before the offset, found by bisection: an instruction may
+    // have thousands of continuation lines and of flags.
+    let low = 0;
+    let high = this.segments.length - 1;
+    while (low < high) {
+      const middle = Math.ceil((low + high) / 2);
+      if (this.segments[middle]!.offset <= offset) low = middle;
+      else high = middle - 1;
     }
+    const found = this.segments[low] ?? { offset: 0, line: 1, column: 1 };
     return { line: found.line, column: found.column + (offset - found.offset) };
   }
 }
@@ -103,6 +119,8 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): ParsedDocker
   const raw = splitLines(text);
   const lines = raw.map(trimNewline);
   const fail = (message: string, position: Position): never => sourceError({ file, lines }, position, message);
+  const long = lines.findIndex((line) => Buffer.byteLength(line) > MAX_LINE_BYTES);
+  if (long >= 0) fail(`the line is longer than ${MAX_LINE_BYTES} bytes, the most BuildKit reads`, { line: long + 1, column: 1 });
 
   const directives = readDirectives(lines, fail);
   const escape = directives.values.escape;
@@ -176,11 +194,12 @@ function readDirectives(lines: string[], fail: Fail): { values: Directives; line
   for (const line of lines) {
     const match = DIRECTIVE.exec(line.replace(LEADING_SPACE, ''));
     const key = match?.[1]?.toLowerCase();
-    if (!match || !key || !KNOWN_DIRECTIVES.has(key)) break;
+    // The value is what `\s*(.+?)\s*$` would take: not empty, and no line break but at its ends.
+    const value = match?.[2]?.trim();
+    if (!key || !value || /[\r\u2028\u2029]/.test(value) || !KNOWN_DIRECTIVES.has(key)) break;
     const position = { line: count + 1, column: 1 };
     if (seen.has(key)) fail(`only one ${key} parser directive can be used`, position);
     seen.add(key);
-    const value = match[2]!;
     if (key === 'escape') {
       if (value !== '\\' && value !== '`') fail(`invalid escape token '${value}' does not match \` or \\`, position);
       values.escape = value;
@@ -197,7 +216,7 @@ function readDirectives(lines: string[], fail: Fail): { values: Directives; line
  * before it is not the escape character too; the escape character and the blanks are removed.
  */
 function trimContinuation(line: string, escape: string): { text: string; continues: boolean } {
-  const stripped = line.replace(/[ \t]*$/, '');
+  const stripped = trimEnd(line, (ch) => ch === ' ' || ch === '\t');
   if (stripped.endsWith(escape) && !stripped.endsWith(escape + escape)) {
     return { text: stripped.slice(0, -1), continues: true };
   }
@@ -205,7 +224,7 @@ function trimContinuation(line: string, escape: string): { text: string; continu
 }
 
 /** Builds a node from a logical line; `base` is where `line` starts inside the mapped text. */
-function nodeFromLine(line: string, base: number, map: LineMap, escape: string, fail: Fail): Node {
+function nodeFromLine(line: string, base: number, map: LineMap, escape: string, fail: Fail, inTrigger = false): Node {
   const leading = line.length - line.replace(LEADING_SPACE, '').length;
   const trimmed = trimSpace(line);
   const keywordText = /^[^\t\v\f\r ]*/.exec(trimmed)![0];
@@ -269,7 +288,9 @@ function nodeFromLine(line: string, base: number, map: LineMap, escape: string, 
       break;
     }
     case 'onbuild':
-      if (args !== '') node.trigger = nodeFromLine(args, restStart + restIndex, map, escape, fail);
+      // A trigger's own trigger is not read: `ONBUILD ONBUILD` is an error (instructions.ts), and
+      // reading it would recurse once for each ONBUILD on the line.
+      if (args !== '' && !inTrigger) node.trigger = nodeFromLine(args, restStart + restIndex, map, escape, fail, true);
       break;
     default:
       node.args = [''];

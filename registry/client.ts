@@ -1,11 +1,12 @@
 // An OCI distribution client for one registry host, on undici: the scheme (HTTPS; for loopback and
 // --insecure-registry hosts, plain HTTP when HTTPS cannot be had), proxies from the environment, auth (anonymous, Basic, Bearer tokens from
 // WWW-Authenticate, reused until they expire), redirects that never carry credentials to another
-// host, and retries with backoff on 429, 5xx and dropped connections.
+// host, and retries with backoff on 429, 5xx, dropped connections and registries that stop answering.
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { getCACertificates } from 'node:tls';
 import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { excerpt, isRecord, parseJson } from '../layers/index.ts';
 import { findCredentials, type Credentials } from './credentials.ts';
 
 export class RegistryError extends Error {
@@ -26,17 +27,36 @@ export interface ClientOptions {
 }
 
 /**
- * How requests leave: through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the
- * system's CAs plus any the user names; undefined for undici's defaults.
+ * How long a registry may keep hoist waiting, in ms: to connect (TLS included), for an answer's
+ * headers, and between two pieces of a body (an idle time: a large blob that keeps coming is never
+ * cut off). HOIST_REGISTRY_TIMEOUT (seconds) sets all three.
  */
-function dispatcherFor(caFile: string | undefined): Dispatcher | undefined {
+interface Timeouts {
+  connect: number;
+  headers: number;
+  idle: number;
+}
+
+function timeouts(): Timeouts {
+  const setting = process.env.HOIST_REGISTRY_TIMEOUT;
+  if (setting === undefined || setting === '') return { connect: 30_000, headers: 60_000, idle: 60_000 };
+  const ms = Math.round(Number(setting) * 1000);
+  if (!(ms > 0)) throw new Error(`HOIST_REGISTRY_TIMEOUT must be a number of seconds, not "${excerpt(setting, 40)}"`);
+  return { connect: ms, headers: ms, idle: ms };
+}
+
+/**
+ * How requests leave: through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the
+ * system's CAs plus any the user names, within `limits`.
+ */
+function dispatcherFor(caFile: string | undefined, limits: Timeouts): Dispatcher {
   const files = [caFile, process.env.SSL_CERT_FILE].filter((file): file is string => Boolean(file));
   const connect = files.length === 0
-    ? undefined
-    : { ca: [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))] };
+    ? {}
+    : { connect: { ca: [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))] } };
+  const options = { ...connect, connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle };
   const proxied = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]);
-  if (proxied) return new EnvHttpProxyAgent(connect ? { connect } : {});
-  return connect ? new Agent({ connect }) : undefined;
+  return proxied ? new EnvHttpProxyAgent(options) : new Agent(options);
 }
 
 interface Token {
@@ -77,7 +97,8 @@ export class RegistryClient {
   private readonly allowPlainHttp: boolean;
   private readonly credentials: Credentials | undefined;
   private readonly tokens = new Map<string, Token>();
-  private readonly dispatcher: Dispatcher | undefined;
+  private readonly limits: Timeouts;
+  private readonly dispatcher: Dispatcher;
   private basic = false;
 
   constructor(domain: string, options: ClientOptions = {}) {
@@ -86,11 +107,21 @@ export class RegistryClient {
     this.allowPlainHttp = LOOPBACK.test(this.host) || (options.insecureRegistries ?? []).includes(domain);
     this.base = `https://${this.host}`;
     this.credentials = options.credentials ?? findCredentials(domain);
-    this.dispatcher = dispatcherFor(options.caFile);
+    this.limits = timeouts();
+    this.dispatcher = dispatcherFor(options.caFile, this.limits);
   }
 
   /** Sends a request under `/v2/`, with auth and retries; the caller reads or dumps the body. */
-  async send(path: string, options: RequestOptions): Promise<Response> {
+  send(path: string, options: RequestOptions): Promise<Response> {
+    return this.receive(path, options, async (response) => response);
+  }
+
+  /**
+   * Sends a request under `/v2/` and reads the answer with `read`, with auth and retries: an answer
+   * whose body is cut short or stops coming is asked for again.
+   */
+  async receive<T>(path: string, options: RequestOptions, read: (response: Response) => Promise<T>): Promise<T> {
+    const method = options.method ?? 'GET';
     let url = `${this.base}/v2/${path}`;
     let challenged = false;
     for (let attempt = 0; ; attempt++) {
@@ -105,14 +136,14 @@ export class RegistryClient {
           url = this.base + url.slice(https.length);
           continue;
         }
-        if (attempt >= RETRIES || !isTransient(error)) throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${(error as Error).message}`);
+        if (attempt >= RETRIES || !isTransient(error)) throw this.failure(`${method} ${url}`, error, this.answerTimeout(options), attempt + 1);
         await backoff(attempt);
         continue;
       }
       if (response.status === 401 && !challenged) {
         challenged = true;
         if (await this.authenticate(response, options.scope)) continue;
-        throw new RegistryError(`${options.method ?? 'GET'} ${url}: 401 ${this.refusal()}`, 401);
+        throw new RegistryError(`${method} ${excerpt(url, 200)}: 401 ${this.refusal()}`, 401);
       }
       if ([301, 302, 303, 307, 308].includes(response.status) && response.headers.location) {
         await response.body.dump();
@@ -125,11 +156,17 @@ export class RegistryClient {
         continue;
       }
       if (response.status >= 400 && !(options.accept ?? []).includes(response.status)) {
-        const text = await response.body.text().catch(() => '');
+        const text = await readUpTo(response.body, SMALL_ANSWER_LIMIT).then(({ bytes }) => bytes.toString('utf8'), () => '');
         const why = response.status === 401 ? this.refusal() : registryMessage(text);
-        throw new RegistryError(`${options.method ?? 'GET'} ${url}: ${response.status} ${why}`, response.status);
+        throw new RegistryError(`${method} ${excerpt(url, 200)}: ${response.status} ${why}`, response.status);
       }
-      return response;
+      try {
+        return await read(response);
+      } catch (error) {
+        if (!isTransient(error)) throw error;
+        if (attempt >= RETRIES) throw this.failure(`${method} ${url}`, error, this.answerTimeout(options), attempt + 1);
+        await backoff(attempt);
+      }
     }
   }
 
@@ -145,6 +182,25 @@ export class RegistryClient {
       : `no credentials for ${this.domain} (add them to ~/.docker/config.json or REGISTRY_AUTH_FILE)`;
   }
 
+  /**
+   * How long the registry may take to answer once a request is sent. A request with a body gets
+   * longer: completing an upload can make the registry copy a whole blob in its storage first.
+   */
+  private answerTimeout(options: RequestOptions): number {
+    return options.body ? 10 * this.limits.headers : this.limits.headers;
+  }
+
+  /** The error for a request that failed for good, with its timeouts said in words. */
+  private failure(what: string, error: unknown, answerTimeout: number, attempts: number): RegistryError {
+    const seconds = (ms: number): string => `${ms / 1000} s`;
+    const why = {
+      UND_ERR_CONNECT_TIMEOUT: `could not connect within ${seconds(this.limits.connect)}`,
+      UND_ERR_HEADERS_TIMEOUT: `no answer within ${seconds(answerTimeout)}`,
+      UND_ERR_BODY_TIMEOUT: `the answer stopped coming for ${seconds(this.limits.idle)}`,
+    }[errorCode(error)] ?? excerpt((error as Error).message);
+    return new RegistryError(`${excerpt(what, 200)}: ${why}${attempts > 1 ? ` (${attempts} attempts)` : ''}`);
+  }
+
   private async once(url: string, options: RequestOptions): Promise<Response> {
     const headers: Record<string, string> = { ...options.headers };
     // Credentials go only to the registry itself, never to a host it redirects to (a CDN).
@@ -154,7 +210,7 @@ export class RegistryClient {
       else if (this.basic && this.credentials) headers.authorization = basicHeader(this.credentials);
     }
     const { statusCode, headers: responseHeaders, body } = await request(url, {
-      method: options.method ?? 'GET', headers, body: options.body?.(), ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
+      method: options.method ?? 'GET', headers, body: options.body?.(), dispatcher: this.dispatcher, headersTimeout: this.answerTimeout(options),
     });
     return { status: statusCode, headers: responseHeaders, body };
   }
@@ -173,18 +229,21 @@ export class RegistryClient {
     const tokenUrl = new URL(params.realm);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     for (const part of scope.split(' ').filter(Boolean)) tokenUrl.searchParams.append('scope', part);
-    const tokenResponse = await request(tokenUrl, {
-      headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
-    });
+    const what = `${this.domain}: the token service ${excerpt(tokenUrl.origin, 100)}`;
+    const tokenResponse = await request(tokenUrl, { headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, dispatcher: this.dispatcher })
+      .catch((error: unknown) => {
+        throw this.failure(`GET ${tokenUrl.origin}${tokenUrl.pathname}`, error, this.limits.headers, 1);
+      });
     if (tokenResponse.statusCode !== 200) {
       await tokenResponse.body.dump();
-      throw new RegistryError(`${this.domain}: the token service refused ${this.credentials ? 'your credentials' : 'anonymous access'} for ${scope} (${tokenResponse.statusCode})`, 401);
+      throw new RegistryError(`${what} refused ${this.credentials ? 'your credentials' : 'anonymous access'} for ${scope} (${tokenResponse.statusCode})`, 401);
     }
-    const body = (await tokenResponse.body.json()) as { token?: string; access_token?: string; expires_in?: number };
-    const value = body.token ?? body.access_token;
-    if (!value) throw new RegistryError(`${this.domain}: the token service answered without a token`);
+    const answer = parseJson((await readUpTo(tokenResponse.body, SMALL_ANSWER_LIMIT)).bytes, `${what}'s answer`);
+    const value = isRecord(answer) ? answer.token ?? answer.access_token : undefined;
+    if (typeof value !== 'string' || value === '') throw new RegistryError(`${what} answered without a token`);
     // Renew a little before the registry would refuse it; 60 s is the spec's default lifetime.
-    this.tokens.set(scope, { value, expires: Date.now() + ((body.expires_in ?? 60) - 10) * 1000 });
+    const lifetime = isRecord(answer) && typeof answer.expires_in === 'number' ? answer.expires_in : 60;
+    this.tokens.set(scope, { value, expires: Date.now() + (lifetime - 10) * 1000 });
     return true;
   }
 }
@@ -192,20 +251,50 @@ export class RegistryClient {
 const basicHeader = (credentials: Credentials): string =>
   `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
 
+/** An error's code; undici's sometimes sits on its cause. */
+function errorCode(error: unknown): string {
+  const { code, cause } = error as { code?: unknown; cause?: { code?: unknown } };
+  return String(code ?? cause?.code ?? '');
+}
+
+/** Failures that another attempt may not meet: dropped connections, and registries that stopped answering. */
 function isTransient(error: unknown): boolean {
-  const code = (error as { code?: string }).code ?? '';
-  return ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT'].includes(code);
+  return [
+    'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
+    'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+  ].includes(errorCode(error));
 }
 
 const backoff = (attempt: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
 
-/** The registry's own error text, from its JSON errors body when it has one. */
+/** The most read of an error answer or a token service's answer: more than any real one needs, never all of a hostile one. */
+const SMALL_ANSWER_LIMIT = 1024 * 1024;
+
+/** At most `limit` bytes of a body (the rest is not read); `whole` when that was all of it. */
+export async function readUpTo(body: Response['body'], limit: number): Promise<{ bytes: Buffer; whole: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) return { bytes: Buffer.concat(chunks).subarray(0, limit), whole: false };
+  }
+  return { bytes: Buffer.concat(chunks), whole: true };
+}
+
+/** The registry's own error text, from its JSON errors body when it has one; an HTML page by its title, other markup (S3's XML) by its text. */
 function registryMessage(text: string): string {
   try {
-    const { errors } = JSON.parse(text) as { errors?: { code: string; message: string }[] };
-    if (errors?.length) return errors.map((error) => `${error.code}: ${error.message}`).join('; ');
+    const { errors } = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
+    if (Array.isArray(errors) && errors.length) return excerpt(errors.map((error) => `${error?.code}: ${error?.message}`).join('; '), 200);
   } catch {
     // not JSON
   }
-  return text.slice(0, 200);
+  // A summary needs only the start, and the patterns below stay cheap on it whatever it holds.
+  const start = text.slice(0, 4096);
+  if (/^\s*</.test(start)) {
+    const title = /<title[^>]*>([^<]*)</i.exec(start)?.[1]?.trim();
+    return title ? `an HTML page ("${excerpt(title, 80)}")` : excerpt(start.replace(/<[^>]*>/g, ' '), 200);
+  }
+  return excerpt(start, 200);
 }

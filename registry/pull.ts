@@ -1,53 +1,63 @@
 // Pulling an image into the store: manifest negotiation, platform choice from an index, and
-// every blob checked against its digest before it is kept (a mismatch keeps nothing).
+// every blob checked against its digest before it is kept (a mismatch keeps nothing). A manifest
+// is checked before anything in it is used: JSON of the right shape, sha256 digests only.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  choosePlatform, DigestMismatchError, formatReference, INDEX_TYPES, MediaTypes, readImage,
-  type Descriptor, type Image, type Manifest, type PlatformChoice, type Reference, type Store,
+  choosePlatform, formatReference, isRecord, MediaTypes, parseImageDocument, parseJson, readImage,
+  type Descriptor, type Image, type ImageIndex, type Manifest, type PlatformChoice, type Reference, type Store,
 } from '../layers/index.ts';
-import { RegistryClient, RegistryError } from './client.ts';
+import { readUpTo, RegistryClient, RegistryError } from './client.ts';
 
 const MANIFEST_TYPES = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest];
 const SCHEMA1 = /application\/vnd\.docker\.distribution\.manifest\.v1/;
+/** The most a manifest may weigh: registries refuse larger ones (4 MiB is the distribution spec's suggestion). */
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
 
 const sha256 = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-/** Fetches a manifest or index by tag or digest into the store; returns its descriptor. */
-async function fetchManifest(client: RegistryClient, store: Store, repository: string, reference: string, scope: string): Promise<Descriptor> {
-  const response = await client.send(`${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_TYPES.join(', ') }, scope });
-  const bytes = Buffer.from(await response.body.arrayBuffer());
-  const mediaType = String(response.headers['content-type'] ?? '').split(';')[0]!.trim() || (JSON.parse(bytes.toString()) as { mediaType?: string }).mediaType || '';
-  if (SCHEMA1.test(mediaType)) throw new RegistryError(`${repository}:${reference} is a Docker schema 1 image, which hoist does not read: push it again with a current tool`);
+/** How errors name a manifest: `registry HOST: manifest for REPO:TAG` (or `REPO@DIGEST`). */
+const manifestName = (client: RegistryClient, repository: string, reference: string): string =>
+  `registry ${client.domain}: manifest for ${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
+
+/** Fetches a manifest or index by tag or digest, checks it and keeps it in the store. */
+async function fetchManifest(client: RegistryClient, store: Store, repository: string, reference: string, scope: string): Promise<{ descriptor: Descriptor; document: Manifest | ImageIndex }> {
+  const what = manifestName(client, repository, reference);
+  const { contentType, bytes } = await client.receive(`${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_TYPES.join(', ') }, scope }, async (response) => {
+    const { bytes, whole } = await readUpTo(response.body, MANIFEST_LIMIT);
+    if (!whole) throw new RegistryError(`${what} is larger than ${MANIFEST_LIMIT / 1024 / 1024} MiB`);
+    return { contentType: String(response.headers['content-type'] ?? '').split(';')[0]!.trim(), bytes };
+  });
   const digest = sha256(bytes);
-  if (reference.startsWith('sha256:') && digest !== reference) {
-    throw new RegistryError(`the manifest the registry sent for ${repository}@${reference} has the digest ${digest}: refused`);
-  }
+  if (reference.startsWith('sha256:') && digest !== reference) throw new RegistryError(`${what}: the registry sent one whose digest is ${digest}: refused`);
+  if (SCHEMA1.test(contentType)) throw new RegistryError(`${what} is a Docker schema 1 image, which hoist does not read: push it again with a current tool`);
+  const value = parseJson(bytes, what);
+  const mediaType = isRecord(value) && typeof value.mediaType === 'string' ? value.mediaType : contentType;
+  const document = parseImageDocument(value, mediaType, what);
   await store.writeBlob(Readable.from([bytes]), { expected: digest });
-  return { mediaType, digest, size: bytes.length };
+  return { descriptor: { mediaType, digest, size: bytes.length }, document };
 }
 
-const BLOB_ATTEMPTS = 4;
+/** Fetches a manifest that must be an image's, not an index. */
+async function fetchImageManifest(client: RegistryClient, store: Store, repository: string, reference: string, scope: string): Promise<{ descriptor: Descriptor; manifest: Manifest }> {
+  const { descriptor, document } = await fetchManifest(client, store, repository, reference, scope);
+  if ('manifests' in document) throw new RegistryError(`${manifestName(client, repository, reference)} is an index where an image manifest was expected`);
+  return { descriptor, manifest: document };
+}
 
-/** Fetches a blob into the store; a body cut short is fetched again, bytes that lie never kept. */
+/** Fetches a blob into the store; a body cut short or stalled is fetched again (by the client), bytes that lie are never kept. */
 async function fetchBlob(client: RegistryClient, store: Store, repository: string, digest: string, scope: string): Promise<void> {
-  await store.noteBlobSource(digest, `${client.domain}/${repository}`);
-  for (let attempt = 1; !(await store.hasBlob(digest)); attempt++) {
-    const response = await client.send(`${repository}/blobs/${digest}`, { scope });
-    try {
-      await store.writeBlob(response.body, { expected: digest });
-    } catch (error) {
-      if (error instanceof DigestMismatchError || attempt >= BLOB_ATTEMPTS) throw error;
-    }
+  if (!(await store.hasBlob(digest))) {
+    await client.receive(`${repository}/blobs/${digest}`, { scope }, (response) => store.writeBlob(response.body, { expected: digest }));
   }
+  await store.noteBlobSource(digest, `${client.domain}/${repository}`);
 }
 
-/** Fetches a stored manifest's config and layers, four at a time. */
-async function fetchImageBlobs(client: RegistryClient, store: Store, repository: string, manifestDigest: string, scope: string): Promise<void> {
-  const { config, layers } = await store.readJson<{ config: Descriptor; layers: Descriptor[] }>(manifestDigest);
+/** Fetches a manifest's config and layers, four at a time. */
+async function fetchImageBlobs(client: RegistryClient, store: Store, repository: string, manifest: Manifest, scope: string): Promise<void> {
   const limit = pLimit(4);
-  await Promise.all([config, ...layers].map((blob) => limit(() => fetchBlob(client, store, repository, blob.digest, scope))));
+  await Promise.all([manifest.config, ...manifest.layers].map((blob) => limit(() => fetchBlob(client, store, repository, blob.digest, scope))));
 }
 
 /** Fetches one blob of `ref`'s repository into the store (checked against its digest). */
@@ -61,11 +71,11 @@ export function pullBlob(store: Store, ref: Reference, digest: string, client = 
  */
 export async function pullArtifact(store: Store, ref: Reference, client = new RegistryClient(ref.domain)): Promise<Manifest | undefined> {
   const scope = `repository:${ref.path}:pull`;
-  const head = await client.send(`${ref.path}/manifests/${ref.digest ?? ref.tag ?? 'latest'}`, { method: 'HEAD', scope, accept: [404], headers: { accept: MANIFEST_TYPES.join(', ') } });
+  const reference = ref.digest ?? ref.tag ?? 'latest';
+  const head = await client.send(`${ref.path}/manifests/${reference}`, { method: 'HEAD', scope, accept: [404], headers: { accept: MANIFEST_TYPES.join(', ') } });
   await head.body.dump();
   if (head.status === 404) return undefined;
-  const descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
-  const manifest = await store.readJson<Manifest>(descriptor.digest);
+  const { manifest } = await fetchImageManifest(client, store, ref.path, reference, scope);
   await fetchBlob(client, store, ref.path, manifest.config.digest, scope);
   return manifest;
 }
@@ -76,23 +86,21 @@ export async function pullArtifact(store: Store, ref: Reference, client = new Re
  */
 export async function pullIndex(store: Store, ref: Reference, client = new RegistryClient(ref.domain)): Promise<Descriptor> {
   const scope = `repository:${ref.path}:pull`;
-  const descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
-  const manifests = INDEX_TYPES.includes(descriptor.mediaType)
-    ? await Promise.all((await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest)).manifests.map((child) => fetchManifest(client, store, ref.path, child.digest, scope)))
-    : [descriptor];
-  for (const manifest of manifests) await fetchImageBlobs(client, store, ref.path, manifest.digest, scope);
+  const { descriptor, document } = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
+  const manifests = 'manifests' in document
+    ? await Promise.all(document.manifests.map(async (child) => (await fetchImageManifest(client, store, ref.path, child.digest, scope)).manifest))
+    : [document];
+  for (const manifest of manifests) await fetchImageBlobs(client, store, ref.path, manifest, scope);
   return descriptor;
 }
 
 /** Pulls `ref` (for `platform` when it names an index) into the store and returns the image. */
 export async function pull(store: Store, ref: Reference, platform: PlatformChoice, client = new RegistryClient(ref.domain)): Promise<Image> {
   const scope = `repository:${ref.path}:pull`;
-  let descriptor = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
-  if (INDEX_TYPES.includes(descriptor.mediaType)) {
-    const index = await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest);
-    const chosen = choosePlatform(index.manifests, platform, formatReference(ref));
-    descriptor = await fetchManifest(client, store, ref.path, chosen.digest, scope);
-  }
-  await fetchImageBlobs(client, store, ref.path, descriptor.digest, scope);
+  const named = await fetchManifest(client, store, ref.path, ref.digest ?? ref.tag ?? 'latest', scope);
+  const { descriptor, manifest } = 'manifests' in named.document
+    ? await fetchImageManifest(client, store, ref.path, choosePlatform(named.document.manifests, platform, formatReference(ref)).digest, scope)
+    : { descriptor: named.descriptor, manifest: named.document };
+  await fetchImageBlobs(client, store, ref.path, manifest, scope);
   return readImage(store, descriptor);
 }

@@ -2,7 +2,7 @@
 // they are in the store (compressed once, when the layer was made), then the manifest.
 import { createReadStream } from 'node:fs';
 import pLimit from 'p-limit';
-import { readImage, type Descriptor, type Image, type Reference, type Store } from '../layers/index.ts';
+import { excerpt, readImage, type Descriptor, type Image, type Reference, type Store } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
 export interface PushResult {
@@ -96,7 +96,7 @@ async function putManifest(client: RegistryClient, store: Store, ref: Reference,
   });
   await response.body.dump();
   const digest = String(response.headers['docker-content-digest'] ?? descriptor.digest);
-  if (digest !== descriptor.digest) throw new RegistryError(`the registry stored the manifest as ${digest}, not ${descriptor.digest}`);
+  if (digest !== descriptor.digest) throw new RegistryError(`registry ${client.domain} stored the manifest as ${excerpt(digest, 80)}, not ${descriptor.digest}`);
   return digest;
 }
 

@@ -20,6 +20,9 @@
  *     (SRC:DST, or SRC:DST:ro read-only; files or directories) and --tmpfs (DST or DST:BYTES)
  *     mounts in the order given; pivot_root; then the user, groups, directory and environment. The step's end is
  *     written to --status-fd as "exit N", "signal N", or "no-overlay" when overlay is unavailable.
+ *     The step's environment is read from --env-fd (NUL-terminated KEY=VALUE entries until end of
+ *     file), never from the command line: every local user can read a process's command line, and
+ *     the environment holds secrets. The command is found on the step's own PATH.
  *
  * Setup is a list of steps applied in order; every call is checked, and a failure ends the
  * program with the step that failed and why.
@@ -30,6 +33,7 @@
 #include <grp.h>
 #include <linux/openat2.h>
 #include <net/if.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -188,14 +192,46 @@ struct run_options {
   /* --bind and --tmpfs in the order given: a mount inside another's target comes after it. */
   struct { int tmpfs; const char *spec; } mounts[MAX_ITEMS];
   int mount_count;
-  char *env[MAX_ITEMS + 1];
-  int env_count;
+  char **env;
   gid_t groups[MAX_ITEMS];
   int group_count;
   uid_t uid;
   gid_t gid;
   int status_fd;
 };
+
+/* Reads the step's environment from `fd` (see run above) into a NULL-terminated array, and closes it. */
+static char **read_env(int fd) {
+  size_t count = 0, capacity = 16;
+  char **env = malloc(capacity * sizeof *env);
+  FILE *input = fdopen(fd, "r");
+  if (!env) die("allocate the environment");
+  if (!input) die("open --env-fd %d", fd);
+  for (;;) {
+    char *entry = NULL;
+    size_t size = 0;
+    if (getdelim(&entry, &size, '\0', input) < 0) {
+      if (!feof(input)) die("read --env-fd %d", fd);
+      free(entry);
+      break;
+    }
+    /* The entry itself is not shown: it may be a secret. */
+    if (!strchr(entry, '=')) {
+      errno = 0;
+      die("environment entry %zu has no '='", count + 1);
+    }
+    /* One more for the entry, one for the final NULL. */
+    if (count + 2 > capacity) {
+      capacity *= 2;
+      env = reallocarray(env, capacity, sizeof *env);
+      if (!env) die("allocate the environment");
+    }
+    env[count++] = entry;
+  }
+  if (fclose(input) != 0) die("close --env-fd %d", fd);
+  env[count] = NULL;
+  return env;
+}
 
 static void make_file(const char *path, mode_t mode) {
   int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, mode);
@@ -342,7 +378,15 @@ static void make_directories(const char *path) {
   }
 }
 
+/* Whether the other end of pipe `fd` is gone: no reader of a write end (hoist), no writer of a read end. */
+static int other_end_gone(int fd) {
+  struct pollfd p = {.fd = fd, .events = 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
 static pid_t command_pid;
+/* A pipe whose write end only the helper's first process holds (see run). */
+static int alive[2];
 
 static void forward_signal(int sig) {
   if (command_pid > 0) kill(command_pid, sig);
@@ -363,7 +407,12 @@ static void init_and_exec(struct run_options *o, char **command) {
     if (setgroups((size_t)o->group_count, o->groups) < 0 && !(errno == EPERM && getenv("HOIST_SINGLE_ID"))) die("setgroups");
     if (setgid(o->gid) < 0) die("setgid %u", o->gid);
     if (setuid(o->uid) < 0) die("setuid %u", o->uid);
-    execvpe(command[0], command, o->env);
+    /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
+       end the step as it chose), nor any descriptor hoist happened to inherit. */
+    if (close_range(3, ~0U, 0) < 0) die("close inherited descriptors");
+    /* The step's PATH finds the command: the helper's own environment is empty. */
+    environ = o->env;
+    execvp(command[0], command);
     die("exec %s", command[0]);
   }
   int status = 0;
@@ -388,8 +437,10 @@ static void init_and_exec(struct run_options *o, char **command) {
 
 static void setup_and_run(struct run_options *o, char **command) {
   char data[16384];
-  /* The step dies with hoist. */
+  /* The step dies with hoist: bound first, then checked, as its parent may have died before. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
+  if (other_end_gone(alive[0])) _exit(125);
+  close(alive[0]);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
   if (o->copied_root) {
     /* pivot_root needs a mount point. */
@@ -435,8 +486,12 @@ static unsigned long parse_id(const char *text, const char *what) {
 }
 
 static int run(int argc, char **argv) {
-  struct run_options o = {.status_fd = 2};
+  static char *no_env[] = {NULL};
+  struct run_options o = {.status_fd = 2, .env = no_env};
+  int env_fd = -1;
   int i = 0;
+  /* The step dies with hoist: bound first, then checked, as hoist may have died before. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
   for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
     const char *key = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
     if (!value) die("%s needs a value", key);
@@ -451,23 +506,30 @@ static int run(int argc, char **argv) {
     else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_id(value, "uid");
     else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_id(value, "gid");
     else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_id(value, "fd");
+    else if (!strcmp(key, "--env-fd")) env_fd = (int)parse_id(value, "fd");
     else if (!strcmp(key, "--group") && o.group_count < MAX_ITEMS) o.groups[o.group_count++] = (gid_t)parse_id(value, "group");
     else if ((!strcmp(key, "--bind") || !strcmp(key, "--tmpfs")) && o.mount_count < MAX_ITEMS) {
       o.mounts[o.mount_count].tmpfs = !strcmp(key, "--tmpfs");
       o.mounts[o.mount_count++].spec = value;
     }
-    else if (!strcmp(key, "--env") && o.env_count < MAX_ITEMS) o.env[o.env_count++] = (char *)value;
     else die("unknown or repeated too often: %s", key);
   }
   if (i >= argc - 1) die("usage: hoist-sandbox run OPTIONS -- COMMAND...");
   if (!o.rootfs || (!o.copied_root && (!o.lower || !o.upper || !o.work))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
+  if (env_fd >= 0) o.env = read_env(env_fd);
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;
+  if (other_end_gone(o.status_fd)) _exit(125);
   if (unshare(flags) < 0) die("unshare namespaces");
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
+  /* Open while this process lives: pid 1 sees it close if this process dies before pid 1 is bound to it. */
+  if (pipe2(alive, O_CLOEXEC) < 0) die("pipe");
   pid_t init = fork();
   if (init < 0) die("fork pid 1");
-  if (init == 0) setup_and_run(&o, argv + i + 1);
+  if (init == 0) {
+    close(alive[1]);
+    setup_and_run(&o, argv + i + 1);
+  }
+  close(alive[0]);
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   int status;

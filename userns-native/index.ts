@@ -1,6 +1,7 @@
 // The thin TypeScript side of hoist-sandbox (see hoist-sandbox.c).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const helperPath = fileURLToPath(new URL('./build/hoist-sandbox', import.meta.url));
@@ -29,6 +30,7 @@ export interface StepOptions {
   uid: number;
   gid: number;
   groups: number[];
+  /** KEY=VALUE entries: they reach the helper on a pipe, as every local user can read its command line. */
   env: string[];
   network: 'host' | 'none';
   argv: string[];
@@ -53,19 +55,24 @@ export function runStep(options: StepOptions): Promise<StepResult> {
   const args = [
     'run', '--rootfs', options.rootfs, ...root,
     '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
-    '--network', options.network, '--status-fd', '3',
+    '--network', options.network, '--status-fd', '3', '--env-fd', '4',
     ...options.groups.flatMap((group) => ['--group', String(group)]),
     ...options.mounts.flatMap((mount) => (mount.type === 'bind'
       ? ['--bind', `${mount.source}:${mount.target}${mount.readonly ? ':ro' : ''}`]
       : ['--tmpfs', `${mount.target}${mount.sizeBytes ? `:${mount.sizeBytes}` : ''}`])),
-    ...options.env.flatMap((entry) => ['--env', entry]),
     '--', ...options.argv,
   ];
   const lower = 'overlay' in options.root ? options.root.overlay.lower : [];
   for (const dir of lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
+  for (const entry of options.env) if (entry.includes('\0')) throw new Error(`an environment variable cannot hold a NUL byte: ${entry.split('=')[0]}`);
+  // The helper and the step's pid 1 get no environment of hoist's: the step could read theirs.
+  const helperEnv = process.env.HOIST_SINGLE_ID ? { HOIST_SINGLE_ID: process.env.HOIST_SINGLE_ID } : {};
   return new Promise((resolve, reject) => {
-    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], signal: options.signal, killSignal: 'SIGKILL' });
+    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: helperEnv, signal: options.signal, killSignal: 'SIGKILL' });
     let status = '';
+    // A helper that fails before reading its environment is reported when it exits.
+    child.stdio[4]!.on('error', () => undefined);
+    (child.stdio[4] as Writable).end(options.env.map((entry) => `${entry}\0`).join(''));
     child.stdout!.on('data', options.output);
     child.stderr!.on('data', options.output);
     child.stdio[3]!.on('data', (chunk: Buffer) => (status += chunk.toString()));

@@ -492,6 +492,36 @@ describe('ADD', () => {
     expect(brief(await add({ sources: ['replace.tar'], dest: '/' }))).toEqual(['d f 644 0:0', 'x d 644 0:0', 'x/y f 644 0:0']);
   });
 
+  test('parents are resolved through symlinks inside the root: the archive\'s own and the image\'s', async () => {
+    const evil = join(root, 'evil.tar');
+    await writeFile(evil, tarOf([
+      { path: 'evil', type: 'symlink', linkname: '/outside' }, { path: 'evil/pwned', type: 'file', content: 'p' },
+      { path: 'up', type: 'symlink', linkname: '../../../../etc' }, { path: 'up/passwd', type: 'file', content: 'x' },
+      { path: 'bin/tool', type: 'file', content: 't' }, { path: 'loop', type: 'symlink', linkname: 'loop' },
+      { path: 'file', type: 'file', content: 'f' }, { path: 'file/under', type: 'file', content: 'u' },
+    ]));
+    const warnings: string[] = [];
+    const options = {
+      tmpDir: root, createdDirMtime: CREATED, warn: (message: string) => warnings.push(message),
+      destIsDirectory: (p: string) => ['/', '/usr', '/usr/bin', '/bin', '/etc'].includes(p), symlinkBelow: (p: string) => (p === '/bin' ? 'usr/bin' : undefined),
+    };
+    await expect(archiveEntries(evil, '/', options)).rejects.toThrow(`${evil}: entry "file/under": /file is not a directory`);
+    await writeFile(evil, tarOf([
+      { path: 'evil', type: 'symlink', linkname: '/outside' }, { path: 'evil/pwned', type: 'file', content: 'p' },
+      { path: 'up', type: 'symlink', linkname: '../../../../etc' }, { path: 'up/passwd', type: 'file', content: 'x' },
+      { path: 'bin/tool', type: 'file', content: 't' }, { path: 'fifo', type: 'fifo' }, { path: 'dev/null', type: 'char' },
+    ]));
+    // Each path of the layer goes through no symlink: hoist's own extraction would refuse one that did.
+    expect(brief(await archiveEntries(evil, '/', options))).toEqual([
+      'etc/passwd f 644 0:0', 'evil s 644 0:0 -> /outside', 'outside d 755 0:0', 'outside/pwned f 644 0:0', 'up s 644 0:0 -> ../../../../etc', 'usr/bin/tool f 644 0:0',
+    ]);
+    expect(warnings).toEqual([
+      `${evil}: skipping fifo entries (such as fifo): a rootless build cannot make them`, `${evil}: skipping char entries (such as dev/null): a rootless build cannot make them`,
+    ]);
+    await writeFile(evil, tarOf([{ path: 'loop', type: 'symlink', linkname: 'loop' }, { path: 'loop/x', type: 'file', content: 'x' }]));
+    await expect(archiveEntries(evil, '/', options)).rejects.toThrow(`${evil}: entry "loop/x": too many levels of symbolic links`);
+  });
+
   test('archiveEntries on its own makes the destination and its parents', async () => {
     const entries = await archiveEntries(join(root, 'a.tar'), '/opt/ar', { tmpDir: root, createdDirMtime: CREATED, destIsDirectory: (p) => p === '/opt' });
     expect(brief(entries)).toEqual(unpacked.map((line) => `opt/${line}`.replace('-> ar/', '-> opt/ar/')));

@@ -1,11 +1,12 @@
 // RUN in the rootless sandbox: run as the unprivileged test user with a subuid range, judged by
 // GNU tar listings of the layers and by rootless buildah building the same RUN.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } from '../../layers/index.ts';
+import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from '../../layers/tar.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
 import { freePort, startRegistry } from '../support/registry.ts';
@@ -188,6 +189,13 @@ describe('RUN', () => {
     expect(failed.stderr).toMatch(/last output:\n  first line\n  about to fail/);
   });
 
+  test('a step has only stdin, stdout and stderr: it cannot write a status of its own', () => {
+    const faked = hoist(['build', '--root', root, context('fake-status', 'FROM busybox\nRUN ls /proc/self/fd; echo "exit 0" >&3; exit 5\n')]);
+    expect(faked.code).toBe(1);
+    expect(faked.stderr).toContain('RUN exited with code 5');
+    expect(faked.stderr).toMatch(/last output:\n  0\n  1\n  2\n  3\n.*Bad file descriptor/);
+  });
+
   test('output is streamed whole, not clipped', () => {
     const built = hoistOk(['build', '--root', root, context('output', 'FROM busybox\nRUN i=0; while [ $i -lt 40000 ]; do echo "line $i of a long step output"; i=$((i+1)); done\n')]);
     expect(built.stderr).toContain('line 0 of a long step output');
@@ -209,6 +217,24 @@ describe('RUN', () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('refusing layer entry "escape/pwned": its path goes through the symlink /escape');
     expect(readdirSync(outside)).toEqual([]);
+  });
+
+  test('ADD of an archive with an entry beneath its own symlink: resolved inside the root, a layer RUN and type=local accept', () => {
+    const hostTarget = join(dir, 'host-outside');
+    const entry = (path: string, type: TarHeader['type'], extra: Partial<TarHeader> = {}, content = ''): Buffer[] => [
+      encodeHeader({ path, type, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: Buffer.byteLength(content), ...extra }),
+      Buffer.from(content), padding(Buffer.byteLength(content)),
+    ];
+    const archive = Buffer.concat([
+      ...entry('evil', 'symlink', { linkname: hostTarget }), ...entry('evil/pwned', 'file', {}, 'pwned\n'), ...entry('fifo', 'fifo'), END_OF_ARCHIVE,
+    ]);
+    const ctx = writeContext(dir, 'add-symlink', { Dockerfile: `FROM busybox\nADD evil.tar /\nRUN cat ${hostTarget}/pwned && test -L /evil\n` });
+    writeFileSync(join(ctx, 'evil.tar'), archive);
+    const out = join(dir, 'add-symlink-out');
+    const run = hoistOk(['build', '--root', root, '-o', `type=local,dest=${out}`, ctx]);
+    expect(run.stderr).toContain('evil.tar: skipping fifo entries (such as fifo): a rootless build cannot make them');
+    expect(readFileSync(join(out, hostTarget, 'pwned'), 'utf8')).toBe('pwned\n');
+    expect(existsSync(hostTarget)).toBe(false);
   });
 
   test('a killed build leaves no process, mount or temp dir', async () => {

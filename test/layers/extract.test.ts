@@ -27,6 +27,9 @@ const cases: [string, LayerEntry[], string][] = [
   ['through an absolute symlink', [symlink('link', `${'/'}tmp`), file('link/escaped')], 'its path goes through the symlink /link'],
   ['hardlink to outside', [hardlink('h', '../outside/target')], 'it would land outside the root (..)'],
   ['hardlink through a symlink', [symlink('l', '../outside'), hardlink('z', 'l/target')], 'goes through the symlink /l'],
+  ['whiteout of the root itself', [file('.wh.')], 'refusing layer entry ".wh.": a whiteout must name what it deletes'],
+  ['whiteout of "."', [file('a/.wh..')], 'refusing layer entry "a/.wh..": a whiteout must name what it deletes'],
+  ['whiteout of ".."', [file('a/.wh...')], 'refusing layer entry "a/.wh...": a whiteout must name what it deletes'],
 ];
 
 test.each(cases)('a layer with an entry %s is refused and the host is untouched', async (_name, entries, message) => {
@@ -40,4 +43,5 @@ test.each(cases)('a layer with an entry %s is refused and the host is untouched'
   await expect(applyLayers(store, [layer], root)).rejects.toThrow(message);
   expect(readdirSync(outside)).toEqual(['target']);
   expect(existsSync('/tmp/escaped')).toBe(false);
+  expect(existsSync(root)).toBe(true);
 });

@@ -1,12 +1,12 @@
 // The store and the export formats, judged by skopeo and umoci.
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  applyLayers, normalizeReference, readImage, readImageFile, Store, writeDockerArchive, writeImage, writeLayer, writeOciLayout,
+  acquireLock, applyLayers, normalizeReference, readImage, readImageFile, Store, writeDockerArchive, writeImage, writeLayer, writeOciLayout,
   type Image, type LayerEntry,
 } from '../../layers/index.ts';
 import { repoRoot } from '../support/paths.ts';
@@ -78,6 +78,37 @@ describe('store', () => {
     expect(tags.filter((tag) => /\/p[ab]-\d+:latest$/.test(tag!))).toHaveLength(80);
   });
 
+
+  test('a lock left by a dead process, or an empty one from an older hoist, does not block a tag', async () => {
+    const lock = join(store.root, 'index.json.lock');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(lock, String(dead));
+    let started = Date.now();
+    await store.tag('docker.io/library/after-dead:1', image.descriptor);
+    expect(Date.now() - started).toBeLessThan(1000);
+    writeFileSync(lock, '');
+    utimesSync(lock, new Date(Date.now() - 10_000), new Date(Date.now() - 10_000));
+    started = Date.now();
+    await store.tag('docker.io/library/after-empty:1', image.descriptor);
+    expect(Date.now() - started).toBeLessThan(1000);
+    // A live pid that started later than the lock's owner is not the owner (a pid reused in a container).
+    writeFileSync(lock, `${process.pid} 1`);
+    started = Date.now();
+    await store.tag('docker.io/library/after-reuse:1', image.descriptor);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(existsSync(lock)).toBe(false);
+    expect(readdirSync(store.root).filter((name) => name.startsWith('index.json.lock'))).toEqual([]);
+    // The owner itself, alive, keeps it.
+    const holder = spawn('sleep', ['30']);
+    const stat = readFileSync(`/proc/${holder.pid}/stat`, 'utf8');
+    writeFileSync(lock, `${holder.pid} ${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`);
+    expect(await acquireLock(lock, { waitMs: 0, what: 'the store' })).toBeUndefined();
+    holder.kill('SIGKILL');
+    await new Promise((resolve) => holder.once('exit', resolve));
+    const release = await acquireLock(lock, { waitMs: 0, what: 'the store' });
+    expect(release).toBeDefined();
+    await release!();
+  });
   test('readImageFile sees the top layer, through whiteouts', async () => {
     expect((await readImageFile(store, image.layers, '/etc/passwd'))?.toString()).toContain('app:x:1000');
     expect(await readImageFile(store, image.layers, '/etc/old')).toBeUndefined();
