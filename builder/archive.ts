@@ -88,8 +88,8 @@ export interface ArchiveOptions {
   createdDirMtime?: number;
   /** Whether a path (absolute, in the image) is already a directory below this layer. */
   destIsDirectory?: (absPath: string) => boolean;
-  /** A symlink's target where a path (absolute, in the image) is a symlink below this layer. */
-  symlinkBelow?: (absPath: string) => string | undefined;
+  /** What the layers below have at a path (absolute in the image, symlinks not followed), if anything. */
+  below?: (absPath: string) => { type: string; linkname?: string } | undefined;
   /** Told once of entries a rootless build cannot make (device nodes, FIFOs). */
   warn?: (message: string) => void;
 }
@@ -132,7 +132,10 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
   /** `path` (relative to the image's root) with symlinks in its parents followed, inside the root. */
   const resolveParents = (path: string, entryName: string): string => {
     const parts = path.split('/').filter((part) => part !== '' && part !== '.');
-    const linkAt = (rel: string): string | undefined => (entries.has(rel) ? entries.get(rel)!.linkname : options.symlinkBelow?.(`/${rel}`));
+    const linkAt = (rel: string): string | undefined => {
+      const node = entries.get(rel) ?? options.below?.(`/${rel}`);
+      return node?.type === 'symlink' ? node.linkname : undefined;
+    };
     try {
       return [...followSymlinks(parts.slice(0, -1).join('/'), linkAt), parts.at(-1)!].join('/');
     } catch (error) {

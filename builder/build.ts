@@ -17,7 +17,7 @@ import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
 import { BuildCache, cacheKey, ContentHashes, hashedValues, sha256 } from './cache.ts';
 import { loadContext, type BuildContext } from './context.ts';
-import { PATH_MAX, planCopy } from './copy.ts';
+import { absoluteDestination, PATH_MAX, planCopy, withParentsBelow } from './copy.ts';
 import { diskFullMessage, spaceAt } from './disk.ts';
 import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
 import { FileTree } from './tree.ts';
@@ -146,6 +146,8 @@ class BuildRun {
   private tempDirs: string[] = [];
   /** Layers written by this build, and the directory of each, for overlay lower dirs. */
   private readonly madeHere = new Set<string>();
+  /** RUN upper dirs by diffId, and other layers made here applied on their own, by chain. */
+  private readonly upperDirs = new Map<string, string>();
   private readonly layerDirs = new Map<string, Promise<string>>();
   private sandbox?: Promise<string>;
   /** Set where the kernel refuses overlay mounts (or by HOIST_NO_OVERLAY=1): RUN then copies. */
@@ -357,7 +359,7 @@ class BuildRun {
     }
     if (made) {
       this.pushLayer(state, made.layer, made.entries);
-      if (dir) this.layerDirs.set(made.layer.diffId, Promise.resolve(dir));
+      if (dir) this.upperDirs.set(made.layer.diffId, dir);
     }
     this.historyEntry(state, step.createdBy, !made, created);
     const { inputs, key } = missed;
@@ -454,23 +456,27 @@ class BuildRun {
     const target = imagePath(posix.resolve(container.WorkingDir || '/', path));
     container.WorkingDir = target;
     await this.cachedStep(planned, state, locator, prefix, {
-      label: 'WORKDIR', createdBy: `WORKDIR ${target}`, inputs: { step: { command: `WORKDIR ${target}`, ...this.layerSettings() }, env: {}, args: {} },
+      label: 'WORKDIR', createdBy: `WORKDIR ${target}`,
+      inputs: { step: { command: `WORKDIR ${target}`, ...(container.User ? { user: container.User } : {}), ...this.layerSettings() }, env: {}, args: {} },
       execute: async () => {
         const tree = await this.tree(state);
-        return { entries: this.missingDirectories(tree, tree.realPath(target)) };
+        // As BuildKit: the directories are made as the current USER.
+        const owner = container.User ? await this.resolveUser(state, container.User) : { uid: 0, gid: 0 };
+        const made = this.missingDirectories(tree, tree.realPath(target), owner);
+        return { entries: withParentsBelow(made, (path) => tree.get(path), this.createdDirMtime()) };
       },
     });
   }
 
   /** Directory entries for `target` and its missing parents, owned by root, as BuildKit makes them. */
-  private missingDirectories(tree: FileTree, target: string): LayerEntry[] {
+  private missingDirectories(tree: FileTree, target: string, owner: { uid: number; gid: number }): LayerEntry[] {
     const parts = target.split('/').filter(Boolean);
     // The parents of a directory are directories: the deepest one there is, found looking back
     // from the target, ends the search (looking forward takes time in the square of the depth).
     let present = parts.length;
     while (present > 0 && tree.get(parts.slice(0, present).join('/'))?.type !== 'directory') present--;
     return parts.slice(present).map((_, i) => ({
-      path: parts.slice(0, present + i + 1).join('/'), type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: this.createdDirMtime(),
+      path: parts.slice(0, present + i + 1).join('/'), type: 'directory', mode: 0o755, uid: owner.uid, gid: owner.gid, mtime: this.createdDirMtime(),
     }));
   }
 
@@ -624,20 +630,27 @@ class BuildRun {
   private async lowerDirs(state: StageState): Promise<string[]> {
     let base = state.layers.length;
     while (base > 0 && this.madeHere.has(state.layers[base - 1]!.diffId)) base--;
-    const own = await Promise.all(state.layers.slice(base).reverse().map((layer) => this.layerDir(layer)));
-    const below = base > 0 ? [await this.chainDir(state.layers.slice(0, base))] : [];
-    return [...own, ...below, join(await this.sandboxDir(), 'mountpoints')];
+    let dirs = base > 0 ? [await this.chainDir(state.layers.slice(0, base))] : [];
+    for (let top = base + 1; top <= state.layers.length; top++) dirs = [await this.layerDir(state.layers.slice(0, top), dirs), ...dirs];
+    return [...dirs, join(await this.sandboxDir(), 'mountpoints')];
   }
 
-  /** A layer made by this build as a directory (COPY and WORKDIR layers hold no whiteouts). */
-  private layerDir(layer: Layer): Promise<string> {
-    let dir = this.layerDirs.get(layer.diffId);
+  /**
+   * The top one of `layers`, made by this build, as a directory: a RUN's upper dir as it is, or the
+   * layer applied on its own (COPY and WORKDIR layers hold no whiteouts), the parents it implies
+   * shown as the directories `below` have them.
+   */
+  private layerDir(layers: Layer[], below: string[]): Promise<string> {
+    const upper = this.upperDirs.get(layers.at(-1)!.diffId);
+    if (upper) return Promise.resolve(upper);
+    const key = chainKey(layers.map((layer) => layer.diffId));
+    let dir = this.layerDirs.get(key);
     if (!dir) {
       dir = this.tempDir('layer').then(async (path) => {
-        await applyLayers(this.store, [layer], path, this.applyOptions());
+        await applyLayers(this.store, layers.slice(-1), path, { ...this.applyOptions(), below });
         return path;
       });
-      this.layerDirs.set(layer.diffId, dir);
+      this.layerDirs.set(key, dir);
     }
     return dir;
   }
@@ -704,11 +717,10 @@ class BuildRun {
     const fromImage = 'image' in source ? source.image : undefined;
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
-    const absoluteDest = imagePath(posix.resolve(workdir, instruction.dest)) + (instruction.dest.endsWith('/') ? '/' : '');
+    const absoluteDest = imagePath(absoluteDestination(instruction.dest, workdir));
     const options = async (tree: FileTree) => ({
       dest: tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
-      destIsDirectory: (path: string) => tree.isDirectory(path), createdDirMtime: this.createdDirMtime(),
-      symlinkBelow: (path: string) => (tree.get(path)?.type === 'symlink' ? tree.get(path)!.linkname : undefined), warn: (message: string) => this.request.log(`warning: ${message}`),
+      below: (path: string) => tree.get(path), createdDirMtime: this.createdDirMtime(), warn: (message: string) => this.request.log(`warning: ${message}`),
       command: instruction.kind, tmpDir: await this.tempDir('copy'),
       ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum } : {}),
     });
@@ -756,7 +768,7 @@ class BuildRun {
           await writeFile(file, inline.content, { mode: 0o644 });
           for (const entry of await planCopy({ ...common, chown, root: dir, sources: [inline.name] })) entries.push(entry);
         }
-        return { entries: dedupe(entries) };
+        return { entries: withParentsBelow(dedupe(entries), common.below, common.createdDirMtime) };
       },
     });
   }
@@ -832,16 +844,18 @@ class BuildRun {
   /** `--chown=user[:group]`, numeric or by name from the image's /etc/passwd and /etc/group. */
   private async resolveOwner(state: StageState, spec: string): Promise<{ uid: number; gid: number }> {
     const [user = '', group] = spec.split(':');
-    const lookup = async (file: string, name: string): Promise<number> => {
-      if (/^\d+$/.test(name)) return Number(name);
-      const id = (await this.idTable(state, file)).find((fields) => fields[0] === name)?.[2];
-      if (id === undefined || !/^\d+$/.test(id)) throw new BuildError(`--chown=${spec}: no ${file === '/etc/passwd' ? 'user' : 'group'} named "${name}" in the image's ${file}`);
-      return Number(id);
+    /** The line of `name` in the image's passwd or group file: name, password, id, then (passwd) the primary group. */
+    const lookup = async (file: string, name: string): Promise<string[]> => {
+      const fields = (await this.idTable(state, file)).find((line) => line[0] === name);
+      if (!fields || !/^\d+$/.test(fields[2] ?? '')) throw new BuildError(`--chown=${spec}: no ${file === '/etc/passwd' ? 'user' : 'group'} named "${name}" in the image's ${file}`);
+      return fields;
     };
-    const uid = await lookup('/etc/passwd', user);
-    // Docker: a user without a group gets the same numeric id as its group.
-    const gid = group === undefined || group === '' ? uid : await lookup('/etc/group', group);
-    return { uid, gid };
+    const passwd = /^\d+$/.test(user) ? undefined : await lookup('/etc/passwd', user);
+    const uid = Number(passwd ? passwd[2] : user);
+    if (group !== undefined && group !== '') return { uid, gid: Number(/^\d+$/.test(group) ? group : (await lookup('/etc/group', group))[2]) };
+    // As BuildKit: a user named without a group gets its primary group; a number alone, gid = uid.
+    const primary = passwd?.[3];
+    return { uid, gid: primary !== undefined && /^\d+$/.test(primary) ? Number(primary) : uid };
   }
 }
 

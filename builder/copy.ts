@@ -3,7 +3,7 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import type { LayerEntry } from '../layers/entry.ts';
+import { followSymlinks, type LayerEntry } from '../layers/entry.ts';
 import { sortWithHardlinks } from '../layers/layer.ts';
 import { archiveEntries, fetchUrl, isLocalArchive } from './archive.ts';
 import { cleanPath, compilePatterns, containsWildcards, globRegExp, type PatternSet } from './context.ts';
@@ -29,10 +29,8 @@ export interface CopyOptions {
   chmod?: string;
   parents: boolean;
   exclude: string[];
-  /** Whether a path (absolute, in the image) is a directory in the layers below. */
-  destIsDirectory?: (absPath: string) => boolean;
-  /** A symlink's target where a path (absolute, in the image) is a symlink in the layers below. */
-  symlinkBelow?: (absPath: string) => string | undefined;
+  /** What the layers below have at a path (absolute in the image, symlinks not followed), if anything. */
+  below?: (absPath: string) => NodeBelow | undefined;
   /** Told of what ADD leaves out of an archive. */
   warn?: (message: string) => void;
   /** The mtime of directories the copy creates or adds to ("now" in BuildKit). */
@@ -48,6 +46,16 @@ export interface CopyOptions {
   tmpDir?: string;
   /** Called with each file copied from the root and its stat data. */
   onFile?: (source: string, stats: Stats) => void;
+}
+
+/** A path of the image below a copy, as its layers leave it. */
+export interface NodeBelow {
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  linkname?: string;
 }
 
 /** A source resolved to a path in the root (symlinks followed), or a URL. */
@@ -116,8 +124,14 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
     `${options.isIgnored ? 'file not found in build context or excluded by .dockerignore' : 'file not found'}: stat ${name}: no such file or directory`,
   );
   const owner = (stats?: Stats): Owner => options.chown ?? (stats && options.keepOwners ? { uid: stats.uid, gid: stats.gid } : { uid: 0, gid: 0 });
+  const belowAt = (path: string): NodeBelow | undefined => options.below?.(`/${path}`);
+  const linkBelow = (path: string): string | undefined => {
+    const node = belowAt(path);
+    return node?.type === 'symlink' ? node.linkname : undefined;
+  };
+  /** Whether `path` is a directory, in what the copy writes or (symlinks followed) in the image below. */
   const isDirectory = (path: string): boolean => (
-    entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || options.destIsDirectory?.(`/${path}`) === true
+    entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || belowAt(followSymlinks(path, linkBelow).join('/'))?.type === 'directory'
   );
 
   /** Adding to a directory changes its mtime; directories of the source get theirs back afterwards. */
@@ -303,16 +317,15 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
     return containsWildcards(rel) ? expandGlob(rel, include) : [statSource(rel, posix.basename(rel), include)];
   };
 
+  // Several sources into a destination that is neither a directory nor written as one are copied
+  // one after the other, as BuildKit does (the "must end with a /" rule is the classic builder's).
   const sources: Source[] = [];
   for (const source of options.sources) for (const resolved of resolveSource(source)) sources.push(resolved);
-  if (sources.length > 1 && !dest.isDirectory && !options.parents) {
-    throw new Error(`When using ${command} with more than one source file, the destination must be a directory and end with a /`);
-  }
 
   const unpack = async (archive: string): Promise<void> => {
     const unpacked = await archiveEntries(archive, `/${dest.path}`, {
       tmpDir: needTmpDir(options), chown: options.chown, createdDirMtime: options.createdDirMtime, destIsDirectory: (abs) => isDirectory(abs.slice(1)),
-      symlinkBelow: options.symlinkBelow, warn: options.warn,
+      below: options.below, warn: options.warn,
     });
     for (const entry of unpacked) {
       const old = entries.get(entry.path);
@@ -360,6 +373,30 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
   return sortWithHardlinks(entries.values(), inodes);
 }
 
+/**
+ * A copy's entries with what an overlay mount copies up when they are written: every directory
+ * above them that the image `below` has, with its owner and mode (never --chown's); the one
+ * written into gets the time of the copy. BuildKit's and buildah's layers hold them, and a layer
+ * applied on its own then shows its parents as they are, not as root's 0755.
+ */
+export function withParentsBelow(copied: LayerEntry[], below: (absPath: string) => NodeBelow | undefined, createdDirMtime: number): LayerEntry[] {
+  const entries = new Map(copied.map((entry) => [entry.path, entry]));
+  const added = new Set<string>();
+  for (const path of [...entries.keys()]) {
+    for (let parent = parentOf(path), direct = true; parent !== ''; parent = parentOf(parent), direct = false) {
+      if (entries.has(parent)) {
+        if (direct && added.has(parent)) entries.get(parent)!.mtime = createdDirMtime;
+        break;
+      }
+      const node = below(`/${parent}`);
+      if (node?.type !== 'directory') break;
+      entries.set(parent, { path: parent, type: 'directory', mode: node.mode & 0o7777, uid: node.uid, gid: node.gid, mtime: direct ? createdDirMtime : node.mtime });
+      added.add(parent);
+    }
+  }
+  return [...entries.values()];
+}
+
 function needTmpDir(options: CopyOptions): string {
   if (options.tmpDir === undefined) throw new Error('ADD of a URL or an archive needs a tmpDir');
   return options.tmpDir;
@@ -370,9 +407,18 @@ function needTmpDir(options: CopyOptions): string {
  * (or `.`, `/.`) says it is a directory.
  */
 function destination(dest: string, workdir: string): { path: string; isDirectory: boolean } {
+  const absolute = absoluteDestination(dest, workdir);
+  return { path: cleanPath(absolute).slice(1), isDirectory: absolute.endsWith('/') };
+}
+
+/**
+ * COPY's destination as an absolute path in the image, ending in `/` where BuildKit takes it for a
+ * directory whatever is there: `.`, an empty one, or one ending in `/` or `/.` (and the root).
+ */
+export function absoluteDestination(dest: string, workdir: string): string {
   const written = dest === '' || dest === '.' ? './' : dest;
-  const path = cleanPath(written.startsWith('/') ? written : `/${workdir}/${written}`).slice(1);
-  return { path, isDirectory: written.endsWith('/') || written.endsWith('/.') || path === '' };
+  const path = cleanPath(written.startsWith('/') ? written : `/${workdir}/${written}`);
+  return (written.endsWith('/') || written.endsWith('/.')) && path !== '/' ? `${path}/` : path;
 }
 
 /**

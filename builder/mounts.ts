@@ -174,9 +174,12 @@ async function cacheDir(mount: Mount, at: string, context: MountContext): Promis
   const name = sha256(mount.id ?? target(mount, context.workdir));
   const dir = await context.cacheStore.mountDir(name);
   const data = join(dir, 'data');
-  const isNew = await stat(data).then(() => false, () => true);
+  // Two steps may find it missing at once (parallel stages): the one whose mkdir succeeds sets it up.
+  const isNew = await mkdir(data, { mode: octal(mount.mode, 0o755) }).then(() => true, (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EEXIST') return false;
+    throw error;
+  });
   if (isNew) {
-    await mkdir(data, { mode: octal(mount.mode, 0o755) });
     await chmod(data, octal(mount.mode, 0o755));
     await chown(data, id(mount.uid, 'uid'), id(mount.gid, 'gid'));
   }

@@ -7,6 +7,7 @@ export interface NodeInfo {
   mode: number;
   uid: number;
   gid: number;
+  mtime: number;
   /** A symlink's target as written. */
   linkname?: string;
 }
@@ -19,8 +20,8 @@ async function listLayer(store: Store, layer: Layer): Promise<LayerListing> {
   const listing: LayerListing = [];
   for await (const { header } of readTar(layerTar(store, layer))) {
     const path = header.path.split('/').filter((part) => part !== '' && part !== '.').join('/');
-    const { type, mode, uid, gid, linkname } = header;
-    listing.push([path, type === 'symlink' ? { type, mode, uid, gid, linkname } : { type, mode, uid, gid }]);
+    const { type, mode, uid, gid, mtime, linkname } = header;
+    listing.push([path, type === 'symlink' ? { type, mode, uid, gid, mtime, linkname } : { type, mode, uid, gid, mtime }]);
   }
   return listing;
 }

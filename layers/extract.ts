@@ -37,6 +37,12 @@ export interface ApplyOptions {
   warn?: (message: string) => void;
   /** Sets extended attributes ([path, name, value]); without it they are left out, with a warning. */
   setXattrs?: (records: [string, string, Buffer][]) => Promise<void>;
+  /**
+   * Directories holding what lies below these layers, topmost first (overlay lower dirs). A parent
+   * that a layer implies but does not hold is made with the owner, mode and time it has there, as
+   * an overlay mount shows it; without them, root's and 0755.
+   */
+  below?: string[];
 }
 
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
@@ -51,8 +57,17 @@ export async function applyLayers(store: Store, layers: Layer[], root: string, o
   for (const layer of layers) await applyLayer(store, layer, root, warnOnce, options);
 }
 
+/** The directory at `rel` in the topmost of `below` that has anything there (a whiteout hides it). */
+function directoryBelow(below: string[], rel: string): Stats | undefined {
+  for (const dir of below) {
+    const info = lstatOrUndefined(join(dir, rel));
+    if (info) return info.isDirectory() ? info : undefined;
+  }
+  return undefined;
+}
+
 async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, { setXattrs }: ApplyOptions,
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, { setXattrs, below = [] }: ApplyOptions,
 ): Promise<void> {
   const xattrs: [string, string, Buffer][] = [];
   const asRoot = process.getuid?.() === 0;
@@ -71,7 +86,14 @@ async function applyLayer(
       const info = lstatOrUndefined(join(root, rel));
       if (info?.isSymbolicLink()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": its path goes through the symlink /${rel}`);
       if (info && !info.isDirectory()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": /${rel} is not a directory`);
-      if (!info) mkdirSync(join(root, rel));
+      if (!info) {
+        mkdirSync(join(root, rel));
+        const shown = directoryBelow(below, rel);
+        if (shown) {
+          const { mode, uid, gid, mtimeMs } = shown;
+          directories.push([join(root, rel), { path: rel, type: 'directory', mode: mode & 0o7777, uid, gid, mtime: mtimeMs / 1000, size: 0 }]);
+        }
+      }
       verifiedDirs.add(rel);
     }
     return rel;

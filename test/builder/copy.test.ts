@@ -13,7 +13,7 @@ import { createGunzip, gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { archiveEntries, fetchUrl, isLocalArchive } from '../../builder/archive.ts';
 import { loadContext } from '../../builder/context.ts';
-import { parseChmod, planCopy, type CopyOptions } from '../../builder/copy.ts';
+import { parseChmod, planCopy, withParentsBelow, type CopyOptions, type NodeBelow } from '../../builder/copy.ts';
 import type { LayerEntry } from '../../layers/entry.ts';
 import { END_OF_ARCHIVE, encodeHeader, padding, readTar, type TarHeader } from '../../layers/tar.ts';
 
@@ -78,6 +78,11 @@ const brief = (entries: LayerEntry[]): string[] => entries.map((e) => (
   `${e.path} ${e.type[0]} ${e.mode.toString(8)} ${e.uid}:${e.gid}${e.linkname !== undefined ? ` -> ${e.linkname}` : ''}`
 ));
 const paths = (entries: LayerEntry[]): string[] => entries.map((e) => e.path);
+/** The layers below a copy: these directories (owned by 7:8, mtime T) and symlinks (path to target). */
+const imageBelow = (dirs: Record<string, number>, links: Record<string, string> = {}) => (path: string): NodeBelow | undefined => {
+  if (links[path] !== undefined) return { type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: T, linkname: links[path] };
+  return dirs[path] !== undefined ? { type: 'directory', mode: dirs[path]!, uid: 7, gid: 8, mtime: T } : undefined;
+};
 const byPath = (entries: LayerEntry[], path: string): LayerEntry => {
   const entry = entries.find((e) => e.path === path);
   if (!entry) throw new Error(`no entry ${path} in ${paths(entries).join(' ')}`);
@@ -173,11 +178,18 @@ describe('planCopy: sources and destinations', () => {
     expect(paths(await plan(root, { sources: ['app/main.js'], dest: '/opt/' }))).toEqual(['opt', 'opt/main.js']);
   });
 
-  test('a destination that is a directory below goes inside; directories below are not written again', async () => {
-    const below = new Set(['/opt', '/usr', '/usr/local']);
-    const destIsDirectory = (path: string): boolean => below.has(path);
-    expect(paths(await plan(root, { sources: ['app/main.js'], dest: '/opt', destIsDirectory }))).toEqual(['opt/main.js']);
-    expect(paths(await plan(root, { sources: ['app/main.js'], dest: '/usr/local/bin/app', destIsDirectory }))).toEqual(['usr/local/bin', 'usr/local/bin/app']);
+  test('a destination that is a directory below goes inside; the directories below it are written as an overlay copies them up', async () => {
+    const below = imageBelow({ '/opt': 0o2775, '/usr': 0o755, '/usr/local': 0o700 });
+    const intoOpt = await plan(root, { sources: ['app/main.js'], dest: '/opt', below });
+    expect(brief(intoOpt)).toEqual(['opt/main.js f 644 0:0']);
+    const withOpt = withParentsBelow(intoOpt, below, CREATED);
+    expect(brief(withOpt)).toEqual(['opt/main.js f 644 0:0', 'opt d 2775 7:8']);
+    expect(byPath(withOpt, 'opt').mtime).toBe(CREATED);
+    const deeper = withParentsBelow(await plan(root, { sources: ['app/main.js'], dest: '/usr/local/bin/app', below, chown: { uid: 1, gid: 2 } }), below, CREATED);
+    // --chown is for what the copy writes and makes, not for the directories it writes into.
+    expect(brief(deeper)).toEqual(['usr/local/bin d 755 1:2', 'usr/local/bin/app f 644 1:2', 'usr/local d 700 7:8', 'usr d 755 7:8']);
+    // Only the directory written into gets the time of the copy.
+    expect([byPath(deeper, 'usr').mtime, byPath(deeper, 'usr/local').mtime]).toEqual([T, CREATED]);
   });
 
   test('a relative destination is from the working directory; `.` is the working directory', async () => {
@@ -202,11 +214,20 @@ describe('planCopy: sources and destinations', () => {
     await expect(plan(root, { sources: ['outside-link'], dest: '/o' })).rejects.toThrow('file not found: stat outside-link: no such file or directory');
   });
 
-  test('several sources, or a glob matching several, need a destination ending in /', async () => {
-    const message = 'When using COPY with more than one source file, the destination must be a directory and end with a /';
-    await expect(plan(root, { sources: ['a-b', 'a.c'], dest: '/d' })).rejects.toThrow(message);
-    await expect(plan(root, { sources: ['a?*'], dest: '/d' })).rejects.toThrow(message);
-    await expect(plan(root, { sources: ['a-b', 'a.c'], dest: '/d', command: 'ADD' })).rejects.toThrow(message.replace('COPY', 'ADD'));
+  test('several sources, or a glob matching several, as BuildKit: into a directory however written, else one after the other', async () => {
+    // `.`, an empty destination, a trailing / or /. and an existing directory are directories.
+    for (const dest of ['.', '', './', 'sub/.']) {
+      const at = dest === 'sub/.' ? 'app/sub' : 'app';
+      expect(paths(await plan(root, { sources: ['a-b', 'a.c'], dest, workdir: '/app' })), dest).toEqual([...(at === 'app' ? ['app'] : ['app', 'app/sub']), `${at}/a-b`, `${at}/a.c`]);
+    }
+    expect(paths(await plan(root, { sources: ['a?[bc]'], dest: '/d', below: imageBelow({ '/d': 0o755 }) }))).toEqual(['d/a-b', 'd/a.c']);
+    expect(paths(await plan(root, { sources: ['a-b', 'a.c'], dest: '/d', command: 'ADD', below: imageBelow({ '/d': 0o755 }) }))).toEqual(['d/a-b', 'd/a.c']);
+    // A new path not written as a directory: each file is copied to it in turn, the last one stays.
+    for (const sources of [['a-b', 'a.c'], ['a?[bc]']]) {
+      const entries = await plan(root, { sources, dest: '/d' });
+      expect(paths(entries)).toEqual(['d']);
+      expect(byPath(entries, 'd').source).toBe(join(root, 'a.c'));
+    }
     // One match is one source: it is renamed.
     expect(paths(await plan(root, { sources: ['a-*'], dest: '/d' }))).toEqual(['d']);
   });
@@ -503,7 +524,7 @@ describe('ADD', () => {
     const warnings: string[] = [];
     const options = {
       tmpDir: root, createdDirMtime: CREATED, warn: (message: string) => warnings.push(message),
-      destIsDirectory: (p: string) => ['/', '/usr', '/usr/bin', '/bin', '/etc'].includes(p), symlinkBelow: (p: string) => (p === '/bin' ? 'usr/bin' : undefined),
+      destIsDirectory: (p: string) => ['/', '/usr', '/usr/bin', '/bin', '/etc'].includes(p), below: imageBelow({}, { '/bin': 'usr/bin' }),
     };
     await expect(archiveEntries(evil, '/', options)).rejects.toThrow(`${evil}: entry "file/under": /file is not a directory`);
     await writeFile(evil, tarOf([

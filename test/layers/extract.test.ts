@@ -1,6 +1,6 @@
 // Hostile layers: every way out of the root is refused, and nothing is written outside.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -44,4 +44,22 @@ test.each(cases)('a layer with an entry %s is refused and the host is untouched'
   expect(readdirSync(outside)).toEqual(['target']);
   expect(existsSync('/tmp/escaped')).toBe(false);
   expect(existsSync(root)).toBe(true);
+});
+
+test('a parent a layer implies but does not hold shows as the directories below have it (an overlay lower dir of its own)', async () => {
+  const lower = join(dir, 'lower');
+  mkdirSync(join(lower, 'opt', 'conda'), { recursive: true });
+  chmodSync(join(lower, 'opt', 'conda'), 0o2770);
+  utimesSync(join(lower, 'opt', 'conda'), 1_600_000_000, 1_600_000_000);
+  const upper = join(dir, 'upper');
+  mkdirSync(upper);
+  const layer = await writeLayer(store, [file('opt/conda/.condarc'), file('srv/app/x')]);
+  const root = join(dir, 'layer-root');
+  await applyLayers(store, [layer], root, { below: [upper, lower] });
+  const conda = statSync(join(root, 'opt', 'conda'));
+  expect([conda.mode & 0o7777, conda.mtimeMs / 1000]).toEqual([0o2770, 1_600_000_000]);
+  expect(statSync(join(root, 'srv', 'app')).mode & 0o7777).toBe(0o755);
+  const alone = join(dir, 'layer-alone');
+  await applyLayers(store, [layer], alone);
+  expect(statSync(join(alone, 'opt', 'conda')).mode & 0o7777).toBe(0o755);
 });
