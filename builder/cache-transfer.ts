@@ -32,6 +32,8 @@ export interface CacheSpec {
   mode: 'min' | 'max';
   /** --cache-to: also export the contents of the cache mounts used. */
   mounts: boolean;
+  /** --cache-to: a failed export is a warning, not a failed build. */
+  ignoreError: boolean;
 }
 
 /** A cache's config as read from elsewhere: every key, digest and record checked before use. */

@@ -99,11 +99,34 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 const COMMON: Options = { root: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
 
 function parse(command: string, args: string[], options: Options) {
+  const all = { ...COMMON, ...options };
   try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+    return parseArgs({ args: booleanValues(args, all), options: all, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError(`${(error as Error).message.replace(/\. To specify a positional.*$/s, '')} (see 'hoist ${command} --help')`);
   }
+}
+
+/** `--flag=true` and `--flag=false` for boolean flags, as docker's CLI takes them: the flag, or nothing. */
+function booleanValues(args: string[], options: Options): string[] {
+  const result: string[] = [];
+  for (const [i, arg] of args.entries()) {
+    if (arg === '--') return [...result, ...args.slice(i)];
+    const match = /^--([^=]+)=(.*)$/s.exec(arg);
+    if (!match || options[match[1]!]?.type !== 'boolean') {
+      result.push(arg);
+      continue;
+    }
+    if (parseBoolean(match[2]!, `--${match[1]}`)) result.push(`--${match[1]}`);
+  }
+  return result;
+}
+
+/** A boolean as Go's strconv.ParseBool reads it (buildx's flags and CSV fields use it). */
+function parseBoolean(value: string, what: string): boolean {
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(value)) return false;
+  throw new UsageError(`${what}=${value}: expected true or false`);
 }
 
 /** The store the command works on: a full disk is reported as the file system that holds it. */
@@ -150,7 +173,23 @@ interface OutputSpec {
   type: 'image' | 'oci' | 'docker' | 'local' | 'registry';
   dest?: string;
   tar: boolean;
+  /** name=: names for the image besides -t (quoted, several with commas). */
+  names: string[];
+  /** type=registry, or type=image,push=true: the names are pushed. */
+  push: boolean;
 }
+
+/**
+ * The keys each --output type takes. Those buildx has and hoist does not honour are refused by
+ * name, never ignored; `oci-mediatypes` and `compression` only with the values hoist writes.
+ */
+const OUTPUT_KEYS: Record<OutputSpec['type'], string[]> = {
+  image: ['name', 'push', 'oci-mediatypes', 'compression'],
+  registry: ['name', 'push', 'oci-mediatypes', 'compression'],
+  oci: ['dest', 'tar', 'name', 'oci-mediatypes', 'compression'],
+  docker: ['dest', 'name', 'compression'],
+  local: ['dest'],
+};
 
 /** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
 export function parseOutput(spec: string): OutputSpec {
@@ -164,42 +203,98 @@ export function parseOutput(spec: string): OutputSpec {
 }
 
 function outputOf(spec: string): OutputSpec {
-  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false };
+  if (spec === '-') throw new UsageError('--output -: writing the filesystem as a tarball to standard output (type=tar) is not supported yet; use type=oci,dest=FILE or -o DIR');
+  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false, names: [], push: false };
   const fields = csvFields('output', spec);
   const type = fields.get('type');
+  if (type === 'tar') throw new UsageError(`--output ${spec}: type=tar is not supported yet; use type=local,dest=DIR or type=oci,dest=FILE`);
   if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'registry') {
     throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker or local`);
   }
+  checkKeys('output', spec, fields, OUTPUT_KEYS[type]);
+  onlyValue('output', spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
+  onlyValue('output', spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
   const dest = fields.get('dest');
-  if (type !== 'image' && type !== 'registry' && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
-  const tarField = fields.get('tar');
-  if (tarField !== undefined && tarField !== 'true' && tarField !== 'false') throw new UsageError(`--output ${spec}: tar must be true or false`);
-  return { type, ...(dest ? { dest: resolve(dest) } : {}), tar: type !== 'local' && tarField !== 'false' };
+  if ((type === 'oci' || type === 'docker' || type === 'local') && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
+  if (dest === '-') throw new UsageError(`--output ${spec}: dest=- (standard output) is not supported yet`);
+  const tar = type !== 'local' && !(fields.has('tar') && !parseBoolean(fields.get('tar')!, `--output ${spec}: tar`));
+  const push = fields.has('push') ? parseBoolean(fields.get('push')!, `--output ${spec}: push`) : type === 'registry';
+  const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
+  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: resolve(dest) } : {}), tar, names, push };
 }
 
-/** CSV `key=value` fields, as buildx's --output, --secret and --cache-* flags take them. */
+/** Refuses, by name, the keys of a CSV spec that hoist does not honour. */
+function checkKeys(flag: string, spec: string, fields: Map<string, string>, known: string[]): void {
+  for (const key of fields.keys()) {
+    if (key !== 'type' && !known.includes(key)) throw new UsageError(`--${flag} ${spec}: hoist does not support "${key}" here (it takes ${known.join(', ')})`);
+  }
+}
+
+/** Refuses a value of `key` other than the one hoist always gives it. */
+function onlyValue(flag: string, spec: string, fields: Map<string, string>, key: string, value: string, why: string): void {
+  const given = fields.get(key);
+  if (given !== undefined && given !== value) throw new UsageError(`--${flag} ${spec}: ${key}=${given} is not supported (${why})`);
+}
+
+/** An image name given on the command line, in full form. */
+function reference(name: string, what: string): string {
+  try {
+    return normalizeReference(name);
+  } catch (error) {
+    throw new UsageError(`${what} ${name}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * CSV `key=value` fields, as buildx's --output, --secret and --cache-* flags take them (Go's
+ * encoding/csv: a field in double quotes may hold commas, and `""` is a quote in it).
+ */
 function csvFields(flag: string, spec: string): Map<string, string> {
-  return new Map(spec.split(',').map((field) => {
+  const fields = new Map<string, string>();
+  for (const field of csvSplit(flag, spec)) {
     const equals = field.indexOf('=');
     if (equals < 0) throw new UsageError(`--${flag} ${spec}: "${field}" is not key=value`);
-    return [field.slice(0, equals).trim(), field.slice(equals + 1).trim()];
-  }));
+    const key = field.slice(0, equals).trim().toLowerCase();
+    if (fields.has(key)) throw new UsageError(`--${flag} ${spec}: "${key}" is given twice`);
+    fields.set(key, field.slice(equals + 1).trim());
+  }
+  return fields;
+}
+
+function csvSplit(flag: string, spec: string): string[] {
+  const fields: string[] = [];
+  let field = '';
+  for (let i = 0; i <= spec.length; i++) {
+    if (i === spec.length || spec[i] === ',') {
+      fields.push(field);
+      field = '';
+    } else if (spec[i] === '"' && field === '') {
+      // A quoted field runs to the next lone quote.
+      for (i++; i < spec.length && !(spec[i] === '"' && spec[i + 1] !== '"'); i++) field += spec[i] === '"' ? spec[++i] : spec[i];
+      if (i >= spec.length) throw new UsageError(`--${flag} ${spec}: a quote is not closed`);
+      if (i + 1 < spec.length && spec[i + 1] !== ',') throw new UsageError(`--${flag} ${spec}: text after a closing quote`);
+    } else field += spec[i];
+  }
+  return fields;
 }
 
 /** buildx's cache syntax: `type=registry,ref=R[,mode=max][,mounts=true]`, `type=local,dest=D` / `src=D`, or a bare ref. */
 function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): CacheSpec {
-  if (!spec.includes('=')) return { type: 'registry', where: spec, mode: 'min', mounts: false };
+  if (!spec.includes('=')) return { type: 'registry', where: spec, mode: 'min', mounts: false, ignoreError: false };
   const fields = csvFields(flag, spec);
   const type = fields.get('type') ?? 'registry';
   if (type !== 'registry' && type !== 'local') throw new UsageError(`--${flag} ${spec}: type must be registry or local`);
   const pathKey = type === 'registry' ? 'ref' : flag === 'cache-to' ? 'dest' : 'src';
+  checkKeys(flag, spec, fields, flag === 'cache-to' ? [pathKey, 'mode', 'mounts', 'ignore-error', 'oci-mediatypes', 'image-manifest', 'compression'] : [pathKey]);
+  onlyValue(flag, spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
+  onlyValue(flag, spec, fields, 'image-manifest', 'true', 'hoist writes the cache as an OCI image manifest');
+  onlyValue(flag, spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
   const where = fields.get(pathKey);
   if (!where) throw new UsageError(`--${flag} ${spec}: type=${type} needs ${pathKey}=${type === 'registry' ? 'REF' : 'DIR'}`);
   const mode = fields.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') throw new UsageError(`--${flag} ${spec}: mode must be min or max`);
-  const mounts = fields.get('mounts') ?? 'false';
-  if (mounts !== 'true' && mounts !== 'false') throw new UsageError(`--${flag} ${spec}: mounts must be true or false`);
-  return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: mounts === 'true' };
+  const flagValue = (key: string): boolean => fields.has(key) && parseBoolean(fields.get(key)!, `--${flag} ${spec}: ${key}`);
+  return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: flagValue('mounts'), ignoreError: flagValue('ignore-error') };
 }
 
 /** buildx's --secret: id=ID with src=FILE, env=VAR, or (neither) the variable named ID. */
@@ -207,9 +302,12 @@ async function readSecrets(specs: string[]): Promise<Map<string, Buffer>> {
   const secrets = new Map<string, Buffer>();
   for (const spec of specs) {
     const fields = csvFields('secret', spec);
+    checkKeys('secret', spec, fields, ['id', 'src', 'source', 'env']);
     const id = fields.get('id');
     if (!id) throw new UsageError(`--secret ${spec}: needs id=ID`);
-    const file = fields.get('src') ?? fields.get('source');
+    const kind = fields.get('type');
+    if (kind !== undefined && kind !== 'file' && kind !== 'env') throw new UsageError(`--secret ${spec}: type must be file or env`);
+    const file = fields.get('src') ?? fields.get('source') ?? (kind === 'file' ? id : undefined);
     const variable = fields.get('env') ?? (file === undefined ? id : undefined);
     if (file !== undefined) {
       secrets.set(id, await readFile(resolve(file)).catch(() => {
@@ -254,18 +352,15 @@ async function buildCommand(args: string[]): Promise<number> {
       throw new UsageError(`--platform: ${(error as Error).message}`);
     }
   }
-  const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => {
-    try {
-      return normalizeReference(tag);
-    } catch (error) {
-      throw new UsageError(`-t ${tag}: ${(error as Error).message}`);
-    }
-  });
+  const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => reference(tag, '-t'));
   const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
-  if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false });
-  // --push is buildx's shorthand for --output type=registry.
-  const pushing = values.push === true || outputs.some((output) => output.type === 'registry');
-  if (pushing && tags.length === 0) throw new UsageError('pushing needs at least one -t REF to push to');
+  // --push is buildx's shorthand for --output type=registry; -t names what an output leaves unnamed.
+  if (!outputs.some((output) => output.type === 'image') && (tags.length > 0 || values.push === true)) outputs.push({ type: 'image', tar: false, names: [], push: false });
+  if (values.push === true) for (const output of outputs.filter((each) => each.type === 'image')) output.push = true;
+  const namesOf = (output: OutputSpec): string[] => (output.names.length > 0 ? output.names : tags);
+  for (const output of outputs) {
+    if (output.push && namesOf(output).length === 0) throw new UsageError('pushing needs a name to push to: -t REF, or name= in --output');
+  }
   const registry = registryOptions(values);
 
   const fileOption = values.file as string | undefined;
@@ -317,24 +412,28 @@ async function buildCommand(args: string[]): Promise<number> {
   const created = image.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
   for (const output of outputs) {
-    if (output.type === 'image') for (const tag of tags) await store.tag(tag, image.descriptor);
-    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: tags }], output.dest!, { tar: output.tar, created, mtime });
-    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: tags }], output.dest!, { mtime });
+    const names = namesOf(output);
+    if (output.type === 'image') for (const name of names) await store.tag(name, image.descriptor);
+    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], output.dest!, { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], output.dest!, { mtime });
     if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
-    if (output.type !== 'registry') log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
+    if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
+    if (output.push) for (const name of names) await pushAndReport(store, image, name, registry, log);
   }
-  if (pushing) {
-    for (const tag of tags) await pushAndReport(store, image, tag, registry, log);
+  for (const spec of cacheTo) {
+    await exportCache(store, cache, spec, registry, log).catch((error: Error) => {
+      if (!spec.ignoreError) throw error;
+      log(`warning: the cache was not exported (ignore-error=true): ${error.message}`);
+    });
   }
-  for (const spec of cacheTo) await exportCache(store, cache, spec, registry, log);
-  if (outputs.length === 0 && !pushing) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
+  if (outputs.length === 0) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
   if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
   if (values['metadata-file']) {
     await writeResult(values['metadata-file'] as string, JSON.stringify({
       'containerimage.digest': image.descriptor.digest,
       'containerimage.config.digest': image.manifest.config.digest,
       'containerimage.descriptor': image.descriptor,
-      ...(tags.length ? { 'image.name': tags.join(',') } : {}),
+      ...(outputs.some((output) => namesOf(output).length > 0) ? { 'image.name': [...new Set(outputs.flatMap(namesOf))].join(',') } : {}),
     }, null, 2));
   }
   process.stdout.write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
