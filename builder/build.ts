@@ -14,7 +14,7 @@ import {
   type HistoryEntry, type Snapshot, type Image, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store,
 } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
-import { readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
+import { helper, readXattrs, runStep, writeXattrs, type SandboxMount } from '../userns-native/index.ts';
 import { BuildCache, cacheKey, ContentHashes, hashedValues, sha256 } from './cache.ts';
 import { loadContext, type BuildContext } from './context.ts';
 import { absoluteDestination, PATH_MAX, planCopy, withParentsBelow } from './copy.ts';
@@ -504,7 +504,10 @@ class BuildRun {
   }
 
   private async run(planned: PlannedStage, state: StageState, instruction: RunInstruction, locator: string, prefix: string): Promise<void> {
-    if (process.getuid?.() !== 0) throw new BuildError(`RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
+    if (process.getuid?.() !== 0) {
+      helper();
+      throw new BuildError(`RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
+    }
     const container = state.config.config;
     const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
     const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);

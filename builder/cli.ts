@@ -63,12 +63,13 @@ Options:
                            directory or tarball), docker-image://REF, or a local directory (repeatable)
       --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
       --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
-  -o, --output SPEC        type=image | type=registry | type=oci,dest=F[,tar=false] | type=docker,dest=F | type=local,dest=DIR
+  -o, --output SPEC        type=image[,name=REF][,push=true] | type=registry,name=REF | type=oci,dest=F[,tar=false]
+                           | type=docker,dest=F | type=local,dest=DIR | DIR (keys not listed are refused)
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
       --jobs N             Stages built at the same time (default: the number of cores)
-      --push               Push the image to every -t REF
+      --push               Push the image to every -t REF (boolean flags also take =true or =false)
       --pull               Pull base images even when the store has them
       --insecure-registry HOST  Reach HOST over plain HTTP (loopback hosts always are)
       --tls-ca FILE        Trust the CAs in FILE too (SSL_CERT_FILE is read as well)

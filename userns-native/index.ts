@@ -6,8 +6,12 @@ import { fileURLToPath } from 'node:url';
 
 export const helperPath = fileURLToPath(new URL('./build/hoist-sandbox', import.meta.url));
 
-function helper(): string {
-  if (!existsSync(helperPath)) throw new Error(`the sandbox helper is not built (${helperPath}): run "npm install" or scripts/setup.sh`);
+/** The sandbox helper's path; when it is not built (no C compiler at install), an error that says how to build it. */
+export function helper(): string {
+  if (!existsSync(helperPath)) {
+    const build = fileURLToPath(new URL('./build.sh', import.meta.url));
+    throw new Error(`hoist's sandbox helper, which RUN steps need, is not built (${helperPath}): install a C compiler (Debian/Ubuntu: apt-get install gcc libc6-dev), then run: sh ${build}`);
+  }
   return helperPath;
 }
 

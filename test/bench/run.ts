@@ -1,9 +1,8 @@
 // `npm run bench [-- WORKLOAD...]`: hoist's benchmarks, printed as figures to quote.
 // BENCH_RUNS sets the runs per workload (default 3); figures are medians.
+import { WORKLOADS } from '../../bench/contexts.ts';
 import { benchParser } from './parser.ts';
 import { benchWorkloads } from './workloads.ts';
-
-const WORKLOADS = ['W1-static-binary', 'W2-apt-python', 'W3-many-small-files', 'W4-big-run-layer', 'W5-multi-stage', 'W6-warm-rebuild'];
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 

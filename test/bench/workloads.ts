@@ -1,15 +1,17 @@
-// The shared benchmark workloads (../shared/bench), built by hoist and by rootless buildah in the
-// same run, each cold build on an empty store, as ../shared/bench/README.md says. Wall time and peak
-// RSS come from /usr/bin/time. Getting the base images is timed for both: buildah pulls them from a
-// local registry; hoist loads their OCI layouts (hoist load). W3 and W6 are also rebuilt with
-// nothing changed, and W6 with its copied file changed, on the warm store; W3's and W4's images are also
-// pushed to a fresh repository of the local registry (the README's W7).
+// The benchmark workloads (bench/README.md), built by hoist and by rootless buildah in the same run,
+// each cold build on an empty store. Wall time and peak RSS come from /usr/bin/time. Getting the
+// base images is timed for both: buildah pulls them from a local registry; hoist loads their OCI
+// layouts (hoist load). W3 and W6 are also rebuilt with nothing changed, and W6 with its copied
+// file changed, on the warm store; W3's and W4's images are also pushed to a fresh repository of
+// the local registry (W7 in bench/README.md).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeBusyboxLayout, removeTree } from '../support/hoist.ts';
-import { repoRoot, sharedDir } from '../support/paths.ts';
+import { prepareContext, workloadDir } from '../../bench/contexts.ts';
+import { removeTree } from '../support/hoist.ts';
+import { busyboxLayout, tarballLayout } from '../support/oci-layouts.ts';
+import { repoRoot } from '../support/paths.ts';
 import { startRegistry } from '../support/registry.ts';
 
 export interface Measurement {
@@ -43,11 +45,14 @@ function timed(command: string, args: string[]): Measurement {
 
 const hasBuildah = (): boolean => spawnSync('buildah', ['--version']).status === 0;
 
-/** The Debian base (W2) as an OCI layout, made as make-base.sh makes it. */
-function makeDebianLayout(work: string): string {
+/**
+ * The Debian base (W2) as an OCI layout: a bookworm minbase from mmdebstrap (reproducible with a
+ * fixed SOURCE_DATE_EPOCH; no /dev nodes, which a rootless builder cannot create).
+ */
+async function makeDebianLayout(work: string): Promise<string> {
   const tarball = join(work, 'bookworm.tar');
   execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
-  execFileSync('python3', [join(sharedDir, 'bench', 'lib', 'tar2oci.py'), tarball, join(work, 'debian'), 'bookworm', 'bash'], { stdio: 'pipe' });
+  await tarballLayout(tarball, join(work, 'debian'), 'bookworm');
   rmSync(tarball);
   return join(work, 'debian');
 }
@@ -56,17 +61,16 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
   const work = mkdtempSync(join(tmpdir(), 'hoist-bench-'));
   const registry = await startRegistry();
   try {
-    const bases = [{ layout: makeBusyboxLayout(join(work, 'busybox')), tag: 'latest', name: 'busybox:latest' }];
-    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: makeDebianLayout(work), tag: 'bookworm', name: 'debian:bookworm' });
+    const bases = [{ layout: await busyboxLayout(join(work, 'busybox')), tag: 'latest', name: 'busybox:latest' }];
+    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: await makeDebianLayout(work), tag: 'bookworm', name: 'debian:bookworm' });
     for (const base of bases) {
       execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${base.layout}:${base.tag}`, `docker://${registry.host}/${base.name}`]);
     }
     const results: WorkloadResult[] = [];
     for (const workload of workloads) {
-      const source = join(sharedDir, 'bench', 'workloads', workload);
       const context = join(work, `${workload}-context`);
-      execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
-      const dockerfile = join(source, 'Dockerfile');
+      prepareContext(workload, context, 1);
+      const dockerfile = join(workloadDir(workload), 'Dockerfile');
       const tag = `bench/${workload.toLowerCase()}`;
       const runsOf: Record<string, Measurement[]> = {};
       const record = (key: string, measurement: Measurement): void => {
@@ -86,9 +90,9 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
           record('hoist no-change', timed(hoist, hoistBuild));
         }
         if (oneFile) {
-          execFileSync('sh', [join(source, 'prepare.sh'), context, '2']);
+          prepareContext(workload, context, 2);
           record('hoist one-file', timed(hoist, hoistBuild));
-          execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
+          prepareContext(workload, context, 1);
         }
         if (pushes) record('hoist push (W7)', timed(hoist, ['push', '--root', root, tag, `${registry.host}/w7-hoist-${run}/${workload.toLowerCase()}:1`]));
         removeTree(root);
@@ -108,9 +112,9 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
           record('buildah no-change', timed('buildah', buildahBuild));
         }
         if (oneFile) {
-          execFileSync('sh', [join(source, 'prepare.sh'), context, '2']);
+          prepareContext(workload, context, 2);
           record('buildah one-file', timed('buildah', buildahBuild));
-          execFileSync('sh', [join(source, 'prepare.sh'), context, '1']);
+          prepareContext(workload, context, 1);
         }
         // Rootless buildah's files belong to sub-ids: remove them from inside its namespace.
         spawnSync('buildah', ['unshare', 'rm', '-rf', buildahRoot]);

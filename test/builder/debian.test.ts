@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
 import { hoistOk, removeTree, writeContext } from '../support/hoist.ts';
-import { sharedDir } from '../support/paths.ts';
+import { tarballLayout } from '../support/oci-layouts.ts';
 
 let dir: string;
 let root: string;
@@ -18,7 +18,7 @@ beforeAll(async () => {
   root = join(dir, 'store');
   const tarball = join(dir, 'bookworm.tar');
   execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
-  execFileSync('python3', [join(sharedDir, 'bench', 'lib', 'tar2oci.py'), tarball, join(dir, 'oci'), 'bookworm', 'bash'], { stdio: 'pipe' });
+  await tarballLayout(tarball, join(dir, 'oci'), 'bookworm');
   const store = await Store.open(root);
   const [debian] = await importOciLayout(store, join(dir, 'oci'), 'bookworm');
   await store.tag(normalizeReference('debian:bookworm'), debian!.image.descriptor);

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { describeRow, flatten, readLayer, type Row } from '../support/flatten.ts';
 import { hoistAsync, hoistOk, removeTree, writeContext } from '../support/hoist.ts';
-import { sharedDir } from '../support/paths.ts';
+import { tarballLayout } from '../support/oci-layouts.ts';
 
 const execFileAsync = promisify(execFile);
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -38,7 +38,7 @@ beforeAll(async () => {
   const tarball = join(base, 'bookworm.tar');
   const env = { ...process.env, SOURCE_DATE_EPOCH: '1747699200' };
   await execFileAsync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { env });
-  await execFileAsync('python3', [join(sharedDir, 'bench', 'lib', 'tar2oci.py'), tarball, join(base, 'oci'), 'bookworm', 'bash'], { env });
+  await tarballLayout(tarball, join(base, 'oci'), 'bookworm');
   rmSync(tarball);
   hoistOk(['load', '--root', join(hoistDir, 'store'), '-t', 'debian:bookworm', `${join(base, 'oci')}:bookworm`]);
   // overlay is much faster than vfs; not every kernel lets an ordinary user mount it.

@@ -1,75 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// hoist's own cases for the shell lexer; BuildKit's envVarTest and wordsTest are in conformance.test.ts.
 import { describe, expect, test } from 'vitest';
 import { expandWord, expandWords, referencedVariables, ShellExpansionError, type Env } from '../../parser/shell.ts';
-import { conformanceDir } from '../support/paths.ts';
-
-// BuildKit's own data files, unmodified (see shared/conformance/buildkit/FORMAT.md, sections 4 and 5).
-const DATA = join(conformanceDir, 'frontend/dockerfile/shell');
 
 function expectError(run: () => unknown): void {
   expect(run).toThrow(ShellExpansionError);
 }
-
-describe('BuildKit envVarTest', () => {
-  const env: Env = new Map([
-    ['PWD', '/home'],
-    ['SHELL', 'bash'],
-    ['KOREAN', '한국어'],
-    ['NULL', ''],
-  ]);
-  const rows: [number, string, string][] = [];
-  let windowsOnly = 0;
-  readFileSync(join(DATA, 'envVarTest'), 'utf8')
-    .split('\n')
-    .forEach((line, i) => {
-      if (line.startsWith('#') || line.trim() === '') return;
-      const fields = line.split('|').map((f) => f.trim());
-      if (fields.length !== 3) throw new Error(`envVarTest line ${i + 1}: expected 3 fields: ${line}`);
-      const [platform, input, expected] = fields;
-      if (platform === 'W') windowsOnly++;
-      else if (platform === 'A' || platform === 'U') rows.push([i + 1, input, expected]);
-      else throw new Error(`envVarTest line ${i + 1}: bad platform ${platform}`);
-    });
-
-  test('has the expected number of Linux rows', () => {
-    expect(rows).toHaveLength(228);
-    expect(windowsOnly).toBe(2);
-  });
-
-  test.each(rows)('line %i: %s', (_line, input, expected) => {
-    if (expected === 'error') expectError(() => expandWord(input, env));
-    else expect(expandWord(input, env)).toBe(expected);
-  });
-});
-
-describe('BuildKit wordsTest', () => {
-  const rows: [number, string, string[], Env][] = [];
-  const env = new Map<string, string>();
-  readFileSync(join(DATA, 'wordsTest'), 'utf8')
-    .split('\n')
-    .forEach((line, i) => {
-      if (line.startsWith('#') || line === '') return;
-      if (line.startsWith('ENV ')) {
-        const assignment = line.slice(3).trimStart();
-        const eq = assignment.indexOf('=');
-        env.set(assignment.slice(0, eq), assignment.slice(eq + 1));
-        return;
-      }
-      const fields = line.split('|');
-      if (fields.length !== 2) throw new Error(`wordsTest line ${i + 1}: expected exactly one |: ${line}`);
-      rows.push([i + 1, fields[0].trim(), fields[1].trimStart().split(','), new Map(env)]);
-    });
-
-  test('has the expected number of rows', () => {
-    expect(rows).toHaveLength(24);
-  });
-
-  test.each(rows)('line %i: %s', (_line, input, expected, rowEnv) => {
-    if (expected.length === 1 && expected[0] === 'error') expectError(() => expandWords(input, rowEnv));
-    else expect(expandWords(input, rowEnv)).toEqual(expected);
-  });
-});
 
 describe('hoist cases', () => {
   const env: Env = new Map([

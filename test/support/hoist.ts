@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot, sharedDir } from './paths.ts';
+import { repoRoot } from './paths.ts';
 
 export interface Run {
   code: number;
@@ -41,10 +41,11 @@ export function hoistOk(args: string[], options: Parameters<typeof hoist>[1] = {
   return run;
 }
 
-/** A one-layer busybox image (Debian's busybox-static) as an OCI layout, made by the team's script. */
+/** A one-layer busybox image (Debian's busybox-static) as an OCI layout tagged `latest` (see oci-layouts.ts). */
 export function makeBusyboxLayout(dest: string): string {
-  const result = spawnSync('sh', [join(sharedDir, 'bench', 'make-busybox.sh'), dest], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`make-busybox.sh failed: ${result.stderr}`);
+  // In a child process: writing a layer is asynchronous, and the callers are not.
+  const result = spawnSync(process.execPath, [join(repoRoot, 'test', 'support', 'make-busybox.ts'), dest], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`make-busybox.ts failed: ${result.stderr}`);
   return dest;
 }
 
