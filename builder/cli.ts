@@ -1,14 +1,15 @@
 // The `hoist` command line, shaped like `docker buildx build` so users need no new habits.
 // Exit codes: 0 success, 1 build failure, 2 usage error.
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
 import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, defaultStoreRoot, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
-  writeOciLayout, type Descriptor, type Image,
+  applyLayers, changedEntries, defaultStoreRoot, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
+  writeFilesystemTar, writeOciLayout, type Descriptor, type Image,
 } from '../layers/index.ts';
 import { errorAnnotation, inGithubActions, StageGroups } from './actions.ts';
 import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
@@ -64,7 +65,8 @@ Options:
       --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
       --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
   -o, --output SPEC        type=image[,name=REF][,push=true] | type=registry,name=REF | type=oci,dest=F[,tar=false]
-                           | type=docker,dest=F | type=local,dest=DIR | DIR (keys not listed are refused)
+                           | type=docker,dest=F | type=local,dest=DIR | DIR | type=tar,dest=F | - (the file system
+                           as a tarball on standard output; dest=- also for oci and docker). Other keys are refused
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
@@ -171,7 +173,8 @@ function keyValues(values: unknown, flag: string): Map<string, string> {
 }
 
 interface OutputSpec {
-  type: 'image' | 'oci' | 'docker' | 'local' | 'registry';
+  type: 'image' | 'oci' | 'docker' | 'local' | 'tar' | 'registry';
+  /** A path, or `-` for standard output (the tarball outputs). */
   dest?: string;
   tar: boolean;
   /** name=: names for the image besides -t (quoted, several with commas). */
@@ -190,6 +193,7 @@ const OUTPUT_KEYS: Record<OutputSpec['type'], string[]> = {
   oci: ['dest', 'tar', 'name', 'oci-mediatypes', 'compression'],
   docker: ['dest', 'name', 'compression'],
   local: ['dest'],
+  tar: ['dest'],
 };
 
 /** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
@@ -197,31 +201,31 @@ export function parseOutput(spec: string): OutputSpec {
   const output = outputOf(spec);
   // Checked before the build: a tarball is written into any existing non-directory (a device, a
   // FIFO) in place; a directory output needs a directory.
-  const existing = output.dest ? statSync(output.dest, { throwIfNoEntry: false }) : undefined;
+  const existing = output.dest && output.dest !== '-' ? statSync(output.dest, { throwIfNoEntry: false }) : undefined;
   if (existing?.isDirectory() && output.tar) throw new UsageError(`--output ${spec}: ${output.dest} is a directory: a tarball needs a file (or tar=false)`);
   if (existing && !existing.isDirectory() && !output.tar) throw new UsageError(`--output ${spec}: ${output.dest} exists and is not a directory`);
   return output;
 }
 
 function outputOf(spec: string): OutputSpec {
-  if (spec === '-') throw new UsageError('--output -: writing the filesystem as a tarball to standard output (type=tar) is not supported yet; use type=oci,dest=FILE or -o DIR');
+  // As buildx: `-o -` is the file system as a tarball on standard output, `-o DIR` a directory.
+  if (spec === '-') return { type: 'tar', dest: '-', tar: true, names: [], push: false };
   if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false, names: [], push: false };
   const fields = csvFields('output', spec);
   const type = fields.get('type');
-  if (type === 'tar') throw new UsageError(`--output ${spec}: type=tar is not supported yet; use type=local,dest=DIR or type=oci,dest=FILE`);
-  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'registry') {
-    throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker or local`);
+  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'tar' && type !== 'registry') {
+    throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker, tar or local`);
   }
   checkKeys('output', spec, fields, OUTPUT_KEYS[type]);
   onlyValue('output', spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
   onlyValue('output', spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
   const dest = fields.get('dest');
-  if ((type === 'oci' || type === 'docker' || type === 'local') && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
-  if (dest === '-') throw new UsageError(`--output ${spec}: dest=- (standard output) is not supported yet`);
+  if ((type === 'oci' || type === 'docker' || type === 'local' || type === 'tar') && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
   const tar = type !== 'local' && !(fields.has('tar') && !parseBoolean(fields.get('tar')!, `--output ${spec}: tar`));
+  if (dest === '-' && !tar) throw new UsageError(`--output ${spec}: standard output (dest=-) takes a tarball only`);
   const push = fields.has('push') ? parseBoolean(fields.get('push')!, `--output ${spec}: push`) : type === 'registry';
   const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
-  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: resolve(dest) } : {}), tar, names, push };
+  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push };
 }
 
 /** Refuses, by name, the keys of a CSV spec that hoist does not honour. */
@@ -359,6 +363,11 @@ async function buildCommand(args: string[]): Promise<number> {
   if (!outputs.some((output) => output.type === 'image') && (tags.length > 0 || values.push === true)) outputs.push({ type: 'image', tar: false, names: [], push: false });
   if (values.push === true) for (const output of outputs.filter((each) => each.type === 'image')) output.push = true;
   const namesOf = (output: OutputSpec): string[] => (output.names.length > 0 ? output.names : tags);
+  // A tarball on standard output: then the result line goes to stderr.
+  const toStdout = outputs.filter((output) => output.dest === '-').length;
+  if (toStdout > 1) throw new UsageError('only one --output can write to standard output');
+  if (toStdout > 0 && process.stdout.isTTY) throw new UsageError('refusing to write a tarball to a terminal: redirect standard output to a file or a pipe');
+  const destination = (output: OutputSpec): string | Writable => (output.dest === '-' ? process.stdout : output.dest!);
   for (const output of outputs) {
     if (output.push && namesOf(output).length === 0) throw new UsageError('pushing needs a name to push to: -t REF, or name= in --output');
   }
@@ -415,9 +424,10 @@ async function buildCommand(args: string[]): Promise<number> {
   for (const output of outputs) {
     const names = namesOf(output);
     if (output.type === 'image') for (const name of names) await store.tag(name, image.descriptor);
-    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], output.dest!, { tar: output.tar, created, mtime });
-    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], output.dest!, { mtime });
+    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], destination(output), { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], destination(output), { mtime });
     if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
+    if (output.type === 'tar') await exportFilesystem(store, image, destination(output), log);
     if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
     if (output.push) for (const name of names) await pushAndReport(store, image, name, registry, log);
   }
@@ -437,8 +447,20 @@ async function buildCommand(args: string[]): Promise<number> {
       ...(outputs.some((output) => namesOf(output).length > 0) ? { 'image.name': [...new Set(outputs.flatMap(namesOf))].join(',') } : {}),
     }, null, 2));
   }
-  process.stdout.write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
+  (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
   return 0;
+}
+
+/** The image's file system as one tarball (`type=tar`): its layers applied to a temp dir, then read back. */
+async function exportFilesystem(store: Store, image: Image, dest: string | Writable, log: (line: string) => void): Promise<void> {
+  const dir = await store.tempDir('tar');
+  try {
+    const root = join(dir, 'root');
+    await applyLayers(store, image.layers, root, { warn: log });
+    await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: log }), dest);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 const REGISTRY_FLAGS: Options = { 'insecure-registry': { type: 'string', multiple: true }, 'tls-ca': { type: 'string' } };

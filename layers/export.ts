@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LayerEntry } from './entry.ts';
 import { referencedBlobs, type Image } from './image.ts';
@@ -61,11 +61,15 @@ async function blobEntries(store: Store, digests: string[], mtime: number): Prom
 }
 
 /**
- * Writes a tarball to `dest`. A regular file (or a new one) is replaced whole, through a temp file
- * and a rename; anything else that exists there (a device such as /dev/null, a FIFO, a symlink
- * such as /dev/stdout) is written into in place, never replaced.
+ * Writes a tarball to `dest`: a stream (standard output), or a path. A regular file (or a new one)
+ * is replaced whole, through a temp file and a rename; anything else that exists there (a device
+ * such as /dev/null, a FIFO, a symlink such as /dev/stdout) is written into in place, never replaced.
  */
-async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> {
+async function writeTarFile(dest: string | Writable, entries: LayerEntry[]): Promise<void> {
+  if (typeof dest !== 'string') {
+    await pipeline(Readable.from(tarChunks(entries)), dest, { end: false });
+    return;
+  }
   const existing = await lstat(dest).catch(() => undefined);
   if (existing && !existing.isFile()) {
     await pipeline(Readable.from(tarChunks(entries)), createWriteStream(dest));
@@ -81,12 +85,17 @@ async function writeTarFile(dest: string, entries: LayerEntry[]): Promise<void> 
   }
 }
 
+/** A file system (entries from a directory) as a tarball, as `--output type=tar` writes it. */
+export function writeFilesystemTar(entries: LayerEntry[], dest: string | Writable): Promise<void> {
+  return writeTarFile(dest, entries);
+}
+
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
-export async function writeOciLayout(store: Store, images: NamedManifest[], dest: string, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
+export async function writeOciLayout(store: Store, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
   const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), (digest) => readFile(store.blobPath(digest)));
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
-  if (!options.tar) {
+  if (!options.tar && typeof dest === 'string') {
     // Every file is written under a temp name and renamed into place, so that builds writing the
     // same directory at once (a CI cache) never leave a partial file.
     const place = async (path: string, write: (temp: string) => Promise<void>): Promise<void> => {
@@ -116,7 +125,7 @@ export async function writeOciLayout(store: Store, images: NamedManifest[], dest
 }
 
 /** A `docker load` archive: manifest.json and repositories beside the blobs. */
-export async function writeDockerArchive(store: Store, images: Named[], dest: string, options: { mtime: number }): Promise<void> {
+export async function writeDockerArchive(store: Store, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
   const manifest = images.map(({ image, refs }) => ({
     Config: `blobs/sha256/${hex(image.manifest.config.digest)}`,
     RepoTags: refs.map((ref) => familiarReference(parseReference(ref))),

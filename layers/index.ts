@@ -10,7 +10,7 @@ export {
 export { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
 export { applyLayers, layerTar, readImageFile } from './extract.ts';
 export { readTar, type TarHeader } from './tar.ts';
-export { writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
+export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';

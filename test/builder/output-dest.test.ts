@@ -1,11 +1,12 @@
 // Output destinations that are not regular files: a tarball is written into a device, a FIFO or
 // through a symlink in place, never renamed over it; a directory output refuses a non-directory.
-import { execFileSync, spawn } from 'node:child_process';
-import { lstatSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, lstatSync, mkdtempSync, openSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hoist, hoistAsync, hoistOk, writeContext } from '../support/hoist.ts';
+import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
 let context: string;
@@ -52,6 +53,30 @@ describe('output destinations', () => {
     hoistOk(build('-o', `type=oci,dest=${link}`));
     expect(readlinkSync(link)).toBe(real);
     expect(skopeoDigest(link)).toBe(skopeoDigest(real));
+  });
+
+  test('-o - and type=tar write the file system as a tarball; dest=- writes an OCI tarball to standard output', () => {
+    const toFile = (args: string[], file: string): { code: number | null; stderr: string } => {
+      const fd = openSync(file, 'w');
+      try {
+        const result = spawnSync(join(repoRoot, 'bin', 'hoist'), build(...args), { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+        return { code: result.status, stderr: result.stderr };
+      } finally {
+        closeSync(fd);
+      }
+    };
+    const piped = toFile(['-o', '-'], join(dir, 'fs.tar'));
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stderr).toMatch(/^built sha256:/m);
+    expect(execFileSync('tar', ['-tvf', join(dir, 'fs.tar')], { encoding: 'utf8' })).toMatch(/-rw-r--r-- .* 6 .* hello\.txt\n/);
+    hoistOk(build('-o', `type=tar,dest=${join(dir, 'named.tar')}`));
+    expect(execFileSync('tar', ['-xOf', join(dir, 'named.tar'), 'hello.txt'], { encoding: 'utf8' })).toBe('hello\n');
+    expect(toFile(['-o', 'type=oci,dest=-'], join(dir, 'stdout.oci.tar')).code).toBe(0);
+    expect(skopeoDigest(join(dir, 'stdout.oci.tar'))).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // A terminal gets no tarball (script gives hoist one).
+    const terminal = spawnSync('script', ['-qec', `${join(repoRoot, 'bin', 'hoist')} ${build('-o', '-').join(' ')}`, '/dev/null'], { encoding: 'utf8' });
+    expect(terminal.status).toBe(2);
+    expect(terminal.stdout).toContain('refusing to write a tarball to a terminal');
   });
 
   test('a directory output refuses a non-directory, a tarball refuses a directory, before building', () => {
