@@ -172,7 +172,9 @@ describe('RUN', () => {
     // after the other, the first would time out.
     const port = await freePort();
     const ctx = context('parallel', [
-      'FROM busybox AS listener', `RUN busybox timeout 20 busybox nc -l -p ${port} > /got && echo "listener got $(cat /got)"`,
+      // The listener reads through -e: a plain `nc -l` also reads the step's empty stdin, and may
+      // end the connection on that end of file before the talker's bytes arrive.
+      'FROM busybox AS listener', `RUN busybox timeout 20 busybox nc -l -p ${port} -e sh -c 'cat > /got' && echo "listener got $(cat /got)"`,
       'FROM busybox AS talker', `RUN for i in $(busybox seq 1 100); do echo hello | busybox nc 127.0.0.1 ${port} && break; sleep 0.1; done; echo talker done`,
       'FROM busybox', 'COPY --from=listener /got /got', 'COPY --from=talker /bin/sh /talker-sh',
     ].join('\n'));
