@@ -9,9 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import { followSymlinks, type LayerEntry } from '../layers/entry.ts';
-import { readTar } from '../layers/tar.ts';
-import { sortWithHardlinks } from '../layers/layer.ts';
+import { followSymlinks, readTar, sortWithHardlinks, type LayerEntry } from '../layers/index.ts';
 import { cleanPath } from './context.ts';
 
 type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';

@@ -4,9 +4,8 @@ import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, posix, resolve } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { goQuote } from '../parser/dump.ts';
 import {
-  dependencyOrder, DockerfileError, parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
+  dependencyOrder, DockerfileError, goQuote, parseInstructions, planBuild, StageVariables, resolveStageRef, unusedBuildArgs,
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage, type RunInstruction,
 } from '../parser/index.ts';
 import {

@@ -3,8 +3,7 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { followSymlinks, type LayerEntry } from '../layers/entry.ts';
-import { sortWithHardlinks } from '../layers/layer.ts';
+import { followSymlinks, sortWithHardlinks, type LayerEntry } from '../layers/index.ts';
 import { archiveEntries, fetchUrl, isLocalArchive } from './archive.ts';
 import { cleanPath, compilePatterns, containsWildcards, globRegExp, type PatternSet } from './context.ts';
 
