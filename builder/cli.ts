@@ -360,7 +360,8 @@ async function buildCommand(args: string[]): Promise<number> {
   const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => reference(tag, '-t'));
   const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
   // --push is buildx's shorthand for --output type=registry; -t names what an output leaves unnamed.
-  if (!outputs.some((output) => output.type === 'image') && (tags.length > 0 || values.push === true)) outputs.push({ type: 'image', tar: false, names: [], push: false });
+  if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false, names: [], push: false });
+  if (values.push === true && !outputs.some((output) => output.type === 'image')) outputs.push({ type: 'image', tar: false, names: [], push: true });
   if (values.push === true) for (const output of outputs.filter((each) => each.type === 'image')) output.push = true;
   const namesOf = (output: OutputSpec): string[] => (output.names.length > 0 ? output.names : tags);
   // A tarball on standard output: then the result line goes to stderr.

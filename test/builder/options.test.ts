@@ -45,6 +45,12 @@ describe('pushing as buildx does', () => {
     expect(hoistOk(['images', '--root', join(dir, 'store')]).stdout).toContain('opt/not');
   });
 
+  test('-t names what an explicit output writes and is not also tagged in the store, as in buildx', () => {
+    hoistOk(['build', '--root', join(dir, 'store'), '-t', 'only-in-tarball:1', '-o', `type=oci,dest=${join(dir, 'named.tar')}`, context]);
+    expect(hoistOk(['images', '--root', join(dir, 'store')]).stdout).not.toContain('only-in-tarball');
+    expect(spawnSync('tar', ['-xOf', join(dir, 'named.tar'), 'index.json'], { encoding: 'utf8' }).stdout).toContain('only-in-tarball:1');
+  });
+
   test('boolean flags take =true and =false; anything else is refused', () => {
     const again = build('--no-cache=true');
     expect(again.code, again.stderr).toBe(0);
