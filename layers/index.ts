@@ -14,5 +14,5 @@ export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, typ
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
-export { CacheStore, isCacheKey, type CacheRecord, type StepInputs } from './cache.ts';
+export { CacheStore, isCacheKey, type CacheRecord, type StepInputs } from './cache-records.ts';
 export { prune, parseSize, chainKey, type PruneResult, type PruneOptions, type Removed } from './prune.ts';

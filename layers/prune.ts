@@ -1,12 +1,12 @@
 // The build cache's garbage collector (`hoist prune`). It removes what no tagged image needs:
-// blobs, cache records (STORE/cache, see cache.ts), extracted layer chains (STORE/rootfs) and RUN
+// blobs, cache records (STORE/cache, see cache-records.ts), extracted layer chains (STORE/rootfs) and RUN
 // cache mounts. Records go before the blobs they name and directories are renamed into STORE/tmp
 // before they are deleted, so an interrupted prune leaves a consistent store (a stale temp entry
 // is removed when the store is next opened).
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CacheStore, type CacheRecord } from './cache.ts';
+import { CacheStore, type CacheRecord } from './cache-records.ts';
 import type { ImageConfig, Manifest } from './image.ts';
 import { isAlive, type Descriptor, type Store } from './store.ts';
 import { isDigest } from './untrusted.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CacheStore, type CacheRecord } from '../../layers/cache.ts';
+import { CacheStore, type CacheRecord } from '../../layers/cache-records.ts';
 import { chainKey, MediaTypes, normalizeReference, parseSize, Store, writeImage, writeLayer, type Layer } from '../../layers/index.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 
