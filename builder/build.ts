@@ -143,7 +143,7 @@ class BuildRun {
   private readonly contentHashes = new Map<string, Promise<ContentHashes>>();
   private readonly layoutImages = new Map<string, Promise<Image>>();
   private tempDirs: string[] = [];
-  /** Layers written by this build, and the directory of each, for overlay lower dirs. */
+  /** Layers written by this build: each is an overlay lower dir of its own (see lowerDirs). */
   private readonly madeHere = new Set<string>();
   /** RUN upper dirs by diffId, and other layers made here applied on their own, by chain. */
   private readonly upperDirs = new Map<string, string>();
@@ -467,7 +467,7 @@ class BuildRun {
     });
   }
 
-  /** Directory entries for `target` and its missing parents, owned by root, as BuildKit makes them. */
+  /** Directory entries for `target` and its missing parents, owned by `owner`, as BuildKit makes them. */
   private missingDirectories(tree: FileTree, target: string, owner: { uid: number; gid: number }): LayerEntry[] {
     const parts = target.split('/').filter(Boolean);
     // The parents of a directory are directories: the deepest one there is, found looking back
@@ -582,12 +582,12 @@ class BuildRun {
     const warn = (message: string): void => this.request.log(`warning: ${message}`);
     const lower = [...(await this.lowerDirs(state)), points];
     // A full disk often shows in the step's output only as a tool's "I/O error": say so, and where.
-    const failure = async (message: string): Promise<BuildError> => {
+    const failure = (message: string): BuildError => {
       const full = this.diskFull(this.noOverlay ? rootfs : upper, tail);
       return new BuildError(full ? `${full}; ${message}` : message);
     };
-    const sandboxFailed = async (error: unknown): Promise<never> => {
-      throw this.cancelled.signal.aborted || !(error instanceof Error) ? error : await failure(error.message);
+    const sandboxFailed = (error: unknown): never => {
+      throw this.cancelled.signal.aborted || !(error instanceof Error) ? error : failure(error.message);
     };
     let result = this.noOverlay ? undefined : await runStep({ ...common, root: { overlay: { lower, upper, work } } }).catch(sandboxFailed);
     if (result?.noOverlay) {
@@ -609,7 +609,7 @@ class BuildRun {
       const hint = process.env.HOIST_SINGLE_ID === '1'
         ? '\n(only your own user and group ids are mapped, so chown to any other id fails: give your user a range in /etc/subuid and /etc/subgid)'
         : '';
-      throw await failure(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
+      throw failure(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
     }
     const diffOptions = { xattrs: await readXattrs(before ? rootfs : upper), warn };
     if (before) return { entries: changedEntries(rootfs, before, diffOptions) };
@@ -626,7 +626,6 @@ class BuildRun {
     const said = /no space left|ENOSPC|disk (is )?full|I\/O error/i.test(output);
     return free < 1 << 20 || (said && free < 64 << 20) ? diskFullMessage(dir, `the store ${this.store.root}`) : undefined;
   }
-
 
   /** Overlay lower dirs, topmost first: this build's layers one by one, the image below merged. */
   private async lowerDirs(state: StageState): Promise<string[]> {

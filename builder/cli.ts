@@ -173,7 +173,8 @@ function keyValues(values: unknown, flag: string): Map<string, string> {
 }
 
 interface OutputSpec {
-  type: 'image' | 'oci' | 'docker' | 'local' | 'tar' | 'registry';
+  /** type=registry is type=image with push. */
+  type: 'image' | 'oci' | 'docker' | 'local' | 'tar';
   /** A path, or `-` for standard output (the tarball outputs). */
   dest?: string;
   tar: boolean;
@@ -187,7 +188,7 @@ interface OutputSpec {
  * The keys each --output type takes. Those buildx has and hoist does not honour are refused by
  * name, never ignored; `oci-mediatypes` and `compression` only with the values hoist writes.
  */
-const OUTPUT_KEYS: Record<OutputSpec['type'], string[]> = {
+const OUTPUT_KEYS: Record<OutputSpec['type'] | 'registry', string[]> = {
   image: ['name', 'push', 'oci-mediatypes', 'compression'],
   registry: ['name', 'push', 'oci-mediatypes', 'compression'],
   oci: ['dest', 'tar', 'name', 'oci-mediatypes', 'compression'],
