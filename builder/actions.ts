@@ -1,7 +1,7 @@
 // GitHub Actions' workflow commands: a build's lines folded into one ::group:: per stage, and a
 // failure reported as an ::error annotation on the Dockerfile line that failed.
 import { DockerfileError } from '../parser/index.ts';
-import { BuildError } from './build.ts';
+import { BuildError } from './errors.ts';
 
 export const inGithubActions = (): boolean => process.env.GITHUB_ACTIONS === 'true';
 
@@ -52,7 +52,7 @@ export function errorAnnotation(error: Error): string {
   const where = error instanceof DockerfileError
     ? { file: error.file, line: error.position.line, col: error.position.column, message: error.message }
     : error instanceof BuildError && error.location
-      ? { ...error.location, message: error.message.slice(`${error.location.file}:${error.location.line}: `.length) }
+      ? { ...error.location, message: error.message }
       : undefined;
   if (!where) return `::error::${escapeData(error.message)}`;
   const col = 'col' in where ? `,col=${where.col}` : '';

@@ -5,11 +5,10 @@ import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdtemp, open, rm, stat, utimes } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream } from 'node:stream/web';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
-import { followSymlinks, readTar, sortWithHardlinks, type LayerEntry } from '../layers/index.ts';
+import { followSymlinks, LayerBuilder, parentOf, readTar, type LayerEntry } from '../layers/index.ts';
+import { httpGet, type ClientOptions } from '../registry/index.ts';
 import { cleanPath } from './context.ts';
 
 type Compression = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'none';
@@ -105,39 +104,24 @@ export interface ArchiveOptions {
 export async function archiveEntries(archivePath: string, destDir: string, options: ArchiveOptions): Promise<LayerEntry[]> {
   const dest = cleanPath(`/${destDir}`).slice(1);
   const mtime = options.createdDirMtime ?? 0;
-  const entries = new Map<string, LayerEntry>();
-  const inodes = new Map<LayerEntry, string>();
-  const isDirectory = (path: string): boolean => (
-    entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || options.destIsDirectory?.(`/${path}`) === true
-  );
+  const layer = new LayerBuilder((path) => options.destIsDirectory?.(`/${path}`) === true);
+  const failure = (entryName: string, message: string): Error => new Error(`${archivePath}: entry "${entryName}": ${message}`);
   const makeDirectories = (path: string, owner: { uid: number; gid: number }, entryName: string): void => {
-    const parts = path.split('/').filter((part) => part !== '' && part !== '.');
-    for (let i = 1; i <= parts.length; i++) {
-      const dir = parts.slice(0, i).join('/');
-      if (entries.has(dir) && entries.get(dir)!.type !== 'directory') throw new Error(`${archivePath}: entry "${entryName}": /${dir} is not a directory`);
-      if (!isDirectory(dir) && !entries.has(dir)) entries.set(dir, { path: dir, type: 'directory', mode: 0o755, ...owner, mtime });
-    }
+    const blocked = layer.mkdirAll(path, (dir) => ({ path: dir, type: 'directory', mode: 0o755, ...owner, mtime }));
+    if (blocked !== undefined) throw failure(entryName, `/${blocked} is not a directory`);
   };
-  const put = (entry: LayerEntry): void => {
-    const old = entries.get(entry.path);
-    // A directory over a directory merges; anything else replaces the old path and what was below it.
-    if (old && (old.type !== 'directory' || entry.type !== 'directory')) {
-      for (const path of entries.keys()) if (path === old.path || path.startsWith(`${old.path}/`)) entries.delete(path);
-    }
-    entries.set(entry.path, entry);
-  };
-
   /** `path` (relative to the image's root) with symlinks in its parents followed, inside the root. */
   const resolveParents = (path: string, entryName: string): string => {
-    const parts = path.split('/').filter((part) => part !== '' && part !== '.');
     const linkAt = (rel: string): string | undefined => {
-      const node = entries.get(rel) ?? options.below?.(`/${rel}`);
+      const node = layer.get(rel) ?? options.below?.(`/${rel}`);
       return node?.type === 'symlink' ? node.linkname : undefined;
     };
     try {
-      return [...followSymlinks(parts.slice(0, -1).join('/'), linkAt), parts.at(-1)!].join('/');
+      const parent = followSymlinks(parentOf(path), linkAt);
+      const name = path.slice(path.lastIndexOf('/') + 1);
+      return parent === '' ? name : `${parent}/${name}`;
     } catch (error) {
-      throw new Error(`${archivePath}: entry "${entryName}": ${(error as Error).message}`);
+      throw failure(entryName, (error as Error).message);
     }
   };
   const skipped = new Set<string>();
@@ -158,9 +142,10 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
       }
       const path = resolveParents(dest ? `${dest}/${name}` : name, header.path);
       const owner = options.chown ?? { uid: header.uid, gid: header.gid };
-      makeDirectories(posix.dirname(path), { uid: 0, gid: 0 }, header.path);
+      makeDirectories(parentOf(path), { uid: 0, gid: 0 }, header.path);
       const entry: LayerEntry = { path, type: header.type, mode: header.mode & 0o7777, ...owner, mtime: header.mtime };
       if (header.xattrs && Object.keys(header.xattrs).length > 0) entry.xattrs = header.xattrs;
+      let inode: string | undefined;
       if (header.type === 'file') {
         entry.source = join(contentDir, String(files++));
         entry.size = header.size;
@@ -171,39 +156,43 @@ export async function archiveEntries(archivePath: string, destDir: string, optio
         // Hardlink targets are names in the archive; an absolute one is taken from the archive's root.
         const target = cleanPath((header.linkname ?? '').replace(/^\/+/, ''));
         if (target === '.' || target === '..' || target.startsWith('../')) throw new Error(`${archivePath}: invalid hardlink target "${header.linkname}"`);
-        const linked = entries.get(resolveParents(dest ? `${dest}/${target}` : target, header.path));
+        const linked = layer.get(resolveParents(dest ? `${dest}/${target}` : target, header.path));
         if (linked?.type !== 'file') throw new Error(`${archivePath}: hardlink "${header.path}" to "${header.linkname}", a file the archive does not hold before it`);
-        // Kept as a file sharing the target's content; sortWithHardlinks makes the links.
-        const key = inodes.get(linked) ?? linked.path;
-        inodes.set(linked, key);
-        inodes.set(entry, key);
+        // Kept as a file sharing the target's content (its source file): the layer makes the links.
+        inode = linked.source as string;
+        layer.set(linked, inode); // the same entry, now known to share its content
         Object.assign(entry, { type: 'file', source: linked.source, size: linked.size });
       }
-      put(entry);
+      layer.put(entry, inode);
     }
   } finally {
     // readTar leaves its source open when the loop stops early.
     await chunks.return(undefined);
   }
-  return sortWithHardlinks(entries.values(), inodes);
+  return layer.build();
 }
 
 /**
  * Downloads a URL for ADD into a new directory under `tmpDir` and returns the file's path: named
  * after the URL's last path segment (`__unnamed__` without one), mode 0600, mtime from
  * Last-Modified (else the epoch), as BuildKit's HTTP source does. `checksum` is `sha256:<hex>`.
- * URL sources are not unpacked unless `ADD --unpack=true`.
+ * The download goes as registry requests do (`registry`'s CAs, the proxies, the timeouts). URL
+ * sources are not unpacked unless `ADD --unpack=true`.
  */
-export async function fetchUrl(url: string, tmpDir: string, checksum?: string): Promise<string> {
+export async function fetchUrl(url: string, tmpDir: string, checksum?: string, registry?: ClientOptions): Promise<string> {
   if (checksum !== undefined && !/^sha256:[0-9a-f]{64}$/.test(checksum)) {
     throw new Error(`invalid checksum "${checksum}": expected sha256: and 64 lowercase hex digits`);
   }
-  const response = await fetch(url);
-  if (response.status < 200 || response.status >= 400) throw new Error(`downloading ${url}: invalid response status ${response.status}`);
+  const response = await httpGet(url, registry).catch((error: Error) => {
+    throw new Error(`downloading ${url}: ${error.message}`);
+  });
+  if (response.status < 200 || response.status >= 400) {
+    await response.body.dump();
+    throw new Error(`downloading ${url}: invalid response status ${response.status}`);
+  }
   const file = join(await mkdtemp(join(tmpDir, 'url-')), urlFileName(url));
   const hash = createHash('sha256');
-  const body = response.body ? Readable.fromWeb(response.body as ReadableStream<Uint8Array>) : Readable.from([]);
-  await pipeline(body, async function* (chunks: AsyncIterable<Buffer>) {
+  await pipeline(response.body, async function* (chunks: AsyncIterable<Buffer>) {
     for await (const chunk of chunks) {
       hash.update(chunk);
       yield chunk;
@@ -215,7 +204,7 @@ export async function fetchUrl(url: string, tmpDir: string, checksum?: string): 
     throw new Error(`digest mismatch for ${url}: ${digest} (expected: ${checksum})`);
   }
   await chmod(file, 0o600);
-  const lastModified = Date.parse(response.headers.get('last-modified') ?? '');
+  const lastModified = Date.parse(String(response.headers['last-modified'] ?? ''));
   const mtime = Number.isNaN(lastModified) ? 0 : lastModified / 1000;
   await utimes(file, mtime, mtime);
   return file;

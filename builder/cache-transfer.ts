@@ -4,11 +4,8 @@
 // contents of cache mounts, with mounts=true). Writers never change a blob in place: two runners
 // pushing the same ref each push a whole, valid cache, and the last one wins.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
-  excerpt, isCacheKey, isRecord, layerTar, MediaTypes, normalizeReference, parseDescriptor, parseDigest, parseIndex, parseJson, parseManifest,
+  excerpt, isCacheKey, isRecord, Layout, layerTar, MediaTypes, normalizeReference, parseDescriptor, parseDigest, parseManifest,
   parseReference, upperDirEntries, writeLayer, writeOciLayout, type CacheRecord, type Layer, type Manifest, type Store,
 } from '../layers/index.ts';
 import { pullArtifact, pullBlob, push, RegistryClient, type ClientOptions } from '../registry/index.ts';
@@ -82,12 +79,15 @@ export async function importCache(store: Store, spec: CacheSpec, registry: Clien
     manifest = await pullArtifact(store, ref, client);
     fetch = (digest) => pullBlob(store, ref, digest, client);
   } else {
-    const blob = (digest: string): string => join(spec.where, 'blobs', 'sha256', parseDigest(digest, what).slice(7));
+    // No layout there (no directory, or no index.json in it) is no cache yet.
+    const layout = await Layout.open(spec.where, what).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
     fetch = async (digest) => {
-      if (!(await store.hasBlob(digest))) await store.writeBlob(createReadStream(blob(digest)), { expected: digest });
+      if (!(await store.hasBlob(digest))) await store.writeBlob(layout!.open(digest), { expected: digest });
     };
-    const indexText = await readFile(join(spec.where, 'index.json')).catch(() => undefined);
-    const descriptor = indexText && parseIndex(parseJson(indexText, `${what}: index.json`), `${what}: index.json`).manifests[0];
+    const descriptor = layout?.index.manifests[0];
     if (descriptor) {
       await fetch(descriptor.digest);
       manifest = parseManifest(await store.readJson(descriptor.digest), `${what}: manifest ${descriptor.digest}`);

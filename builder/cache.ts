@@ -131,6 +131,7 @@ type Hint = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: 
  */
 export class ContentHashes {
   private readonly records: CacheStore;
+  /** The name its hints are kept under: one set per context directory. */
   private readonly name: string;
   private readonly root: string;
   private hints: Record<string, Hint> = {};
@@ -144,15 +145,15 @@ export class ContentHashes {
   constructor(store: Store, root: string) {
     this.records = new CacheStore(store);
     this.root = root;
-    this.name = `files/${sha256(root)}.json`;
+    this.name = sha256(root);
   }
 
   async load(): Promise<void> {
-    this.hints = (await this.records.readJson<Record<string, Hint>>(this.name)) ?? {};
+    this.hints = (await this.records.hints<Record<string, Hint>>(this.name)) ?? {};
   }
 
   async save(): Promise<void> {
-    if (this.changed) await this.records.writeJson(this.name, this.hints);
+    if (this.changed) await this.records.saveHints(this.name, this.hints);
   }
 
   noteStats(path: string, stats: Stats): void {
@@ -215,7 +216,7 @@ export class ContentHashes {
 const chunk = Buffer.allocUnsafe(1 << 20);
 
 /** sha256 of a file, read a megabyte at a time: a large file is never held in memory. */
-function hashFile(path: string): string {
+export function hashFile(path: string): string {
   const hash = createHash('sha256');
   const fd = openSync(path, 'r');
   try {

@@ -5,17 +5,20 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DockerfileError, hostPlatform, parsePlatform, type Platform } from '../parser/index.ts';
+import { DockerfileError, hostPlatform, parsePlatform, splitCsv, type Platform } from '../parser/index.ts';
 import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
 import {
-  applyLayers, changedEntries, defaultStoreRoot, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
-  writeFilesystemTar, writeOciLayout, type Descriptor, type Image,
+  applyLayers, changedEntries, defaultStoreRoot, familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, Layout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive,
+  writeFilesystemTar, writeOciLayout, type BlobSource, type Descriptor, type Image,
 } from '../layers/index.ts';
 import { errorAnnotation, inGithubActions, StageGroups } from './actions.ts';
-import { build, BuildError, parseNamedContext, type NamedContext } from './build.ts';
+import { build } from './build.ts';
+import { BuildError } from './errors.ts';
+import { parseNamedContext, type NamedContext } from './images.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache, type CacheSpec } from './cache-transfer.ts';
 import { diskFullMessage } from './disk.ts';
+import { detectHost } from './host.ts';
 
 class UsageError extends Error {}
 
@@ -148,12 +151,11 @@ function diskFull(error: Error): string | undefined {
   const code = (error as NodeJS.ErrnoException).code;
   const quota = code === 'EDQUOT' || /\bEDQUOT\b/.test(error.message);
   if (!quota && code !== 'ENOSPC' && !/\bENOSPC\b/.test(error.message)) return undefined;
-  const location = /^(\S+:\d+: )/.exec(error.message)?.[1] ?? '';
-  const detail = error.message.slice(location.length);
-  const named = /'(\/[^']+)'/.exec(detail)?.[1];
+  const location = error instanceof BuildError && error.location ? `${error.location.file}:${error.location.line}: ` : '';
+  const named = /'(\/[^']+)'/.exec(error.message)?.[1];
   const at = named ?? storeRoot;
   if (!at) return undefined;
-  return `${location}${diskFullMessage(at, named ?? `the store ${storeRoot}`, quota)} (${detail})`;
+  return `${location}${diskFullMessage(at, named ?? `the store ${storeRoot}`, quota)} (${error.message})`;
 }
 
 function keyValues(values: unknown, flag: string): Map<string, string> {
@@ -268,20 +270,11 @@ function csvFields(flag: string, spec: string): Map<string, string> {
 }
 
 function csvSplit(flag: string, spec: string): string[] {
-  const fields: string[] = [];
-  let field = '';
-  for (let i = 0; i <= spec.length; i++) {
-    if (i === spec.length || spec[i] === ',') {
-      fields.push(field);
-      field = '';
-    } else if (spec[i] === '"' && field === '') {
-      // A quoted field runs to the next lone quote.
-      for (i++; i < spec.length && !(spec[i] === '"' && spec[i + 1] !== '"'); i++) field += spec[i] === '"' ? spec[++i] : spec[i];
-      if (i >= spec.length) throw new UsageError(`--${flag} ${spec}: a quote is not closed`);
-      if (i + 1 < spec.length && spec[i + 1] !== ',') throw new UsageError(`--${flag} ${spec}: text after a closing quote`);
-    } else field += spec[i];
+  try {
+    return splitCsv(spec);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${spec}: ${(error as Error).message}`);
   }
-  return fields;
 }
 
 /** buildx's cache syntax: `type=registry,ref=R[,mode=max][,mounts=true]`, `type=local,dest=D` / `src=D`, or a bare ref. */
@@ -410,8 +403,9 @@ async function buildCommand(args: string[]): Promise<number> {
   // Reproducible builds: --timestamp, else SOURCE_DATE_EPOCH as a build arg (buildx) or in the environment.
   const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
   if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
+  const host = detectHost();
   const image = await build({
-    store, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
+    store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs, target: values.target as string | undefined,
@@ -428,8 +422,8 @@ async function buildCommand(args: string[]): Promise<number> {
     if (output.type === 'image') for (const name of names) await store.tag(name, image.descriptor);
     if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], destination(output), { tar: output.tar, created, mtime });
     if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], destination(output), { mtime });
-    if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log });
-    if (output.type === 'tar') await exportFilesystem(store, image, destination(output), log);
+    if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log, asRoot: host.root });
+    if (output.type === 'tar') await exportFilesystem(store, image, destination(output), { warn: log, asRoot: host.root });
     if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
     if (output.push) for (const name of names) await pushAndReport(store, image, name, registry, log);
   }
@@ -454,12 +448,12 @@ async function buildCommand(args: string[]): Promise<number> {
 }
 
 /** The image's file system as one tarball (`type=tar`): its layers applied to a temp dir, then read back. */
-async function exportFilesystem(store: Store, image: Image, dest: string | Writable, log: (line: string) => void): Promise<void> {
+async function exportFilesystem(store: Store, image: Image, dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
   const dir = await store.tempDir('tar');
   try {
     const root = join(dir, 'root');
-    await applyLayers(store, image.layers, root, { warn: log });
-    await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: log }), dest);
+    await applyLayers(store, image.layers, root, options);
+    await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: options.warn }), dest);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -472,9 +466,9 @@ function registryOptions(values: Record<string, unknown>): ClientOptions {
   return { insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [], ...(caFile ? { caFile: resolve(caFile) } : {}) };
 }
 
-async function pushAndReport(store: Store, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
+async function pushAndReport(from: Store | BlobSource, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
   const ref = parseReference(name);
-  const result = await push(store, image, ref, new RegistryClient(ref.domain, registry));
+  const result = await push(from, image, ref, new RegistryClient(ref.domain, registry));
   const mounted = result.mounted > 0 ? `, ${result.mounted} mounted from another repository` : '';
   log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded${mounted})`);
   return result.digest;
@@ -484,29 +478,34 @@ async function pushCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('push', args, REGISTRY_FLAGS);
   if (values.help) return help('push');
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError("push takes REF [DEST] (see 'hoist push --help')");
-  const store = await openStore(values.root);
   const [source, target] = positionals as [string, string | undefined];
-  // An image from an OCI layout or tarball (hoist save, a USB stick) goes through the store, its blobs checked on the way in.
   const layout = source.startsWith('oci-layout://') ? parseNamedContext(source, process.cwd()) : undefined;
   if (layout && !target) throw new UsageError('pushing from an oci-layout:// source needs a DEST');
-  const { image, descriptor } = layout?.kind === 'layout'
-    ? await importOciLayout(store, layout.path, layout.select).then((images) => {
-      if (images.length > 1) throw new UsageError(`${source} holds ${images.length} images: name one with :TAG or @DIGEST`);
-      return images[0]!;
-    })
-    : await imageByName(store, source);
+  // An image in an OCI layout or tarball (hoist save, a USB stick) goes up straight from it, each
+  // blob checked against its digest as it is read; the store is not used.
+  const { from, descriptor, image } = layout?.kind === 'layout'
+    ? await layoutImage(source, layout.path, layout.select)
+    : await openStore(values.root).then(async (store) => ({ from: store, ...(await imageByName(store, source)) }));
   const dest = normalizeReference(target ?? source);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   let digest: string;
   if (INDEX_TYPES.includes(descriptor.mediaType)) {
     // Every platform of an index goes up, then the index.
     const ref = parseReference(dest);
-    const result = await pushIndex(store, descriptor, ref, new RegistryClient(ref.domain, registryOptions(values)));
+    const result = await pushIndex(from, descriptor, ref, new RegistryClient(ref.domain, registryOptions(values)));
     log(`pushed ${familiarReference(ref)}@${result.digest} (an index: ${result.uploaded} blobs uploaded)`);
     digest = result.digest;
-  } else digest = await pushAndReport(store, image, dest, registryOptions(values), log);
+  } else digest = await pushAndReport(from, image, dest, registryOptions(values), log);
   process.stdout.write(`${digest}\n`);
   return 0;
+}
+
+/** The one image an OCI layout holds (or the one `select` names), read in place. */
+async function layoutImage(source: string, path: string, select: string | undefined): Promise<{ from: Layout; descriptor: Descriptor; image: Image }> {
+  const layout = await Layout.open(path);
+  const chosen = layout.select(select);
+  if (chosen.length > 1) throw new UsageError(`${source} holds ${chosen.length} images: name one with :TAG or @DIGEST`);
+  return { from: layout, descriptor: chosen[0]!, image: await readImage(layout, chosen[0]!) };
 }
 
 async function pullCommand(args: string[]): Promise<number> {
@@ -711,7 +710,7 @@ export async function main(argv: string[]): Promise<number> {
     if (inGithubActions()) process.stderr.write(`${errorAnnotation(error as Error)}\n`);
     if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
     else if (process.env.HOIST_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    else process.stderr.write(`hoist: ${diskFull(error as Error) ?? (error as Error).message}\n`);
+    else process.stderr.write(`hoist: ${diskFull(error as Error) ?? (error instanceof BuildError ? error.summary : (error as Error).message)}\n`);
     return 1;
   }
 }

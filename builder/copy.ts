@@ -3,7 +3,8 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { followSymlinks, sortWithHardlinks, type LayerEntry } from '../layers/index.ts';
+import { entryFromStats, followSymlinks, LayerBuilder, mtimeOf, parentOf, type LayerEntry } from '../layers/index.ts';
+import type { ClientOptions } from '../registry/index.ts';
 import { archiveEntries, fetchUrl, isLocalArchive } from './archive.ts';
 import { cleanPath, compilePatterns, containsWildcards, globRegExp, type PatternSet } from './context.ts';
 
@@ -45,6 +46,8 @@ export interface CopyOptions {
   tmpDir?: string;
   /** Called with each file copied from the root and its stat data. */
   onFile?: (source: string, stats: Stats) => void;
+  /** How ADD downloads a URL: as the registry is reached (--tls-ca, proxies, timeouts). */
+  registry?: ClientOptions;
 }
 
 /** A path of the image below a copy, as its layers leave it. */
@@ -57,16 +60,18 @@ export interface NodeBelow {
   linkname?: string;
 }
 
-/** A source resolved to a path in the root (symlinks followed), or a URL. */
-interface Source {
-  url?: string;
+/** A source resolved to a path in the root (symlinks followed). */
+interface PathSource {
   rel: string;
-  stats?: Stats;
+  stats: Stats;
   /** The name a copy into a directory gets: the base of the path as written or matched. */
   base: string;
   /** --parents: which paths below the source are copied. */
   include?: PatternSet;
 }
+
+/** A source of ADD or COPY, resolved. */
+type Source = PathSource | { url: string };
 
 interface ModeChange {
   apply(mode: number, isDirectory: boolean): number;
@@ -77,17 +82,18 @@ interface ModeChange {
 /** A directory of a source tree, written when something below it is (or at once when copied). */
 interface Frame {
   path: string;
+  abs: string;
   stats: Stats;
   /** Copied as a directory of the source; otherwise made only as a parent of what is copied. */
   copied: boolean;
   written: boolean;
 }
 
-const parentOf = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf('/')));
 const child = (dir: string, name: string): string => (dir === '' ? name : `${dir}/${name}`);
-const mtimeOf = (stats: Stats): number => Math.floor(stats.mtimeMs / 1000);
 /** Linux's PATH_MAX, its terminating NUL included: no longer path can be opened. */
 export const PATH_MAX = 4096;
+/** The symlinks a source path may go through: continuity's RootPath, which BuildKit uses, follows 255 (Linux 40). */
+const MAX_SOURCE_SYMLINKS = 255;
 /** lstat, or undefined where there is nothing (a missing path, one through a file or too long). */
 const lstatIfAny = (path: string): Stats | undefined => {
   try {
@@ -104,80 +110,189 @@ const isGitSource = (source: string): boolean => /^(git@|git:\/\/|ssh:\/\/)/.tes
  * its path on the host.
  */
 export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
-  const command = options.command ?? 'COPY';
-  const mode = parseChmod(options.chmod);
-  const excludes = options.exclude.length > 0 ? compilePatterns(options.exclude) : undefined;
-  const dest = destination(options.dest, options.workdir);
-  const entries = new Map<string, LayerEntry>();
-  const inodes = new Map<LayerEntry, string>();
-  let copyIndex = 0;
+  const plan = new CopyPlan(options);
+  // Several sources into a destination that is neither a directory nor written as one are copied
+  // one after the other, as BuildKit does (the "must end with a /" rule is the classic builder's).
+  for (const source of plan.resolveSources()) await plan.copy(source);
+  return plan.layer.build();
+}
 
-  if (options.checksum !== undefined) {
-    if (command !== 'ADD') throw new Error("checksum can't be specified for COPY");
-    if (options.sources.length !== 1) throw new Error("checksum can't be specified for multiple sources");
-    if (!/^https?:\/\//.test(options.sources[0]!)) throw new Error('checksum requires HTTP(S) or Git sources');
+/** One COPY or ADD: its sources found in the root, then written into the layer one after the other. */
+class CopyPlan {
+  readonly layer: LayerBuilder;
+  private readonly options: CopyOptions;
+  private readonly command: 'COPY' | 'ADD';
+  private readonly mode: ModeChange;
+  private readonly excludes: PatternSet | undefined;
+  private readonly dest: { path: string; isDirectory: boolean };
+  /** Which source is being copied: hardlinks are found within one, as BuildKit copies each on its own. */
+  private sourceIndex = 0;
+
+  constructor(options: CopyOptions) {
+    this.options = options;
+    this.command = options.command ?? 'COPY';
+    this.mode = parseChmod(options.chmod);
+    this.excludes = options.exclude.length > 0 ? compilePatterns(options.exclude) : undefined;
+    this.dest = destination(options.dest, options.workdir);
+    if (options.checksum !== undefined) {
+      if (this.command !== 'ADD') throw new Error("checksum can't be specified for COPY");
+      if (options.sources.length !== 1) throw new Error("checksum can't be specified for multiple sources");
+      if (!/^https?:\/\//.test(options.sources[0]!)) throw new Error('checksum requires HTTP(S) or Git sources');
+    }
+    // A path the copy does not write is a directory if the image below has one there, symlinks followed.
+    const linkBelow = (path: string): string | undefined => {
+      const node = options.below?.(`/${path}`);
+      return node?.type === 'symlink' ? node.linkname : undefined;
+    };
+    this.layer = new LayerBuilder((path) => options.below?.(`/${followSymlinks(path, linkBelow)}`)?.type === 'directory');
   }
-  const ignored = (rel: string): boolean => options.isIgnored?.(rel) === true;
-  const mayUnignore = (rel: string): boolean => options.mayUnignoreUnder?.(rel) ?? true;
-  const notFound = (name: string): Error => new Error(
-    `${options.isIgnored ? 'file not found in build context or excluded by .dockerignore' : 'file not found'}: stat ${name}: no such file or directory`,
-  );
-  const owner = (stats?: Stats): Owner => options.chown ?? (stats && options.keepOwners ? { uid: stats.uid, gid: stats.gid } : { uid: 0, gid: 0 });
-  const belowAt = (path: string): NodeBelow | undefined => options.below?.(`/${path}`);
-  const linkBelow = (path: string): string | undefined => {
-    const node = belowAt(path);
-    return node?.type === 'symlink' ? node.linkname : undefined;
-  };
-  /** Whether `path` is a directory, in what the copy writes or (symlinks followed) in the image below. */
-  const isDirectory = (path: string): boolean => (
-    entries.has(path) ? entries.get(path)!.type === 'directory' : path === '' || belowAt(followSymlinks(path, linkBelow).join('/'))?.type === 'directory'
-  );
 
-  /** Adding to a directory changes its mtime; directories of the source get theirs back afterwards. */
-  const touchParent = (path: string): void => {
-    const parent = entries.get(parentOf(path));
-    if (parent?.type === 'directory') parent.mtime = options.createdDirMtime;
-  };
-  const putDirectory = (entry: LayerEntry): void => {
-    const old = entries.get(entry.path);
-    if (old && old.type !== 'directory') throw new Error(`cannot copy to non-directory: /${entry.path}`);
-    if (!old) touchParent(entry.path);
-    entries.set(entry.path, entry);
-  };
-  const putFile = (entry: LayerEntry, stats: Stats): void => {
-    if (isDirectory(entry.path)) throw new Error(`cannot replace to directory /${entry.path} with file`);
-    touchParent(entry.path);
-    entries.set(entry.path, entry);
-    if (typeof entry.source === 'string') options.onFile?.(entry.source, stats);
-    // Hardlinks are found within one source, as BuildKit copies each source on its own.
-    if (entry.type === 'file' && stats.nlink > 1) inodes.set(entry, `${copyIndex}:${stats.dev}:${stats.ino}`);
-  };
-  /** The directories BuildKit's MkdirAll makes: root-owned (or --chown), mode 0755 or the octal --chmod. */
-  const makeDirectories = (path: string): void => {
-    let at = '';
-    for (const part of path.split('/').filter(Boolean)) {
-      at = child(at, part);
-      if (isDirectory(at)) continue;
-      if (entries.has(at)) throw new Error(`mkdir /${at}: not a directory`);
-      putDirectory({ path: at, type: 'directory', mode: mode.created, ...owner(), mtime: options.createdDirMtime });
-    }
-  };
+  // --- Sources, found in the root with synchronous calls: a COPY of 500,000 sources then takes
+  // seconds, not minutes of thread-pool round trips.
 
-  /** The entry of one non-directory from a source, or undefined for sockets, FIFOs and devices. */
-  const entryOf = async (path: string, abs: string, stats: Stats): Promise<LayerEntry | undefined> => {
-    const common = { path, ...owner(stats), mtime: mtimeOf(stats) };
-    if (stats.isSymbolicLink()) return { ...common, type: 'symlink', mode: stats.mode & 0o7777, linkname: readlinkSync(abs) };
-    if (!stats.isFile()) return undefined;
-    return { ...common, type: 'file', mode: mode.apply(stats.mode & 0o7777, false), size: stats.size, source: abs };
-  };
-  const writeFrames = (frames: Frame[]): void => {
-    for (const frame of frames) {
-      if (frame.written) continue;
-      frame.written = true;
-      if (!frame.copied && isDirectory(frame.path)) continue;
-      putDirectory({ path: frame.path, type: 'directory', mode: mode.apply(frame.stats.mode & 0o7777, true), ...owner(frame.stats), mtime: 0 });
+  resolveSources(): Source[] {
+    const sources: Source[] = [];
+    for (const source of this.options.sources) for (const resolved of this.resolveSource(source)) sources.push(resolved);
+    return sources;
+  }
+
+  private resolveSource(source: string): Source[] {
+    if (/^https?:\/\//.test(source) || isGitSource(source)) {
+      if (this.command === 'COPY') throw new Error(`source can't be a ${isGitSource(source) ? 'git ref' : 'URL'} for COPY`);
+      if (isGitSource(source)) throw new Error(`ADD ${source}: Git sources are not supported`);
+      return [{ url: source }];
     }
-  };
+    const { path, include } = this.options.parents ? this.parentsSource(source) : { path: source, include: undefined };
+    const rel = cleanPath(`/${path}`).slice(1);
+    return containsWildcards(rel) ? this.expandGlob(rel, include) : [this.statSource(rel, posix.basename(rel), include)];
+  }
+
+  /** --parents copies the root (or the part before a `/./` pivot) filtered by the rest as a pattern, which must name something. */
+  private parentsSource(source: string): { path: string; include: PatternSet | undefined } {
+    const pivot = source.indexOf('/./');
+    const pattern = pivot < 0 ? source : source.slice(pivot + 3);
+    const path = pivot < 0 ? '/' : source.slice(0, pivot);
+    const includeRel = cleanPath(`/${pattern}`).slice(1);
+    const include = includeRel === '' ? undefined : compilePatterns([includeRel]);
+    if (!containsWildcards(path) && !containsWildcards(pattern)) {
+      // What the pattern names must be there; its last part is not followed (a symlink will do).
+      const required = cleanPath(`/${path}/${pattern}`).slice(1);
+      const stats = lstatIfAny(join(this.options.root, this.resolveInRoot(parentOf(required)), required.slice(required.lastIndexOf('/') + 1)));
+      if (!stats || this.ignored(required)) throw this.notFound(required);
+    }
+    return { path, include };
+  }
+
+  /** A path source: followed to what it names, which must exist in the (filtered) root. */
+  private statSource(rel: string, base: string, include?: PatternSet): PathSource {
+    const resolved = this.resolveInRoot(rel);
+    const stats = lstatIfAny(join(this.options.root, resolved));
+    const visible = (path: string): boolean => !this.ignored(path) || (stats?.isDirectory() === true && this.mayUnignore(path));
+    if (!stats || !visible(rel) || !visible(resolved)) throw this.notFound(rel || '.');
+    return { rel: resolved, stats, base, ...(include ? { include } : {}) };
+  }
+
+  /**
+   * A glob's matches, as fsutil's ResolveWildcards finds them: the part before the first wildcard
+   * is followed, the rest matched (Go's filepath.Match) against paths below it; a matched directory
+   * is not searched further. No match is no error (BuildKit's AllowEmptyWildcard).
+   */
+  private expandGlob(rel: string, include?: PatternSet): PathSource[] {
+    const parts = rel.split('/');
+    const first = parts.findIndex(containsWildcards);
+    const baseRel = this.resolveInRoot(parts.slice(0, first).join('/'));
+    const regExp = globRegExp(parts.slice(first).join('/'));
+    const depth = parts.length - first;
+    const baseStats = lstatIfAny(join(this.options.root, baseRel));
+    if (!baseStats || this.ignored(baseRel)) throw this.notFound(parts.slice(0, first).join('/') || '.');
+    const matches: PathSource[] = [];
+    const search = (dirRel: string, level: number): void => {
+      for (const name of readdirSync(join(this.options.root, baseRel, dirRel)).sort()) {
+        const matchRel = child(dirRel, name);
+        const rootRel = child(baseRel, matchRel);
+        const stats = lstatSync(join(this.options.root, rootRel));
+        if (this.ignored(rootRel) && !(stats.isDirectory() && this.mayUnignore(rootRel))) continue;
+        if (regExp?.test(matchRel)) {
+          // --exclude also drops a file the glob matches, as documented (BuildKit only filters
+          // below each match, so copies it: moby/buildkit#5489). A matched directory is copied.
+          const match = this.statSource(rootRel, name, include);
+          if (match.stats.isDirectory() || !this.excludes?.matches(matchRel)) matches.push(match);
+        } else if (stats.isDirectory() && level < depth) search(matchRel, level + 1);
+      }
+    };
+    if (baseStats.isDirectory()) search('', 1);
+    return matches;
+  }
+
+  /** `rel` with its symlinks followed as if the root were `/` (continuity's RootPath): the result stays inside. */
+  private resolveInRoot(rel: string): string {
+    return followSymlinks(rel, (path) => {
+      // A path longer than PATH_MAX names nothing on the host: it is not looked up.
+      if (this.options.root.length + 1 + path.length >= PATH_MAX) return undefined;
+      const abs = join(this.options.root, path);
+      return lstatIfAny(abs)?.isSymbolicLink() ? readlinkSync(abs) : undefined;
+    }, MAX_SOURCE_SYMLINKS);
+  }
+
+  private ignored(rel: string): boolean {
+    return this.options.isIgnored?.(rel) === true;
+  }
+
+  private mayUnignore(rel: string): boolean {
+    return this.options.mayUnignoreUnder?.(rel) ?? true;
+  }
+
+  private notFound(name: string): Error {
+    const what = this.options.isIgnored ? 'file not found in build context or excluded by .dockerignore' : 'file not found';
+    return new Error(`${what}: stat ${name}: no such file or directory`);
+  }
+
+  // --- Writing a source into the layer.
+
+  async copy(source: Source): Promise<void> {
+    this.sourceIndex++;
+    if ('url' in source) {
+      const file = await fetchUrl(source.url, needTmpDir(this.options), this.options.checksum, this.options.registry);
+      if (this.options.unpack === true && (await isLocalArchive(file))) await this.unpack(file);
+      else this.copyFile(file, await lstat(file), posix.basename(file));
+      return;
+    }
+    const abs = join(this.options.root, source.rel);
+    if (this.command === 'ADD' && this.options.unpack !== false && source.stats.isFile() && (await isLocalArchive(abs))) await this.unpack(abs);
+    else if (source.stats.isDirectory()) this.copyDirectory(abs, source);
+    else this.copyFile(abs, source.stats, source.base);
+  }
+
+  private copyFile(abs: string, stats: Stats, base: string): void {
+    const { dest } = this;
+    this.makeDirectories(dest.isDirectory ? dest.path : parentOf(dest.path));
+    const path = this.layer.isDirectory(dest.path) ? child(dest.path, base) : dest.path;
+    this.makeDirectories(parentOf(path));
+    const entry = this.entryOf(path, stats, abs);
+    if (entry) this.putFile(entry, stats);
+  }
+
+  private copyDirectory(abs: string, source: PathSource): void {
+    const { dest } = this;
+    this.makeDirectories(dest.isDirectory ? dest.path : parentOf(dest.path));
+    if (!this.layer.isDirectory(dest.path)) {
+      if (this.layer.get(dest.path)) throw new Error(`cannot copy to non-directory: /${dest.path}`);
+      this.makeDirectories(dest.path);
+    }
+    this.walk(abs, source.rel, '', dest.path, [], source.include);
+    // fsutil gives the destination directory the source directory's mtime (not its mode).
+    const top = this.layer.get(dest.path);
+    if (top?.type === 'directory') top.mtime = mtimeOf(source.stats);
+  }
+
+  /** An archive unpacked into the destination: its entries replace what is there, or merge into a directory (go-archive). */
+  private async unpack(archive: string): Promise<void> {
+    const entries = await archiveEntries(archive, `/${this.dest.path}`, {
+      tmpDir: needTmpDir(this.options), chown: this.options.chown, createdDirMtime: this.options.createdDirMtime,
+      destIsDirectory: (abs) => this.layer.isDirectory(abs.slice(1)), below: this.options.below, warn: this.options.warn,
+    });
+    for (const entry of entries) this.layer.put(entry);
+  }
 
   /**
    * Copies a source directory's contents. A directory that .dockerignore hides but that holds a
@@ -185,191 +300,86 @@ export async function planCopy(options: CopyOptions): Promise<LayerEntry[]> {
    * --parents patterns is made only when something below it is copied, with its mode and owner
    * but a new mtime (fsutil's createParentDirs).
    */
-  const walk = async (dirAbs: string, contextRel: string, sourceRel: string, destRel: string, frames: Frame[], include?: PatternSet): Promise<void> => {
+  private walk(dirAbs: string, contextRel: string, sourceRel: string, destRel: string, frames: Frame[], include?: PatternSet): void {
     // Synchronous calls: a tree of tens of thousands of entries is walked ten times faster than
-    // with a thread-pool round trip per entry, and nothing else waits on the event loop here.
+    // with a thread-pool round trip per entry.
     for (const name of readdirSync(dirAbs).sort()) {
       const abs = join(dirAbs, name);
       const [rel, srcRel, path] = [child(contextRel, name), child(sourceRel, name), child(destRel, name)];
-      const hidden = ignored(rel);
-      const excluded = excludes?.matches(srcRel) === true;
+      const hidden = this.ignored(rel);
+      const excluded = this.excludes?.matches(srcRel) === true;
       const included = include?.matches(srcRel) ?? true;
       const stats = lstatSync(abs);
       if (stats.isDirectory()) {
-        if (hidden && !mayUnignore(rel)) continue;
-        if (excluded && !excludes!.mayExceptUnder(srcRel)) continue;
+        if (hidden && !this.mayUnignore(rel)) continue;
+        if (excluded && !this.excludes!.mayExceptUnder(srcRel)) continue;
         if (!included && !include!.mayMatchUnder(srcRel)) continue;
-        const frame: Frame = { path, stats, copied: !excluded && included, written: false };
-        if (frame.copied && !hidden) writeFrames([...frames, frame]);
-        await walk(abs, rel, srcRel, path, frame.written ? [] : [...frames, frame], include);
-        const written = frame.written ? entries.get(path) : undefined;
-        if (written) written.mtime = frame.copied ? mtimeOf(stats) : options.createdDirMtime;
+        const frame: Frame = { path, abs, stats, copied: !excluded && included, written: false };
+        if (frame.copied && !hidden) this.writeFrames([...frames, frame]);
+        this.walk(abs, rel, srcRel, path, frame.written ? [] : [...frames, frame], include);
+        const written = frame.written ? this.layer.get(path) : undefined;
+        if (written) written.mtime = frame.copied ? mtimeOf(stats) : this.options.createdDirMtime;
       } else if (!hidden && !excluded && included) {
-        const entry = await entryOf(path, abs, stats);
+        const entry = this.entryOf(path, stats, abs);
         if (!entry) continue;
-        writeFrames(frames);
-        putFile(entry, stats);
+        this.writeFrames(frames);
+        this.putFile(entry, stats);
       }
-    }
-  };
-
-  // Sources are resolved with synchronous calls, as walk() reads trees: a COPY of 500,000 sources
-  // then takes seconds, not minutes of thread-pool round trips.
-
-  /** Follows symlinks in `rel` as if `root` were `/` (continuity's RootPath): the result stays inside. */
-  const resolveInRoot = (rel: string, followLast: boolean): string => {
-    const pending = rel.split('/').reverse(); // the next part last
-    const resolved: string[] = [];
-    let length = options.root.length; // of the path so far on the host
-    let links = 0;
-    while (pending.length > 0) {
-      const part = pending.pop()!;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        length -= resolved.length > 0 ? resolved.pop()!.length + 1 : 0;
-        continue;
-      }
-      // A path longer than PATH_MAX names nothing on the host: it is not looked up, nor joined,
-      // which would take time in the square of the number of parts.
-      const abs = length + part.length + 1 < PATH_MAX ? join(options.root, ...resolved, part) : undefined;
-      const stats = abs !== undefined && (pending.length > 0 || followLast) ? lstatIfAny(abs) : undefined;
-      if (!stats?.isSymbolicLink()) {
-        resolved.push(part);
-        length += part.length + 1;
-        continue;
-      }
-      if (++links > 255) throw new Error(`${rel}: too many levels of symbolic links`);
-      const target = readlinkSync(abs!);
-      if (target.startsWith('/')) {
-        resolved.length = 0;
-        length = options.root.length;
-      }
-      pending.push(...target.split('/').reverse());
-    }
-    return resolved.join('/');
-  };
-
-  /** A path source: followed to what it names, which must exist in the (filtered) root. */
-  const statSource = (rel: string, base: string, include?: PatternSet): Source => {
-    const resolved = resolveInRoot(rel, true);
-    const stats = lstatIfAny(join(options.root, resolved));
-    const visible = (path: string): boolean => !ignored(path) || (stats?.isDirectory() === true && mayUnignore(path));
-    if (!stats || !visible(rel) || !visible(resolved)) throw notFound(rel || '.');
-    return { rel: resolved, stats, base, ...(include ? { include } : {}) };
-  };
-
-  /**
-   * A glob's matches, as fsutil's ResolveWildcards finds them: the part before the first wildcard
-   * is followed, the rest matched (Go's filepath.Match) against paths below it; a matched directory
-   * is not searched further. No match is no error (BuildKit's AllowEmptyWildcard).
-   */
-  const expandGlob = (rel: string, include?: PatternSet): Source[] => {
-    const parts = rel.split('/');
-    const first = parts.findIndex(containsWildcards);
-    const baseRel = resolveInRoot(parts.slice(0, first).join('/'), true);
-    const pattern = parts.slice(first).join('/');
-    const regExp = globRegExp(pattern);
-    const depth = parts.length - first;
-    const baseStats = lstatIfAny(join(options.root, baseRel));
-    if (!baseStats || ignored(baseRel)) throw notFound(parts.slice(0, first).join('/') || '.');
-    const matches: Source[] = [];
-    const search = (dirRel: string, level: number): void => {
-      for (const name of readdirSync(join(options.root, baseRel, dirRel)).sort()) {
-        const matchRel = child(dirRel, name);
-        const rootRel = child(baseRel, matchRel);
-        const stats = lstatSync(join(options.root, rootRel));
-        if (ignored(rootRel) && !(stats.isDirectory() && mayUnignore(rootRel))) continue;
-        if (regExp?.test(matchRel)) {
-          // --exclude also drops a file the glob matches, as documented (BuildKit only filters
-          // below each match, so copies it: moby/buildkit#5489). A matched directory is copied.
-          const match = statSource(rootRel, name, include);
-          if (match.stats!.isDirectory() || !excludes?.matches(matchRel)) matches.push(match);
-        } else if (stats.isDirectory() && level < depth) search(matchRel, level + 1);
-      }
-    };
-    if (baseStats.isDirectory()) search('', 1);
-    return matches;
-  };
-
-  const resolveSource = (source: string): Source[] => {
-    if (/^https?:\/\//.test(source) || isGitSource(source)) {
-      if (command === 'COPY') throw new Error(`source can't be a ${isGitSource(source) ? 'git ref' : 'URL'} for COPY`);
-      if (isGitSource(source)) throw new Error(`ADD ${source}: Git sources are not supported`);
-      return [{ url: source, rel: '', base: '' }];
-    }
-    let path = source;
-    let include: PatternSet | undefined;
-    if (options.parents) {
-      // --parents copies the root (or the part before a `/./` pivot) filtered by the rest as a pattern.
-      const pivot = source.indexOf('/./');
-      const pattern = pivot < 0 ? source : source.slice(pivot + 3);
-      path = pivot < 0 ? '/' : source.slice(0, pivot);
-      const includeRel = cleanPath(`/${pattern}`).slice(1);
-      if (includeRel !== '') include = compilePatterns([includeRel]);
-      if (!containsWildcards(path) && !containsWildcards(pattern)) {
-        const required = cleanPath(`/${path}/${pattern}`).slice(1);
-        const stats = lstatIfAny(join(options.root, resolveInRoot(required, false)));
-        if (!stats || ignored(required)) throw notFound(required);
-      }
-    }
-    const rel = cleanPath(`/${path}`).slice(1);
-    return containsWildcards(rel) ? expandGlob(rel, include) : [statSource(rel, posix.basename(rel), include)];
-  };
-
-  // Several sources into a destination that is neither a directory nor written as one are copied
-  // one after the other, as BuildKit does (the "must end with a /" rule is the classic builder's).
-  const sources: Source[] = [];
-  for (const source of options.sources) for (const resolved of resolveSource(source)) sources.push(resolved);
-
-  const unpack = async (archive: string): Promise<void> => {
-    const unpacked = await archiveEntries(archive, `/${dest.path}`, {
-      tmpDir: needTmpDir(options), chown: options.chown, createdDirMtime: options.createdDirMtime, destIsDirectory: (abs) => isDirectory(abs.slice(1)),
-      below: options.below, warn: options.warn,
-    });
-    for (const entry of unpacked) {
-      const old = entries.get(entry.path);
-      // As in go-archive, an entry replaces what was there (a directory with its contents), or merges into a directory.
-      if (old && (old.type !== 'directory' || entry.type !== 'directory')) {
-        for (const path of entries.keys()) if (path === old.path || path.startsWith(`${old.path}/`)) entries.delete(path);
-      }
-      entries.set(entry.path, entry);
-    }
-  };
-  const copyFile = async (abs: string, stats: Stats, base: string): Promise<void> => {
-    makeDirectories(dest.isDirectory ? dest.path : parentOf(dest.path));
-    const path = isDirectory(dest.path) ? child(dest.path, base) : dest.path;
-    makeDirectories(parentOf(path));
-    const entry = await entryOf(path, abs, stats);
-    if (entry) putFile(entry, stats);
-  };
-
-  for (const source of sources) {
-    copyIndex++;
-    if (source.url !== undefined) {
-      const file = await fetchUrl(source.url, needTmpDir(options), options.checksum);
-      if (options.unpack === true && (await isLocalArchive(file))) await unpack(file);
-      else await copyFile(file, await lstat(file), posix.basename(file));
-      continue;
-    }
-    const abs = join(options.root, source.rel);
-    const stats = source.stats!;
-    if (command === 'ADD' && options.unpack !== false && stats.isFile() && (await isLocalArchive(abs))) {
-      await unpack(abs);
-    } else if (stats.isDirectory()) {
-      makeDirectories(dest.isDirectory ? dest.path : parentOf(dest.path));
-      if (!isDirectory(dest.path)) {
-        if (entries.has(dest.path)) throw new Error(`cannot copy to non-directory: /${dest.path}`);
-        makeDirectories(dest.path);
-      }
-      await walk(abs, source.rel, '', dest.path, [], source.include);
-      // fsutil gives the destination directory the source directory's mtime (not its mode).
-      const top = entries.get(dest.path);
-      if (top?.type === 'directory') top.mtime = mtimeOf(stats);
-    } else {
-      await copyFile(abs, stats, source.base);
     }
   }
-  return sortWithHardlinks(entries.values(), inodes);
+
+  /** Writes the directories of the source not written yet, down to the one being walked. */
+  private writeFrames(frames: Frame[]): void {
+    for (const frame of frames) {
+      if (frame.written) continue;
+      frame.written = true;
+      if (!frame.copied && this.layer.isDirectory(frame.path)) continue;
+      this.putDirectory(this.entryOf(frame.path, frame.stats, frame.abs)!);
+    }
+  }
+
+  /** The entry of what a source holds, as the copy writes it: with its owner, --chmod applied (not to symlinks); undefined for sockets, FIFOs and devices. */
+  private entryOf(path: string, stats: Stats, abs: string): LayerEntry | undefined {
+    const entry = entryFromStats(path, stats, abs);
+    if (!entry) return undefined;
+    Object.assign(entry, this.owner(stats));
+    if (entry.type !== 'symlink') entry.mode = this.mode.apply(entry.mode, entry.type === 'directory');
+    return entry;
+  }
+
+  /** --chown's owner; else root's, or a stage's own (COPY --from keeps them). */
+  private owner(stats?: Stats): Owner {
+    return this.options.chown ?? (stats && this.options.keepOwners ? { uid: stats.uid, gid: stats.gid } : { uid: 0, gid: 0 });
+  }
+
+  /** Adding to a directory changes its mtime; directories of the source get theirs back afterwards. */
+  private touchParent(path: string): void {
+    const parent = this.layer.get(parentOf(path));
+    if (parent?.type === 'directory') parent.mtime = this.options.createdDirMtime;
+  }
+
+  private putDirectory(entry: LayerEntry): void {
+    const old = this.layer.get(entry.path);
+    if (old && old.type !== 'directory') throw new Error(`cannot copy to non-directory: /${entry.path}`);
+    if (!old) this.touchParent(entry.path);
+    this.layer.set(entry);
+  }
+
+  private putFile(entry: LayerEntry, stats: Stats): void {
+    if (this.layer.isDirectory(entry.path)) throw new Error(`cannot replace to directory /${entry.path} with file`);
+    this.touchParent(entry.path);
+    this.layer.set(entry, entry.type === 'file' && stats.nlink > 1 ? `${this.sourceIndex}:${stats.dev}:${stats.ino}` : undefined);
+    if (typeof entry.source === 'string') this.options.onFile?.(entry.source, stats);
+  }
+
+  /** The directories BuildKit's MkdirAll makes: root-owned (or --chown), mode 0755 or the octal --chmod. */
+  private makeDirectories(path: string): void {
+    const inTheWay = this.layer.mkdirAll(path, (dir) => {
+      this.touchParent(dir);
+      return { path: dir, type: 'directory', mode: this.mode.created, ...this.owner(), mtime: this.options.createdDirMtime };
+    });
+    if (inTheWay !== undefined) throw new Error(`mkdir /${inTheWay}: not a directory`);
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 // RUN --mount: what each mount adds to the step's cache key, and the directories and files the
 // sandbox mounts for it. Nothing mounted ends up in the layer: mount points come from a lower
 // layer of their own, and the mounted contents are never under the step's upper directory.
-import { chown, chmod, cp, lstat, mkdir, readdir, realpath, stat, utimes, writeFile } from 'node:fs/promises';
+import { chown, chmod, cp, lstat, mkdir, readdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { acquireLock, chainKey, type CacheStore, type Image } from '../layers/index.ts';
 import type { Mount } from '../parser/index.ts';
@@ -172,8 +172,7 @@ export async function prepareMounts(mounts: Mount[], context: MountContext): Pro
  */
 async function cacheDir(mount: Mount, at: string, context: MountContext): Promise<{ dir: string; release?: () => Promise<void> }> {
   const name = sha256(mount.id ?? target(mount, context.workdir));
-  const dir = await context.cacheStore.mountDir(name);
-  const data = join(dir, 'data');
+  const { data, lock } = await context.cacheStore.mount(name);
   // Two steps may find it missing at once (parallel stages): the one whose mkdir succeeds sets it up.
   const isNew = await mkdir(data, { mode: octal(mount.mode, 0o755) }).then(() => true, (error: NodeJS.ErrnoException) => {
     if (error.code === 'EEXIST') return false;
@@ -184,11 +183,9 @@ async function cacheDir(mount: Mount, at: string, context: MountContext): Promis
     await chown(data, id(mount.uid, 'uid'), id(mount.gid, 'gid'));
   }
   await context.useCacheMount(name, data, isNew);
-  // Its mtime is its last use, for hoist prune.
-  await utimes(dir, new Date(), new Date());
   const sharing = mount.sharing ?? 'shared';
   if (sharing === 'shared') return { dir: data };
-  const release = await acquireLock(join(dir, 'lock'), { waitMs: sharing === 'locked' ? Infinity : 0, what: `cache mount ${at}` });
+  const release = await acquireLock(lock, { waitMs: sharing === 'locked' ? Infinity : 0, what: `cache mount ${at}` });
   if (release) return { dir: data, release };
   return { dir: await context.tempDir('cache-private') };
 }

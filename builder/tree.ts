@@ -1,6 +1,6 @@
 // The merged view of an image's file tree (metadata only), for questions a build asks without
 // extracting anything: does /app exist, is the destination a directory, who owns /usr.
-import { followSymlinks, layerTar, readTar, whiteoutOf, type EntryType, type Layer, type Store } from '../layers/index.ts';
+import { followSymlinks, layerTar, parentOf, readTar, whiteoutOf, type EntryType, type Layer, type Store } from '../layers/index.ts';
 
 export interface NodeInfo {
   type: EntryType | 'char' | 'block' | 'fifo';
@@ -40,9 +40,8 @@ export class FileTree {
   apply(entries: Iterable<[string, NodeInfo]>): void {
     const addedHere = new Set<string>();
     for (const [path, info] of entries) {
-      const slash = path.lastIndexOf('/');
-      const parent = slash < 0 ? '' : path.slice(0, slash);
-      const name = path.slice(slash + 1);
+      const parent = parentOf(path);
+      const name = path.slice(path.lastIndexOf('/') + 1);
       const whiteout = whiteoutOf(name, path);
       if (whiteout?.kind === 'aufs-metadata') continue;
       if (whiteout?.kind === 'opaque') {
@@ -87,6 +86,6 @@ export class FileTree {
       const node = this.nodes.get(rel);
       return node?.type === 'symlink' ? node.linkname : undefined;
     });
-    return `/${resolved.join('/')}${path.endsWith('/') && resolved.length > 0 ? '/' : ''}`;
+    return `/${resolved}${path.endsWith('/') && resolved !== '' ? '/' : ''}`;
   }
 }

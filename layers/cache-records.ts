@@ -1,14 +1,11 @@
 // The build cache's records in the store. A record says what one build step produced (a layer,
 // or nothing) for a cache key, and what went into the key, so that a later miss can say what
-// changed. Layout, under STORE/cache/:
-//   records/<key>.json   one record; its mtime is when it was last used (for prune's LRU order)
-//   steps/<locator>      the key last built at a place in a Dockerfile (for miss explanations)
-//   mounts/<id>/         RUN --mount=type=cache directories
-//   files/<context>.json content hashes of context files, by stat data (hints, not truth)
-import { mkdir, readdir, readFile, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+// changed. Beside them: the key last built at each place in a Dockerfile (for miss explanations),
+// RUN cache mounts, and content-hash hints of context files. Where each lies is the store's
+// business (see store.ts).
+import { mkdir, readFile } from 'node:fs/promises';
 import type { Layer } from './layer.ts';
-import { atomicWrite, type Store } from './store.ts';
+import { isCacheKey, markUsed, type Store } from './store.ts';
 
 /** What went into a step's cache key, kept readable enough to explain a miss. */
 export interface StepInputs {
@@ -31,71 +28,59 @@ export interface CacheRecord {
   inputs: StepInputs;
 }
 
-/** Whether a value has the form of a cache key (64 lowercase hex digits). */
-export const isCacheKey = (value: unknown): value is string => typeof value === 'string' && /^[a-f0-9]{64}$/.test(value);
-
 export class CacheStore {
-  readonly dir: string;
-  private readonly tempDir: string;
+  private readonly store: Store;
 
   constructor(store: Store) {
-    this.dir = join(store.root, 'cache');
-    this.tempDir = join(store.root, 'tmp');
-  }
-
-  recordPath(key: string): string {
-    if (!isCacheKey(key)) throw new Error(`not a cache key: ${key}`);
-    return join(this.dir, 'records', `${key}.json`);
+    this.store = store;
   }
 
   async get(key: string): Promise<CacheRecord | undefined> {
-    const text = await readFile(this.recordPath(key), 'utf8').catch(() => undefined);
+    const text = await readFile(this.store.recordPath(key), 'utf8').catch(() => undefined);
     return text === undefined ? undefined : (JSON.parse(text) as CacheRecord);
   }
 
   /** Marks a record used now, for least-recently-used pruning. */
   async touch(key: string): Promise<void> {
-    const now = new Date();
-    await utimes(this.recordPath(key), now, now).catch(() => undefined);
+    await markUsed(this.store.recordPath(key));
   }
 
   async put(key: string, record: CacheRecord): Promise<void> {
-    await this.atomicWrite(this.recordPath(key), JSON.stringify(record));
+    await this.store.putFile(this.store.recordPath(key), JSON.stringify(record));
   }
 
   async keys(): Promise<string[]> {
-    const names = await readdir(join(this.dir, 'records')).catch(() => [] as string[]);
-    return names.filter((name) => name.endsWith('.json')).map((name) => name.slice(0, -5)).filter(isCacheKey);
+    return (await this.store.entries('records')).map((entry) => entry.name);
   }
 
   /** The key last built at `locator` (a place in a Dockerfile). */
   async lastKey(locator: string): Promise<string | undefined> {
-    const text = await readFile(join(this.dir, 'steps', locator), 'utf8').catch(() => undefined);
+    const text = await readFile(this.store.stepPath(locator), 'utf8').catch(() => undefined);
     return isCacheKey(text) ? text : undefined;
   }
 
   async setLastKey(locator: string, key: string): Promise<void> {
-    await this.atomicWrite(join(this.dir, 'steps', locator), key);
+    await this.store.putFile(this.store.stepPath(locator), key);
   }
 
-  /** A cache mount's directory, made on first use. */
-  async mountDir(id: string): Promise<string> {
-    const dir = join(this.dir, 'mounts', id);
+  /**
+   * A RUN cache mount (by id), made on first use and marked used: where its contents go (`data`,
+   * which the mount makes with the mode and owner it asks for) and its lock file.
+   */
+  async mount(id: string): Promise<{ data: string; lock: string }> {
+    const { dir, data, lock } = this.store.cacheMountPaths(id);
     await mkdir(dir, { recursive: true });
-    return dir;
+    await markUsed(dir);
+    return { data, lock };
   }
 
-  async readJson<T>(name: string): Promise<T | undefined> {
-    const text = await readFile(join(this.dir, name), 'utf8').catch(() => undefined);
+  /** The content-hash hints called `name` (see ContentHashes in builder/cache.ts). */
+  async hints<T>(name: string): Promise<T | undefined> {
+    const text = await readFile(this.store.hintsPath(name), 'utf8').catch(() => undefined);
     return text === undefined ? undefined : (JSON.parse(text) as T);
   }
 
-  async writeJson(name: string, value: unknown): Promise<void> {
-    await this.atomicWrite(join(this.dir, name), JSON.stringify(value));
-  }
-
-  private async atomicWrite(path: string, content: string): Promise<void> {
-    await mkdir(join(path, '..'), { recursive: true });
-    await atomicWrite(this.tempDir, path, content);
+  async saveHints(name: string, value: unknown): Promise<void> {
+    await this.store.putFile(this.store.hintsPath(name), JSON.stringify(value));
   }
 }

@@ -2,12 +2,13 @@
 // `.wh.NAME`, replaced directories as `.wh..wh..opq`, files sharing an inode as tar hardlinks, and
 // xattrs except overlay's own. Read from an overlay upper dir, or, where overlay is unavailable,
 // from a copied root compared with a snapshot taken before the step.
-import { lstatSync, readdirSync, readlinkSync, type BigIntStats, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type BigIntStats, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from './entry.ts';
-import { sortWithHardlinks } from './layer.ts';
+import { entryFromStats, mtimeOf, OPAQUE_MARKER, parentOf, WHITEOUT_PREFIX, whiteoutEntry, type LayerEntry } from './entry.ts';
+import { LayerBuilder } from './layer-builder.ts';
 
 const OVERLAY_XATTR = /^(user|trusted)\.overlay\./;
+const SPECIAL_FILES = 'sockets, FIFOs and device nodes made by RUN are left out of the layer';
 
 export interface UpperDirOptions {
   /** Extended attributes by absolute path (Node cannot read them itself). */
@@ -16,43 +17,46 @@ export interface UpperDirOptions {
   warn: (message: string) => void;
 }
 
-export function upperDirEntries(upper: string, options: UpperDirOptions): LayerEntry[] {
-  const entries: LayerEntry[] = [];
-  const inodes = new Map<LayerEntry, string>();
-  const warned = new Set<string>();
-  const mtime = (stats: Stats): number => Math.floor(stats.mtimeMs / 1000);
+/** The entry for what lstat saw at `abs`, with its xattrs but overlay's own; undefined for sockets, FIFOs and devices. */
+function entryAt(path: string, abs: string, stats: Stats | BigIntStats, options: UpperDirOptions): LayerEntry | undefined {
+  const entry = entryFromStats(path, stats, abs);
+  const xattrs = Object.entries(options.xattrs.get(abs) ?? {}).filter(([key]) => !OVERLAY_XATTR.test(key));
+  if (entry && xattrs.length > 0) entry.xattrs = Object.fromEntries(xattrs);
+  return entry;
+}
 
+/** The key of a file's content that other paths share (hardlinks), if any. */
+const sharedInode = (stats: Stats | BigIntStats): string | undefined => (stats.isFile() && stats.nlink > 1 ? `${stats.dev}:${stats.ino}` : undefined);
+
+export function upperDirEntries(upper: string, options: UpperDirOptions): LayerEntry[] {
+  const layer = new LayerBuilder();
+  let warned = false;
   const walk = (dir: string, rel: string): void => {
     for (const name of readdirSync(dir)) {
       const abs = join(dir, name);
       const path = rel ? `${rel}/${name}` : name;
       const stats = lstatSync(abs);
-      const xattrs = options.xattrs.get(abs) ?? {};
-      const kept = Object.fromEntries(Object.entries(xattrs).filter(([key]) => !OVERLAY_XATTR.test(key)));
-      const common = { path, mode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid, mtime: mtime(stats), ...(Object.keys(kept).length ? { xattrs: kept } : {}) };
       if (stats.isCharacterDevice() && stats.rdev === 0) {
-        entries.push({ path: rel ? `${rel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, type: 'file', mode: 0, uid: 0, gid: 0, mtime: mtime(stats), size: 0 });
-      } else if (stats.isDirectory()) {
-        entries.push({ ...common, type: 'directory' });
-        if (xattrs['user.overlay.opaque']?.toString() === 'y' || xattrs['trusted.overlay.opaque']?.toString() === 'y') {
-          entries.push({ path: `${path}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0, mtime: mtime(stats), size: 0 });
-        }
-        walk(abs, path);
-      } else if (stats.isSymbolicLink()) {
-        entries.push({ ...common, type: 'symlink', linkname: readlinkSync(abs) });
-      } else if (stats.isFile()) {
-        const entry: LayerEntry = { ...common, type: 'file', size: stats.size, source: abs };
-        entries.push(entry);
-        if (stats.nlink > 1) inodes.set(entry, `${stats.dev}:${stats.ino}`);
-      } else if (!warned.has('special')) {
-        warned.add('special');
-        options.warn(`sockets, FIFOs and device nodes made by RUN are left out of the layer (such as /${path})`);
+        layer.set(whiteoutEntry(rel ? `${rel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, mtimeOf(stats)));
+        continue;
       }
+      const entry = entryAt(path, abs, stats, options);
+      if (!entry) {
+        if (!warned) options.warn(`${SPECIAL_FILES} (such as /${path})`);
+        warned = true;
+        continue;
+      }
+      layer.set(entry, sharedInode(stats));
+      if (!stats.isDirectory()) continue;
+      const xattrs = options.xattrs.get(abs) ?? {};
+      if (xattrs['user.overlay.opaque']?.toString() === 'y' || xattrs['trusted.overlay.opaque']?.toString() === 'y') {
+        layer.set(whiteoutEntry(`${path}/${OPAQUE_MARKER}`, entry.mtime));
+      }
+      walk(abs, path);
     }
   };
   walk(upper, '');
-
-  return sortWithHardlinks(entries, inodes);
+  return layer.build();
 }
 
 /**
@@ -83,25 +87,15 @@ export function snapshot(root: string): Snapshot {
  * path's parent directories come along, as in an overlay upper dir.
  */
 export function changedEntries(root: string, before: Snapshot, options: UpperDirOptions): LayerEntry[] {
-  const entries = new Map<string, LayerEntry>();
-  const inodes = new Map<LayerEntry, string>();
+  const layer = new LayerBuilder();
   const seen = new Set<string>();
   const add = (abs: string, path: string, stats: BigIntStats): void => {
-    const xattrs = Object.fromEntries(Object.entries(options.xattrs.get(abs) ?? {}).filter(([key]) => !OVERLAY_XATTR.test(key)));
-    const common = { path, mode: Number(stats.mode & 0o7777n), uid: Number(stats.uid), gid: Number(stats.gid), mtime: Number(stats.mtimeMs / 1000n), ...(Object.keys(xattrs).length ? { xattrs } : {}) };
-    if (stats.isDirectory()) entries.set(path, { ...common, type: 'directory' });
-    else if (stats.isSymbolicLink()) entries.set(path, { ...common, type: 'symlink', linkname: readlinkSync(abs) });
-    else if (stats.isFile()) {
-      const entry: LayerEntry = { ...common, type: 'file', size: Number(stats.size), source: abs };
-      entries.set(path, entry);
-      if (stats.nlink > 1n) inodes.set(entry, `${stats.dev}:${stats.ino}`);
-    } else options.warn(`sockets, FIFOs and device nodes made by RUN are left out of the layer (such as /${path})`);
+    const entry = entryAt(path, abs, stats, options);
+    if (entry) layer.set(entry, sharedInode(stats));
+    else options.warn(`${SPECIAL_FILES} (such as /${path})`);
   };
   const addParents = (path: string): void => {
-    for (let slash = path.indexOf('/'); slash >= 0; slash = path.indexOf('/', slash + 1)) {
-      const parent = path.slice(0, slash);
-      if (!entries.has(parent)) add(join(root, parent), parent, lstatSync(join(root, parent), { bigint: true }));
-    }
+    layer.mkdirAll(parentOf(path), (dir) => entryAt(dir, join(root, dir), lstatSync(join(root, dir), { bigint: true }), options)!);
   };
   const walk = (dir: string, rel: string, allNew: boolean): void => {
     for (const name of readdirSync(dir)) {
@@ -115,7 +109,7 @@ export function changedEntries(root: string, before: Snapshot, options: UpperDir
       if (changed) {
         addParents(path);
         add(abs, path, stats);
-        if (replaced && stats.isDirectory()) entries.set(`${path}/${OPAQUE_MARKER}`, { path: `${path}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0, mtime: Number(stats.mtimeMs / 1000n), size: 0 });
+        if (replaced && stats.isDirectory()) layer.set(whiteoutEntry(`${path}/${OPAQUE_MARKER}`, mtimeOf(stats)));
       }
       if (stats.isDirectory()) walk(abs, path, allNew || old === undefined || replaced);
     }
@@ -123,13 +117,12 @@ export function changedEntries(root: string, before: Snapshot, options: UpperDir
   walk(root, '', false);
   for (const [path] of before) {
     if (seen.has(path)) continue;
-    const slash = path.lastIndexOf('/');
-    const parent = slash < 0 ? '' : path.slice(0, slash);
+    const parent = parentOf(path);
     // Only the topmost deleted path needs a whiteout; a replaced parent is opaque already.
-    if (parent !== '' && (!seen.has(parent) || entries.has(`${parent}/${OPAQUE_MARKER}`))) continue;
-    const whiteout = `${parent ? `${parent}/` : ''}${WHITEOUT_PREFIX}${path.slice(slash + 1)}`;
-    if (parent) addParents(whiteout);
-    entries.set(whiteout, { path: whiteout, type: 'file', mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 });
+    if (parent !== '' && (!seen.has(parent) || layer.get(`${parent}/${OPAQUE_MARKER}`))) continue;
+    const whiteout = `${parent ? `${parent}/` : ''}${WHITEOUT_PREFIX}${path.slice(path.lastIndexOf('/') + 1)}`;
+    addParents(whiteout);
+    layer.set(whiteoutEntry(whiteout, 0));
   }
-  return sortWithHardlinks([...entries.values()], inodes);
+  return layer.build();
 }

@@ -1,4 +1,5 @@
 // What a layer holds, one entry per path, before it becomes a tar.
+import { readlinkSync, type BigIntStats, type Stats } from 'node:fs';
 import type { Readable } from 'node:stream';
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'hardlink';
@@ -45,31 +46,63 @@ export function whiteoutOf(name: string, path: string): { kind: 'opaque' } | { k
   return { kind: 'whiteout', hidden };
 }
 
+/** A whiteout or opaque marker (`path` ends in one of the names above): an empty file of root's, mode 0. */
+export function whiteoutEntry(path: string, mtime: number): LayerEntry {
+  return { path, type: 'file', mode: 0, uid: 0, gid: 0, mtime, size: 0 };
+}
+
 /** Linux's limit on the symlinks one path lookup follows (ELOOP). */
 const MAX_SYMLINK_HOPS = 40;
 
 /**
- * Follows the symlinks in `path` (in an image, absolute or relative to its root) as a process
- * chrooted at the root would: `..` and absolute targets never leave it. `linkAt` gives the target
- * of the symlink at a relative path, if one is there. Returns the parts of the resulting path.
+ * Follows the symlinks in `path` (absolute or relative to a root) as a process chrooted at the
+ * root would: `..` and absolute targets never leave it. `linkAt` gives the target of the symlink
+ * at a relative path, if one is there. Returns the resulting path, relative (`` for the root). Time
+ * grows with the length of the path, however many parts it has.
  */
-export function followSymlinks(path: string, linkAt: (rel: string) => string | undefined): string[] {
-  let pending = path.split('/').filter((part) => part !== '' && part !== '.');
-  const resolved: string[] = [];
+export function followSymlinks(path: string, linkAt: (rel: string) => string | undefined, maxHops = MAX_SYMLINK_HOPS): string {
+  let pending = path.split('/').reverse(); // the next part last
+  let resolved = '';
   for (let hops = 0; pending.length > 0;) {
-    const part = pending.shift()!;
+    const part = pending.pop()!;
+    if (part === '' || part === '.') continue;
     if (part === '..') {
-      resolved.pop();
+      resolved = resolved.slice(0, Math.max(0, resolved.lastIndexOf('/')));
       continue;
     }
-    const linkname = linkAt([...resolved, part].join('/'));
+    const next = resolved === '' ? part : `${resolved}/${part}`;
+    const linkname = linkAt(next);
     if (linkname === undefined) {
-      resolved.push(part);
+      resolved = next;
       continue;
     }
-    if (++hops > MAX_SYMLINK_HOPS) throw new Error(`too many levels of symbolic links in /${path.replace(/^\/+/, '')}`);
-    if (linkname.startsWith('/')) resolved.length = 0;
-    pending = [...linkname.split('/').filter((p) => p !== '' && p !== '.'), ...pending];
+    if (++hops > maxHops) throw new Error(`too many levels of symbolic links in /${path.replace(/^\/+/, '')}`);
+    if (linkname.startsWith('/')) resolved = '';
+    pending = pending.concat(linkname.split('/').reverse());
   }
   return resolved;
+}
+
+/** The directory a relative path is in (`` for the root). */
+export const parentOf = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf('/')));
+
+/**
+ * A modification time as a layer entry holds it: whole seconds. From bigint stats it is exact; a
+ * number's milliseconds may have rounded up into the next second.
+ */
+export const mtimeOf = (stats: Stats | BigIntStats): number => (
+  typeof stats.mtimeMs === 'bigint' ? Number(stats.mtimeMs / 1000n) : Math.floor(stats.mtimeMs / 1000)
+);
+
+/**
+ * The entry for what lstat saw at `source` on the host: a file (its content read from there), a
+ * directory or a symlink (its target read), with its owner, mode and mtime; undefined for sockets,
+ * FIFOs and devices.
+ */
+export function entryFromStats(path: string, stats: Stats | BigIntStats, source: string): LayerEntry | undefined {
+  const common = { path, mode: Number(stats.mode) & 0o7777, uid: Number(stats.uid), gid: Number(stats.gid), mtime: mtimeOf(stats) };
+  if (stats.isFile()) return { ...common, type: 'file', size: Number(stats.size), source };
+  if (stats.isDirectory()) return { ...common, type: 'directory' };
+  if (stats.isSymbolicLink()) return { ...common, type: 'symlink', linkname: readlinkSync(source) };
+  return undefined;
 }

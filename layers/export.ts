@@ -1,15 +1,16 @@
-// Images out of the store: an OCI image layout (directory or tarball) or a `docker load` archive.
-import { randomBytes } from 'node:crypto';
+// Images out of the store or another source: an OCI image layout (directory or tarball) or a
+// `docker load` archive.
 import { createWriteStream, existsSync } from 'node:fs';
-import { copyFile, lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { lstat, mkdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { LayerEntry } from './entry.ts';
 import { referencedBlobs, type Image } from './image.ts';
 import { tarChunks } from './layer.ts';
 import { familiarReference, familiarRepository, parseReference } from './reference.ts';
-import { MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
+import { blobSource, type BlobSource } from './source.ts';
+import { atomicWrite, MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
 
 /** A manifest (an image's, an index of several platforms, or a build cache's) and its names. */
 export interface NamedManifest {
@@ -52,12 +53,17 @@ function ociIndex(images: NamedManifest[], created: string): object {
   return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };
 }
 
-async function blobEntries(store: Store, digests: string[], mtime: number): Promise<LayerEntry[]> {
+async function blobEntries(source: BlobSource, digests: string[], mtime: number): Promise<LayerEntry[]> {
   const blobs = await Promise.all(digests.map(async (digest): Promise<LayerEntry> => ({
     path: `blobs/sha256/${hex(digest)}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime,
-    size: await store.blobSize(digest), source: store.blobPath(digest),
+    size: await source.size(digest), source: () => source.open(digest),
   })));
   return [directory('blobs', mtime), directory('blobs/sha256', mtime), ...blobs];
+}
+
+/** Writes `path` whole or not at all: through `NAME.tmp-PID-random` beside it, then a rename. */
+function writeWhole(path: string, content: Parameters<typeof atomicWrite>[2]): Promise<void> {
+  return atomicWrite(dirname(path), path, content, `${basename(path)}.tmp`);
 }
 
 /**
@@ -76,13 +82,7 @@ async function writeTarFile(dest: string | Writable, entries: LayerEntry[]): Pro
     return;
   }
   await mkdir(dirname(dest), { recursive: true });
-  const temp = `${dest}.hoist-tmp`;
-  try {
-    await pipeline(Readable.from(tarChunks(entries)), createWriteStream(temp));
-    await rename(temp, dest);
-  } finally {
-    await rm(temp, { force: true });
-  }
+  await writeWhole(dest, (temp) => pipeline(Readable.from(tarChunks(entries)), createWriteStream(temp)));
 }
 
 /** A file system (entries from a directory) as a tarball, as `--output type=tar` writes it. */
@@ -91,33 +91,25 @@ export function writeFilesystemTar(entries: LayerEntry[], dest: string | Writabl
 }
 
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
-export async function writeOciLayout(store: Store, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
-  const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), (digest) => readFile(store.blobPath(digest)));
+export async function writeOciLayout(from: Store | BlobSource, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
+  const source = blobSource(from);
+  const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), source);
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
   if (!options.tar && typeof dest === 'string') {
-    // Every file is written under a temp name and renamed into place, so that builds writing the
-    // same directory at once (a CI cache) never leave a partial file.
-    const place = async (path: string, write: (temp: string) => Promise<void>): Promise<void> => {
-      const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-      try {
-        await write(temp);
-        await rename(temp, path);
-      } finally {
-        await rm(temp, { force: true });
-      }
-    };
+    // Every file is written whole or not at all, so that builds writing the same directory at once
+    // (a CI cache) never leave a partial file.
     await mkdir(join(dest, 'blobs', 'sha256'), { recursive: true });
     for (const digest of digests) {
       const path = join(dest, 'blobs', 'sha256', hex(digest));
-      if (!existsSync(path)) await place(path, (temp) => copyFile(store.blobPath(digest), temp));
+      if (!existsSync(path)) await writeWhole(path, (temp) => pipeline(source.open(digest), createWriteStream(temp)));
     }
-    await place(join(dest, 'oci-layout'), (temp) => writeFile(temp, layoutFile));
-    await place(join(dest, 'index.json'), (temp) => writeFile(temp, index));
+    await writeWhole(join(dest, 'oci-layout'), layoutFile);
+    await writeWhole(join(dest, 'index.json'), index);
     return;
   }
   const entries: LayerEntry[] = [
-    ...(await blobEntries(store, digests, options.mtime)),
+    ...(await blobEntries(source, digests, options.mtime)),
     file('index.json', index, options.mtime),
     file('oci-layout', layoutFile, options.mtime),
   ];
@@ -125,7 +117,7 @@ export async function writeOciLayout(store: Store, images: NamedManifest[], dest
 }
 
 /** A `docker load` archive: manifest.json and repositories beside the blobs. */
-export async function writeDockerArchive(store: Store, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
+export async function writeDockerArchive(from: Store | BlobSource, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
   const manifest = images.map(({ image, refs }) => ({
     Config: `blobs/sha256/${hex(image.manifest.config.digest)}`,
     RepoTags: refs.map((ref) => familiarReference(parseReference(ref))),
@@ -142,7 +134,7 @@ export async function writeDockerArchive(store: Store, images: Named[], dest: st
   }
   const digests = [...new Set(images.flatMap(({ image }) => [image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)]))];
   const entries: LayerEntry[] = [
-    ...(await blobEntries(store, digests, options.mtime)),
+    ...(await blobEntries(blobSource(from), digests, options.mtime)),
     file('manifest.json', JSON.stringify(manifest), options.mtime),
     file('repositories', JSON.stringify(repositories), options.mtime),
   ];

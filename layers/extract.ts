@@ -33,6 +33,11 @@ export async function* layerTar(store: Store, layer: Layer): AsyncGenerator<Buff
 }
 
 export interface ApplyOptions {
+  /**
+   * Whether the extraction runs as root (in hoist's user namespace): then files get the image's
+   * owners; otherwise they are the extracting user's, with a warning where the image's differ.
+   */
+  asRoot: boolean;
   /** Called once per kind of thing that could not be reproduced here (device nodes, xattrs, owners). */
   warn?: (message: string) => void;
   /** Sets extended attributes ([path, name, value]); without it they are left out, with a warning. */
@@ -46,7 +51,7 @@ export interface ApplyOptions {
 }
 
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
-export async function applyLayers(store: Store, layers: Layer[], root: string, options: ApplyOptions = {}): Promise<void> {
+export async function applyLayers(store: Store, layers: Layer[], root: string, options: ApplyOptions): Promise<void> {
   mkdirSync(root, { recursive: true });
   const warned = new Set<string>();
   const warnOnce = (key: string, message: string): void => {
@@ -54,8 +59,13 @@ export async function applyLayers(store: Store, layers: Layer[], root: string, o
     warned.add(key);
     options.warn?.(message);
   };
-  for (const layer of layers) await applyLayer(store, layer, root, warnOnce, options);
+  // Without root, files are owned by whoever extracts them.
+  const owner = options.asRoot ? 'image' : { uid: process.getuid!(), gid: process.getgid!() };
+  for (const layer of layers) await applyLayer(store, layer, root, warnOnce, owner, options);
 }
+
+/** Who owns the files extracted: as the image says (as root), or the extracting user. */
+type Owner = 'image' | { uid: number; gid: number };
 
 /** The directory at `rel` in the topmost of `below` that has anything there (a whiteout hides it). */
 function directoryBelow(below: string[], rel: string): Stats | undefined {
@@ -67,10 +77,9 @@ function directoryBelow(below: string[], rel: string): Stats | undefined {
 }
 
 async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, { setXattrs, below = [] }: ApplyOptions,
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [] }: ApplyOptions,
 ): Promise<void> {
   const xattrs: [string, string, Buffer][] = [];
-  const asRoot = process.getuid?.() === 0;
   const verifiedDirs = new Set<string>(['']);
   const addedHere = new Set<string>();
   // Directory modes and times are set last: adding children changes the times, and a read-only
@@ -160,11 +169,11 @@ async function applyLayer(
         warn('device', `skipping ${header.type} nodes (such as /${rel}): they cannot be created without root`);
         continue;
     }
-    setMetadata(target, header, asRoot, warn);
+    setMetadata(target, header, owner, warn);
     for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([target, name, value]);
   }
   for (const [path, header] of directories.reverse()) {
-    setMetadata(path, header, asRoot, warn);
+    setMetadata(path, header, owner, warn);
     for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([path, name, value]);
   }
   // After owners and modes: a chown would clear security.capability.
@@ -172,15 +181,15 @@ async function applyLayer(
   else if (xattrs.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
 }
 
-function setMetadata(target: string, header: TarHeader, asRoot: boolean, warn: (key: string, message: string) => void): void {
-  if (asRoot) {
+function setMetadata(target: string, header: TarHeader, owner: Owner, warn: (key: string, message: string) => void): void {
+  if (owner === 'image') {
     try {
       lchownSync(target, header.uid, header.gid);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
       throw new Error(`the image has files owned by ${header.uid}:${header.gid}, which your user namespace does not map: give your user a range in /etc/subuid and /etc/subgid (65536 ids)`);
     }
-  } else if (header.uid !== process.getuid?.() || header.gid !== process.getgid?.()) {
+  } else if (header.uid !== owner.uid || header.gid !== owner.gid) {
     warn('owner', 'file owners from the image are not kept: extracting without root');
   }
   if (header.type !== 'symlink') chmodSync(target, header.mode);

@@ -1,5 +1,6 @@
-// An image: manifest, config and layers, read from and written to the store.
+// An image: manifest, config and layers, read from the store or another source, written to the store.
 import type { Layer } from './layer.ts';
+import { blobSource, type BlobSource } from './source.ts';
 import { MediaTypes, type Descriptor, type Store } from './store.ts';
 import { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
 
@@ -118,18 +119,24 @@ export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice
   throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
 }
 
-/** Reads an image from the store; an index resolves to the manifest for `platform`. */
-export async function readImage(store: Store, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
+/** A JSON document from `source`, its bytes checked against the digest. */
+async function readJson(source: BlobSource, digest: string): Promise<unknown> {
+  return parseJson(await source.read(digest), `${source.name} blob ${digest}`);
+}
+
+/** Reads an image from the store or another source; an index resolves to the manifest for `platform`. */
+export async function readImage(from: Store | BlobSource, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
+  const source = blobSource(from);
   const what = `image ${descriptor.digest}`;
-  const document = parseImageDocument(await store.readJson(descriptor.digest), descriptor.mediaType, what);
+  const document = parseImageDocument(await readJson(source, descriptor.digest), descriptor.mediaType, what);
   const mediaType = document.mediaType ?? descriptor.mediaType;
   if ('manifests' in document) {
     const chosen = platform ? choosePlatform(document.manifests, platform, `index ${descriptor.digest}`) : document.manifests[0];
     if (!chosen) throw new Error(`index ${descriptor.digest} lists no image`);
-    return readImage(store, chosen, platform);
+    return readImage(source, chosen, platform);
   }
   const manifest = document;
-  const config = await store.readJson<ImageConfig>(manifest.config.digest);
+  const config = await readJson(source, manifest.config.digest) as ImageConfig;
   if (!isRecord(config)) throw new Error(`${what}: its config is not a JSON object`);
   const listed: unknown = config.rootfs?.diff_ids ?? [];
   if (!Array.isArray(listed)) throw new Error(`${what}: its config's rootfs.diff_ids is not a list`);
@@ -157,14 +164,14 @@ export async function writeImage(store: Store, config: ImageConfig, layers: Laye
 }
 
 /** The digests these descriptors need, following indexes to manifests and manifests to config and layers. */
-export async function referencedBlobs(roots: Descriptor[], read: (digest: string) => Promise<Buffer>): Promise<string[]> {
+export async function referencedBlobs(roots: Descriptor[], source: BlobSource): Promise<string[]> {
   const seen = new Set<string>();
   const visit = async (descriptor: Descriptor): Promise<void> => {
     if (seen.has(descriptor.digest)) return;
     seen.add(descriptor.digest);
     if (!descriptor.mediaType.includes('manifest') && !descriptor.mediaType.includes('index')) return;
     const what = `manifest ${descriptor.digest}`;
-    const document = parseImageDocument(parseJson(await read(descriptor.digest), what), descriptor.mediaType, what);
+    const document = parseImageDocument(parseJson(await source.read(descriptor.digest), what), descriptor.mediaType, what);
     for (const child of 'manifests' in document ? document.manifests : [document.config, ...document.layers]) await visit(child);
   };
   for (const descriptor of roots) await visit(descriptor);

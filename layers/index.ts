@@ -1,7 +1,8 @@
 // Layers, images and the store: content-addressed, streamed, deterministic.
 export type { LayerEntry, EntryType } from './entry.ts';
-export { followSymlinks, OPAQUE_MARKER, UnsafeLayerError, WHITEOUT_PREFIX, whiteoutOf } from './entry.ts';
-export { writeLayer, sortEntries, sortWithHardlinks, type Layer, type LayerOptions } from './layer.ts';
+export { entryFromStats, followSymlinks, mtimeOf, OPAQUE_MARKER, parentOf, UnsafeLayerError, WHITEOUT_PREFIX, whiteoutOf } from './entry.ts';
+export { LayerBuilder } from './layer-builder.ts';
+export { writeLayer, sortEntries, type Layer, type LayerOptions } from './layer.ts';
 export { Store, MediaTypes, REF_NAME, DigestMismatchError, acquireLock, defaultStoreRoot, isAlive, type Descriptor } from './store.ts';
 export {
   choosePlatform, INDEX_TYPES, parseImageDocument, parseIndex, parseManifest, readImage, writeImage,
@@ -13,6 +14,9 @@ export { readTar, type TarHeader } from './tar.ts';
 export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
+export { blobSource, type BlobSource, type ByteRange } from './source.ts';
+export { Layout } from './layout.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
-export { CacheStore, isCacheKey, type CacheRecord, type StepInputs } from './cache-records.ts';
-export { prune, parseSize, chainKey, type PruneResult, type PruneOptions, type Removed } from './prune.ts';
+export { atomicWrite, chainKey, isCacheKey } from './store.ts';
+export { CacheStore, type CacheRecord, type StepInputs } from './cache-records.ts';
+export { prune, parseSize, type PruneResult, type PruneOptions, type Removed } from './prune.ts';

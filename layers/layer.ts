@@ -29,25 +29,6 @@ export function sortEntries(entries: Iterable<LayerEntry>): LayerEntry[] {
   return [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/**
- * Sorts entries by path and writes files that share an inode (same key in `inodes`) as one file,
- * at the first path, and hardlinks to it, as a tar must.
- */
-export function sortWithHardlinks(entries: Iterable<LayerEntry>, inodes: Map<LayerEntry, string>): LayerEntry[] {
-  const first = new Map<string, string>();
-  return sortEntries(entries).map((entry) => {
-    const key = inodes.get(entry);
-    if (key === undefined) return entry;
-    const primary = first.get(key);
-    if (primary === undefined) {
-      first.set(key, entry.path);
-      return { ...entry, type: 'file' as const };
-    }
-    const { source: _source, size: _size, ...rest } = entry;
-    return { ...rest, type: 'hardlink' as const, linkname: primary };
-  });
-}
-
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20;
 

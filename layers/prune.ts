@@ -3,12 +3,11 @@
 // cache mounts. Records go before the blobs they name and directories are renamed into STORE/tmp
 // before they are deleted, so an interrupted prune leaves a consistent store (a stale temp entry
 // is removed when the store is next opened).
-import { createHash, randomBytes } from 'node:crypto';
-import { lstat, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CacheStore, type CacheRecord } from './cache-records.ts';
 import type { ImageConfig, Manifest } from './image.ts';
-import { isAlive, type Descriptor, type Store } from './store.ts';
+import { chainKey, isAlive, lastUse, tempOwner, type Descriptor, type Entry, type Store } from './store.ts';
 import { isDigest } from './untrusted.ts';
 
 export interface Removed {
@@ -30,8 +29,6 @@ export interface PruneOptions {
   keepStorage?: number;
 }
 
-const HEX = /^[a-f0-9]{64}$/;
-
 const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40 };
 
 /** A size as docker writes it: `10GB`, `512MB`, `1.5GiB`, `2g`, `4096` (kB, MB… are powers of 1000, KiB, MiB… of 1024). */
@@ -41,28 +38,16 @@ export function parseSize(text: string): number | undefined {
   return Math.floor(Number(match[1]) * UNITS[(match[2] ?? '').toLowerCase()]!);
 }
 
-/** The name of a STORE/rootfs directory holding these layers applied in order. */
-export function chainKey(diffIds: string[]): string {
-  return createHash('sha256').update(diffIds.join('\n')).digest('hex');
-}
-
-interface Item {
-  path: string;
-  mtime: number;
-}
-
-interface RecordItem extends Item {
+interface RecordItem extends Entry {
   kind: 'record';
-  key: string;
   /** The layer blob the record names; undefined for a step that changed nothing. */
   digest?: string;
   /** Unreadable, or its layer blob is gone. */
   broken: boolean;
 }
 
-interface DirItem extends Item {
+interface DirItem extends Entry {
   kind: 'rootfs' | 'mount';
-  name: string;
 }
 
 export async function prune(store: Store, options: PruneOptions = {}): Promise<PruneResult> {
@@ -77,18 +62,15 @@ export async function prune(store: Store, options: PruneOptions = {}): Promise<P
 /**
  * Builds may run while prune does. Every running hoist process keeps temp entries, named
  * kind-PID-random, in STORE/tmp while it works, and what it writes or uses (blobs, records,
- * rootfs dirs, which it touches) is at least as new as its oldest such entry. So nothing whose
- * mtime is at or after the oldest live entry's mtime is removed. Prune's own marker bounds this
+ * rootfs dirs, which it marks used) is at least as new as its oldest such entry. So nothing whose
+ * last use is at or after the oldest live entry's is removed. Prune's own marker bounds this
  * (made just before this runs) at its start, for processes that begin while it runs.
  */
 async function busySince(store: Store): Promise<number> {
-  const tmp = join(store.root, 'tmp');
   let oldest = Infinity;
-  for (const name of await readdir(tmp)) {
-    const pid = Number(name.split('-')[1]);
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) continue;
-    const info = await lstat(join(tmp, name)).catch(() => undefined);
-    if (info) oldest = Math.min(oldest, info.mtimeMs);
+  for (const temp of await store.entries('tmp')) {
+    const owner = tempOwner(temp.name);
+    if (owner !== undefined && isAlive(owner)) oldest = Math.min(oldest, temp.lastUse);
   }
   return oldest;
 }
@@ -98,13 +80,13 @@ class Pruner {
     blobs: { count: 0, bytes: 0 }, records: { count: 0, bytes: 0 }, rootfsDirs: { count: 0, bytes: 0 }, cacheMounts: { count: 0, bytes: 0 },
   };
   private readonly store: Store;
+  private readonly records: CacheStore;
   private readonly cutoff: number;
-  private readonly cacheDir: string;
 
   constructor(store: Store, cutoff: number) {
     this.store = store;
+    this.records = new CacheStore(store);
     this.cutoff = cutoff;
-    this.cacheDir = new CacheStore(store).dir;
   }
 
   async run(options: PruneOptions): Promise<PruneResult> {
@@ -115,44 +97,43 @@ class Pruner {
       records.push(record);
     }
     const rootfsDirs: DirItem[] = [];
-    for (const dir of await this.listDirs(join(this.store.root, 'rootfs'), 'rootfs')) {
+    for (const entry of await this.store.entries('rootfs')) {
+      const dir: DirItem = { kind: 'rootfs', ...entry };
       if ((options.all || !tagged.chains.has(dir.name)) && (await this.removeDir(dir))) continue;
       rootfsDirs.push(dir);
     }
-    let mounts = await this.listDirs(join(this.cacheDir, 'mounts'), 'mount');
+    let mounts = (await this.store.entries('mounts')).map((entry): DirItem => ({ kind: 'mount', ...entry }));
     if (options.all) {
       mounts = await this.removeDirs(mounts);
-      for (const hint of await listFiles(join(this.cacheDir, 'files'))) await this.removeFile(hint);
+      for (const hint of await this.store.entries('hints')) await this.removeFile(hint.path);
     }
 
     const recordBlobs = new Map<string, number>();
     for (const { digest } of records) if (digest && !tagged.blobs.has(digest)) recordBlobs.set(digest, (recordBlobs.get(digest) ?? 0) + 1);
-    for (const name of await readdir(join(this.store.root, 'blobs', 'sha256'))) {
-      const digest = `sha256:${name}`;
-      if (HEX.test(name) && !tagged.blobs.has(digest) && !recordBlobs.has(digest)) await this.removeBlob(digest);
+    for (const { name: digest } of await this.store.entries('blobs')) {
+      if (!tagged.blobs.has(digest) && !recordBlobs.has(digest)) await this.removeBlob(digest);
     }
 
     if (options.keepStorage !== undefined) await this.keepStorage(options.keepStorage, records, rootfsDirs, mounts, recordBlobs);
 
-    const steps = join(this.cacheDir, 'steps');
-    for (const pointer of await listFiles(steps)) {
-      const key = await readFile(pointer, 'utf8').catch(() => '');
-      const live = HEX.test(key) && (await lstat(join(this.cacheDir, 'records', `${key}.json`)).catch(() => undefined));
-      if (options.all || !live) await this.removeFile(pointer);
+    for (const step of await this.store.entries('steps')) {
+      const key = await this.records.lastKey(step.name);
+      const live = key !== undefined && (await lstat(this.store.recordPath(key)).catch(() => undefined));
+      if (options.all || !live) await this.removeFile(step.path);
     }
     return this.result;
   }
 
   /** Removes the least recently used records (and blobs only they need), rootfs dirs and cache mounts until the cache fits in `limit` bytes. */
   private async keepStorage(limit: number, records: RecordItem[], rootfsDirs: DirItem[], mounts: DirItem[], recordBlobs: Map<string, number>): Promise<void> {
-    const sizes = new Map<Item, number>();
+    const sizes = new Map<DirItem, number>();
     let storage = 0;
     for (const digest of recordBlobs.keys()) storage += (await lstat(this.store.blobPath(digest)).catch(() => undefined))?.size ?? 0;
     for (const dir of [...rootfsDirs, ...mounts]) {
       sizes.set(dir, await treeSize(dir.path));
       storage += sizes.get(dir)!;
     }
-    const candidates = [...records, ...rootfsDirs, ...mounts].filter((item) => item.mtime < this.cutoff).sort((a, b) => a.mtime - b.mtime);
+    const candidates = [...records, ...rootfsDirs, ...mounts].filter((item) => item.lastUse < this.cutoff).sort((a, b) => a.lastUse - b.lastUse);
     for (const item of candidates) {
       if (storage <= limit) break;
       if (item.kind === 'record') {
@@ -168,33 +149,13 @@ class Pruner {
 
   private async readRecords(): Promise<RecordItem[]> {
     const records: RecordItem[] = [];
-    const dir = join(this.cacheDir, 'records');
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      const key = name.slice(0, -'.json'.length);
-      if (!name.endsWith('.json') || !HEX.test(key)) continue;
-      const path = join(dir, name);
-      const info = await lstat(path).catch(() => undefined);
-      if (!info) continue;
-      let record: CacheRecord | undefined;
-      try {
-        record = JSON.parse(await readFile(path, 'utf8')) as CacheRecord;
-      } catch {
-        record = undefined;
-      }
+    for (const entry of await this.store.entries('records')) {
+      const record: CacheRecord | undefined = await this.records.get(entry.name).catch(() => undefined);
       const digest = record?.layer?.digest;
       const broken = !record || (digest !== undefined && !(isDigest(digest) && (await this.store.hasBlob(digest))));
-      records.push({ kind: 'record', path, key, mtime: info.mtimeMs, ...(digest ? { digest } : {}), broken });
+      records.push({ kind: 'record', ...entry, ...(digest ? { digest } : {}), broken });
     }
     return records;
-  }
-
-  private async listDirs(parent: string, kind: DirItem['kind']): Promise<DirItem[]> {
-    const dirs: DirItem[] = [];
-    for (const name of await readdir(parent).catch(() => [] as string[])) {
-      const info = await lstat(join(parent, name)).catch(() => undefined);
-      if (info) dirs.push({ kind, name, path: join(parent, name), mtime: info.mtimeMs });
-    }
-    return dirs;
   }
 
   /** Removes the dirs it may; returns those it kept. */
@@ -223,7 +184,7 @@ class Pruner {
   /** Removes a file unless it is too new (see busySince); returns its size, or undefined when kept. */
   private async removeFile(path: string): Promise<number | undefined> {
     const info = await lstat(path).catch(() => undefined);
-    if (!info || info.mtimeMs >= this.cutoff) return undefined;
+    if (!info || lastUse(info) >= this.cutoff) return undefined;
     try {
       await unlink(path);
       return info.size;
@@ -236,9 +197,9 @@ class Pruner {
   /** Renames the dir into STORE/tmp, then deletes it, unless it is too new; true when removed. */
   private async removeDir(dir: DirItem): Promise<boolean> {
     const info = await lstat(dir.path).catch(() => undefined);
-    if (!info || info.mtimeMs >= this.cutoff) return false;
+    if (!info || lastUse(info) >= this.cutoff) return false;
     const size = await treeSize(dir.path);
-    const trash = join(this.store.root, 'tmp', `prune-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const trash = this.store.tempPath('prune');
     try {
       await rename(dir.path, trash);
     } catch (error) {
@@ -278,15 +239,11 @@ async function taggedContent(store: Store): Promise<{ blobs: Set<string>; chains
   return { blobs, chains };
 }
 
-/** Files under `dir`, at any depth. */
-async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((entry) => !entry.isDirectory()).map((entry) => join(entry.parentPath, entry.name));
-}
-
-/** The sizes of everything under `dir` (symlinks not followed). */
+/** The sizes of the files under `dir`, at any depth (symlinks not followed). */
 async function treeSize(dir: string): Promise<number> {
   let total = 0;
-  for (const path of await listFiles(dir)) total += (await lstat(path).catch(() => undefined))?.size ?? 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => [])) {
+    if (!entry.isDirectory()) total += (await lstat(join(entry.parentPath, entry.name)).catch(() => undefined))?.size ?? 0;
+  }
   return total;
 }

@@ -1,12 +1,22 @@
-// The local store: an OCI image layout on disk (blobs by digest, tagged images in index.json).
-// Every blob is written to a temp file and renamed into place, so a killed build never leaves a
-// half blob under a real digest (its temp files are removed when the store is next opened); index.json changes are serialised by a lock file, so two builds
-// can share a store.
+// The local store: an OCI image layout on disk (blobs by digest, tagged images in index.json), and
+// beside it what builds keep for later builds. Its layout, under the root, is known only here:
+//   oci-layout, index.json      tagged images; index.json.lock serialises changes, so builds can share a store
+//   blobs/sha256/<hex>          content, by digest
+//   sources/<hex>               registry repositories known to hold a blob (see noteBlobSource)
+//   rootfs/<chain key>/         layers applied together, for later builds (see rootfsChain)
+//   cache/records/<key>.json    build cache records (see cache-records.ts)
+//   cache/steps/<locator>       the cache key last built at a place in a Dockerfile
+//   cache/mounts/<id>/          a RUN cache mount: its contents in data/, and its lock file
+//   cache/files/<name>.json     content-hash hints of a build context's files
+//   tmp/<kind>-<pid>-<random>   work in progress (see tempName): a dead process's is removed when the store is opened
+// Files are written to a temp file and renamed into place (atomicWrite), so a killed build never
+// leaves half a file under a real name. The mtime of a rootfs dir, cache record or cache mount is its
+// last use (markUsed), by which prune removes the least recently used first.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { link, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, readFileSync, type Stats } from 'node:fs';
+import { link, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseDigest, parseJson } from './untrusted.ts';
@@ -51,6 +61,8 @@ export function defaultStoreRoot(): string {
 class Hasher extends Transform {
   private readonly hash = createHash('sha256');
   size = 0;
+  /** `sha256:<hex>` of the bytes, once they have all passed. */
+  digest = '';
 
   override _transform(chunk: Buffer, _encoding: string, done: (error?: Error | null, data?: Buffer) => void): void {
     this.hash.update(chunk);
@@ -58,38 +70,113 @@ class Hasher extends Transform {
     done(null, chunk);
   }
 
-  digest(): string {
-    return `sha256:${this.hash.digest('hex')}`;
+  override _flush(done: () => void): void {
+    this.digest = `sha256:${this.hash.digest('hex')}`;
+    done();
   }
+}
+
+const HEX64 = /^[a-f0-9]{64}$/;
+
+/** Whether a value has the form of a cache key (64 lowercase hex digits). */
+export const isCacheKey = (value: unknown): value is string => typeof value === 'string' && HEX64.test(value);
+
+/** The name of the rootfs directory of these layers applied in order; cache keys name an image's layers by it too. */
+export function chainKey(diffIds: string[]): string {
+  return createHash('sha256').update(diffIds.join('\n')).digest('hex');
+}
+
+interface AreaLayout {
+  /** Its directory, under the store's root. */
+  dir: string;
+  /** Its entries are the files at any depth under it, by relative path, not the names right under it. */
+  nested?: boolean;
+  /** An entry's name from its file name; undefined for a file that is not an entry. */
+  name?: (file: string) => string | undefined;
+}
+
+/** The areas of the store: where each lies, and how its entries are named. */
+const AREAS = {
+  blobs: { dir: 'blobs/sha256', name: (file) => (HEX64.test(file) ? `sha256:${file}` : undefined) },
+  sources: { dir: 'sources' },
+  rootfs: { dir: 'rootfs' },
+  records: { dir: 'cache/records', name: (file) => (file.endsWith('.json') && isCacheKey(file.slice(0, -5)) ? file.slice(0, -5) : undefined) },
+  steps: { dir: 'cache/steps', nested: true },
+  mounts: { dir: 'cache/mounts' },
+  hints: { dir: 'cache/files', nested: true },
+  tmp: { dir: 'tmp' },
+} satisfies Record<string, AreaLayout>;
+
+export type Area = keyof typeof AREAS;
+
+/** An entry of an area: its name there (a blob's digest, a record's key, a step's locator...), its path and last use. */
+export interface Entry {
+  name: string;
+  path: string;
+  lastUse: number;
 }
 
 export class Store {
   readonly root: string;
+  private readonly tmp: string;
 
   private constructor(root: string) {
     this.root = root;
+    this.tmp = join(root, AREAS.tmp.dir);
   }
 
   static async open(root = defaultStoreRoot()): Promise<Store> {
-    await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
-    await mkdir(join(root, 'tmp'), { recursive: true });
+    const store = new Store(root);
+    await mkdir(join(root, AREAS.blobs.dir), { recursive: true });
+    await mkdir(store.tmp, { recursive: true });
     const layout = join(root, 'oci-layout');
-    if (!(await exists(layout))) await atomicWrite(join(root, 'tmp'), layout, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    await removeStaleTemps(join(root, 'tmp'));
-    return new Store(root);
+    if (!(await exists(layout))) await store.putFile(layout, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    await removeDeadTemps(store.tmp);
+    return store;
+  }
+
+  /** The entries of an area (none when it does not exist yet), for prune. */
+  async entries(area: Area): Promise<Entry[]> {
+    const layout: AreaLayout = AREAS[area];
+    const dir = join(this.root, layout.dir);
+    const files = layout.nested
+      ? (await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []))
+        .filter((entry) => !entry.isDirectory()).map((entry) => relative(dir, join(entry.parentPath, entry.name)))
+      : await readdir(dir).catch(() => [] as string[]);
+    const entries: Entry[] = [];
+    for (const file of files) {
+      const name = layout.name ? layout.name(file) : file;
+      const info = name === undefined ? undefined : await lstat(join(dir, file)).catch(() => undefined);
+      if (name !== undefined && info) entries.push({ name, path: join(dir, file), lastUse: lastUse(info) });
+    }
+    return entries;
   }
 
   blobPath(digest: string): string {
-    return join(this.root, 'blobs', 'sha256', parseDigest(digest, 'store blob').slice(7));
+    return join(this.root, AREAS.blobs.dir, parseDigest(digest, 'store blob').slice(7));
   }
 
   hasBlob(digest: string): Promise<boolean> {
     return exists(this.blobPath(digest));
   }
 
-  /** A new private directory on the store's file system (so renames into the store are atomic). */
-  tempDir(prefix: string): Promise<string> {
-    return mkdtemp(join(this.root, 'tmp', `${prefix}-${process.pid}-`));
+  /**
+   * A new private directory in STORE/tmp, named for this process (mkdtemp adds the random part), on
+   * the store's file system so that renames into the store are atomic.
+   */
+  tempDir(kind: string): Promise<string> {
+    return mkdtemp(join(this.tmp, tempName(kind, '')));
+  }
+
+  /** A path in STORE/tmp for a temp entry of this process. */
+  tempPath(kind: string): string {
+    return join(this.tmp, tempName(kind));
+  }
+
+  /** Writes a file of the store whole or not at all (its temp file in STORE/tmp), making its directory. */
+  async putFile(path: string, content: string): Promise<void> {
+    await mkdir(dirname(path), { recursive: true });
+    await atomicWrite(this.tmp, path, content);
   }
 
   /**
@@ -97,18 +184,14 @@ export class Store {
    * and nothing is kept.
    */
   async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string } = {}): Promise<{ digest: string; size: number }> {
-    const temp = join(this.root, 'tmp', `blob-${process.pid}-${randomBytes(8).toString('hex')}`);
     const hasher = new Hasher();
-    const expected = options.expected;
-    try {
+    await atomicWrite(this.tmp, () => this.blobPath(hasher.digest), async (temp) => {
       await pipeline(source, hasher, createWriteStream(temp));
-      const digest = hasher.digest();
-      if (expected !== undefined && digest !== expected) throw new DigestMismatchError(`content does not match its digest: expected ${expected}, got ${digest}`);
-      await rename(temp, this.blobPath(digest));
-      return { digest, size: hasher.size };
-    } finally {
-      await rm(temp, { force: true });
-    }
+      if (options.expected !== undefined && hasher.digest !== options.expected) {
+        throw new DigestMismatchError(`content does not match its digest: expected ${options.expected}, got ${hasher.digest}`);
+      }
+    }, 'blob');
+    return { digest: hasher.digest, size: hasher.size };
   }
 
   /** Stores a JSON document exactly as serialised here, and returns its descriptor. */
@@ -139,11 +222,9 @@ export class Store {
    * repository of that registry can mount it instead of uploading it.
    */
   async noteBlobSource(digest: string, repository: string): Promise<void> {
-    const file = this.sourcesPath(digest);
     const known = await this.blobSources(digest);
     if (known.includes(repository)) return;
-    await mkdir(join(this.root, 'sources'), { recursive: true });
-    await atomicWrite(join(this.root, 'tmp'), file, [...known, repository].slice(-16).join('\n') + '\n');
+    await this.putFile(this.sourcesPath(digest), [...known, repository].slice(-16).join('\n') + '\n');
   }
 
   async blobSources(digest: string): Promise<string[]> {
@@ -153,7 +234,54 @@ export class Store {
 
   /** The file that lists the repositories known to hold a blob (see noteBlobSource). */
   sourcesPath(digest: string): string {
-    return join(this.root, 'sources', parseDigest(digest, 'store blob').slice(7));
+    return join(this.root, AREAS.sources.dir, parseDigest(digest, 'store blob').slice(7));
+  }
+
+  /**
+   * The directory of `diffIds`' layers applied together (STORE/rootfs/<chainKey>), kept for later builds:
+   * made once by `fill` into a temp dir and renamed in (another process finishing first wins);
+   * when it exists, its last use is marked.
+   */
+  async rootfsChain(diffIds: string[], fill: (dir: string) => Promise<void>): Promise<string> {
+    const dir = join(this.root, AREAS.rootfs.dir, chainKey(diffIds));
+    if (await markUsed(dir)) return dir;
+    const temp = await this.tempDir('rootfs');
+    try {
+      await fill(join(temp, 'root'));
+      await mkdir(dirname(dir), { recursive: true });
+      // Another process may have finished the same directory first: then keep theirs.
+      await rename(join(temp, 'root'), dir).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+      });
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+    return dir;
+  }
+
+  /** The file of a build cache record (see cache-records.ts). */
+  recordPath(key: string): string {
+    if (!isCacheKey(key)) throw new Error(`not a cache key: ${key}`);
+    return join(this.root, AREAS.records.dir, `${key}.json`);
+  }
+
+  /** The file holding the cache key last built at `locator` (a place in a Dockerfile). */
+  stepPath(locator: string): string {
+    return join(this.root, AREAS.steps.dir, locator);
+  }
+
+  /** The file of content-hash hints called `name` (one per build context). */
+  hintsPath(name: string): string {
+    return join(this.root, AREAS.hints.dir, `${name}.json`);
+  }
+
+  /**
+   * A RUN cache mount's places (by mount id): its directory, whose last use is marked; `data`, the
+   * contents' directory (the mount makes it, with the mode and owner it asks for); and its lock file.
+   */
+  cacheMountPaths(id: string): { dir: string; data: string; lock: string } {
+    const dir = join(this.root, AREAS.mounts.dir, id);
+    return { dir, data: join(dir, 'data'), lock: join(dir, 'lock') };
   }
 
   async listTags(): Promise<Descriptor[]> {
@@ -196,7 +324,7 @@ export class Store {
     await withLock(join(this.root, 'index.json.lock'), async () => {
       const index = await this.readIndex();
       const updated: OciIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: change(index.manifests) };
-      await atomicWrite(join(this.root, 'tmp'), join(this.root, 'index.json'), JSON.stringify(updated, null, 2) + '\n');
+      await this.putFile(join(this.root, 'index.json'), JSON.stringify(updated, null, 2) + '\n');
     });
   }
 }
@@ -210,20 +338,56 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Temp files and dirs are named `kind-PID-random`: those of processes that died are removed. */
-async function removeStaleTemps(tempDir: string): Promise<void> {
-  for (const name of await readdir(tempDir)) {
-    const pid = Number(name.split('-')[1]);
-    if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) await rm(join(tempDir, name), { recursive: true, force: true });
+/**
+ * Marks an entry used now: its mtime is its last use (see lastUse). False when it is not there.
+ * Last use only orders prune's removals, so failing to mark it never fails the caller.
+ */
+export async function markUsed(path: string): Promise<boolean> {
+  const now = new Date();
+  return utimes(path, now, now).then(() => true, (error: NodeJS.ErrnoException) => error.code !== 'ENOENT');
+}
+
+/** When an entry was last used (see markUsed), from its lstat. */
+export function lastUse(info: Stats): number {
+  return info.mtimeMs;
+}
+
+/**
+ * The name of a temp entry of this process: `kind-PID-random`, so that one left by a process that
+ * died can be told (see tempOwner) and removed.
+ */
+export function tempName(kind: string, random = randomBytes(8).toString('hex')): string {
+  return `${kind}-${process.pid}-${random}`;
+}
+
+/** The pid in a temp entry's name (see tempName), read from its end as kinds may hold dashes; undefined for another name. */
+export function tempOwner(name: string): number | undefined {
+  const pid = Number(/-(\d+)-[^-]+$/.exec(name)?.[1]);
+  return pid > 0 ? pid : undefined;
+}
+
+/** Removes the temp entries in `dir` (those whose names start with `prefix`) of processes that died. */
+async function removeDeadTemps(dir: string, prefix = ''): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const owner = tempOwner(name);
+    if (name.startsWith(prefix) && owner !== undefined && !isAlive(owner)) await rm(join(dir, name), { recursive: true, force: true });
   }
 }
 
-/** Writes `content` to `path` whole or not at all: a temp file in `tempDir` (on the same file system), then a rename. */
-export async function atomicWrite(tempDir: string, path: string, content: string): Promise<void> {
-  const temp = join(tempDir, `write-${process.pid}-${randomBytes(8).toString('hex')}`);
+/**
+ * Puts a file at `path` whole or not at all: `content` goes to a temp file of this process in
+ * `tempDir` (which must be on the same file system as `path`), named for `kind`, which is then
+ * renamed to `path`. `content` may be a function that fills the temp file itself, and `path` one
+ * asked once it is written (a blob is named by its digest). The temp file never outlives a failure.
+ */
+export async function atomicWrite(
+  tempDir: string, path: string | (() => string), content: string | Buffer | ((temp: string) => Promise<void>), kind = 'write',
+): Promise<void> {
+  const temp = join(tempDir, tempName(kind));
   try {
-    await writeFile(temp, content);
-    await rename(temp, path);
+    if (typeof content === 'function') await content(temp);
+    else await writeFile(temp, content);
+    await rename(temp, typeof path === 'function' ? path() : path);
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
@@ -253,7 +417,7 @@ function processIdentity(pid: number): string | undefined {
  * hard-linked into place), so a full disk or a kill never leaves an empty lock behind.
  */
 export async function acquireLock(lockPath: string, options: { waitMs: number; what: string }): Promise<(() => Promise<void>) | undefined> {
-  const temp = `${lockPath}.${process.pid}-${randomBytes(8).toString('hex')}`;
+  const temp = join(dirname(lockPath), tempName(basename(lockPath)));
   try {
     await writeFile(temp, processIdentity(process.pid) ?? String(process.pid), { flag: 'wx' });
     for (let attempt = 0; ; attempt++) {
@@ -271,17 +435,7 @@ export async function acquireLock(lockPath: string, options: { waitMs: number; w
     }
   } finally {
     await unlink(temp).catch(() => undefined);
-    await removeDeadLockTemps(lockPath);
-  }
-}
-
-/** Lock temp files (LOCK.PID-random) of processes that died between writing and removing them. */
-async function removeDeadLockTemps(lockPath: string): Promise<void> {
-  const prefix = `${basename(lockPath)}.`;
-  for (const name of await readdir(dirname(lockPath)).catch(() => [] as string[])) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length).split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && !isAlive(pid)) await unlink(join(dirname(lockPath), name)).catch(() => undefined);
+    await removeDeadTemps(dirname(lockPath), `${basename(lockPath)}-`);
   }
 }
 

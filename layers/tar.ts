@@ -138,9 +138,14 @@ class ByteReader {
   }
 }
 
-function readNumber(block: Buffer, offset: number, width: number): number {
+const readString = (block: Buffer, offset: number, width: number): string => {
+  const end = block.indexOf(0, offset);
+  return block.toString('utf8', offset, end < 0 || end > offset + width ? offset + width : end);
+};
+
+/** A numeric header field: octal text, or GNU's base-256 for values too big for it. */
+export function headerNumber(block: Buffer, offset: number, width: number): number {
   if (block[offset]! & 0x80) {
-    // Base-256, GNU's form for values too big for octal.
     let value = block[offset]! & 0x7f;
     for (let i = 1; i < width; i++) value = value * 256 + block[offset + i]!;
     return value;
@@ -149,12 +154,21 @@ function readNumber(block: Buffer, offset: number, width: number): number {
   return text === '' ? 0 : parseInt(text, 8);
 }
 
-const readString = (block: Buffer, offset: number, width: number): string => {
-  const end = block.indexOf(0, offset);
-  return block.toString('utf8', offset, end < 0 || end > offset + width ? offset + width : end);
-};
+/** Refuses a block whose checksum (its bytes summed, the checksum field counted as spaces) is wrong. */
+export function checkHeader(block: Buffer): void {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
+  if (sum !== headerNumber(block, 148, 8)) throw new Error('tar: header checksum mismatch (not a tar archive, or corrupt)');
+}
 
-function parsePax(data: Buffer): Map<string, Buffer> {
+/** The name a header holds, with its prefix field in a POSIX header (GNU's own keeps other data there). */
+export function headerName(block: Buffer): string {
+  const prefix = block.toString('ascii', 257, 263) === 'ustar\0' ? readString(block, 345, 155) : '';
+  return prefix ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100);
+}
+
+/** PAX records (`LENGTH key=value\n`, LENGTH counting the whole record in bytes). */
+export function parsePax(data: Buffer): Map<string, Buffer> {
   const records = new Map<string, Buffer>();
   let at = 0;
   while (at < data.length) {
@@ -186,12 +200,10 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     if (block.length === 0) return;
     if (block.length < BLOCK) throw new Error('tar: truncated header');
     if (block.every((byte) => byte === 0)) return;
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
-    if (sum !== readNumber(block, 148, 8)) throw new Error('tar: header checksum mismatch (not a tar archive, or corrupt)');
+    checkHeader(block);
 
     const flag = String.fromCharCode(block[156]!);
-    const size = readNumber(block, 124, 12);
+    const size = headerNumber(block, 124, 12);
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
       const data = Buffer.concat(await collect(reader.chunks(size)));
       await reader.read(padding(size).length);
@@ -202,27 +214,26 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     }
     const type = TYPES_BY_FLAG[flag];
     if (!type) throw new Error(`tar: unsupported entry type '${flag}'`);
-    const prefix = readString(block, 345, 155);
-    let path = pax.get('path')?.toString('utf8') ?? longName ?? (prefix ? `${prefix}/${readString(block, 0, 100)}` : readString(block, 0, 100));
+    let path = pax.get('path')?.toString('utf8') ?? longName ?? headerName(block);
     if (type === 'directory') path = path.replace(/\/+$/, '');
     const xattrs: Record<string, Buffer> = {};
     for (const [key, value] of pax) if (key.startsWith(XATTR_PREFIX)) xattrs[key.slice(XATTR_PREFIX.length)] = value;
     const number = (key: string, offset: number, width: number): number => {
       const text = pax.get(key)?.toString('ascii');
-      return text === undefined ? readNumber(block, offset, width) : Math.floor(Number(text));
+      return text === undefined ? headerNumber(block, offset, width) : Math.floor(Number(text));
     };
     const entrySize = pax.has('size') ? Number(pax.get('size')!.toString('ascii')) : size;
     const header: TarHeader = {
       path,
       type,
-      mode: readNumber(block, 100, 8) & 0o7777,
+      mode: headerNumber(block, 100, 8) & 0o7777,
       uid: number('uid', 108, 8),
       gid: number('gid', 116, 8),
       size: type === 'file' ? entrySize : 0,
       mtime: number('mtime', 136, 12),
       linkname: pax.get('linkpath')?.toString('utf8') ?? longLink ?? readString(block, 157, 100),
-      devmajor: readNumber(block, 329, 8),
-      devminor: readNumber(block, 337, 8),
+      devmajor: headerNumber(block, 329, 8),
+      devminor: headerNumber(block, 337, 8),
       xattrs,
     };
     pax = new Map();

@@ -1,25 +1,7 @@
 // BuildKit's parse-tree dump (Node.Dump), used to compare hoist's parse stage with BuildKit's own
 // test data byte for byte.
+import { goQuote } from './quote.ts';
 import type { Node } from './syntax.ts';
-
-const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
-const NAMED_ESCAPES: Record<string, string> = {
-  '\x07': '\\a', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\v': '\\v', '"': '\\"', '\\': '\\\\',
-};
-
-/** Go's strconv.Quote. */
-export function goQuote(text: string): string {
-  let out = '"';
-  for (const ch of text) {
-    const code = ch.codePointAt(0)!;
-    if (NAMED_ESCAPES[ch]) out += NAMED_ESCAPES[ch];
-    else if (PRINTABLE.test(ch)) out += ch;
-    else if (code < 0x80) out += '\\x' + code.toString(16).padStart(2, '0');
-    else if (code < 0x10000) out += '\\u' + code.toString(16).padStart(4, '0');
-    else out += '\\U' + code.toString(16).padStart(8, '0');
-  }
-  return out + '"';
-}
 
 export function dumpNode(node: Node): string {
   let out = node.keyword;

@@ -2,7 +2,8 @@
 // variable expansion and for stages and their variables.
 export { DockerfileError, type Position, type SourceRange } from './errors.ts';
 export { parseDockerfile, type Heredoc, type Node, type ParsedDockerfile } from './syntax.ts';
-export { dumpTree, goQuote } from './dump.ts';
+export { goQuote } from './quote.ts';
+export { splitCsv } from './csv.ts';
 export type * from './instructions.ts';
 export { parseInstructions, type Dockerfile, type Stage } from './dockerfile.ts';
 export { expandInstruction } from './expand.ts';

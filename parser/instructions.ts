@@ -1,5 +1,6 @@
 // The typed instruction model: each parse-tree node checked and turned into one Instruction, with
 // its flags validated and its source range kept. Values stay unexpanded here; see expand.ts.
+import { splitCsv } from './csv.ts';
 import { sourceError, type Position, type SourceRange } from './errors.ts';
 import type { Flag, Heredoc, Node, ParsedDockerfile } from './syntax.ts';
 
@@ -322,7 +323,12 @@ const MOUNT_TYPES: MountType[] = ['bind', 'cache', 'tmpfs', 'secret', 'ssh'];
 
 /** Parses `type=cache,target=/root/.cache,sharing=locked` (comma-separated, CSV quoting allowed). */
 export function parseMount(spec: string, fail: (message: string) => never): Mount {
-  const fields = splitCsv(spec);
+  let fields: string[] = [];
+  try {
+    fields = splitCsv(spec);
+  } catch (error) {
+    fail(`--mount=${spec}: ${(error as Error).message}`);
+  }
   const typeField = fields.find((field) => field.toLowerCase().startsWith('type='));
   const type = (typeField?.slice(5).toLowerCase() ?? 'bind') as MountType;
   if (!MOUNT_TYPES.includes(type)) fail(`unsupported mount type "${type}" (use ${MOUNT_TYPES.join(', ')})`);
@@ -364,27 +370,6 @@ export function parseMount(spec: string, fail: (message: string) => never): Moun
   }
   if (mount.target === undefined && type !== 'secret' && type !== 'ssh') fail('--mount needs a target');
   return mount;
-}
-
-/** Splits one CSV record on commas, honouring double quotes as Go's encoding/csv does. */
-function splitCsv(text: string): string[] {
-  const fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') field += text[++i];
-      else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      fields.push(field);
-      field = '';
-    } else field += ch;
-  }
-  fields.push(field);
-  return fields;
 }
 
 /** Longer words get no suggestion: the edit distance takes time in the product of the lengths. */

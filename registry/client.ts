@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { getCACertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
 import { excerpt, isRecord, parseJson } from '../layers/index.ts';
 import { findCredentials, type Credentials } from './credentials.ts';
 
@@ -57,6 +57,17 @@ function dispatcherFor(caFile: string | undefined, limits: Timeouts): Dispatcher
   const options = { ...connect, connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle };
   const proxied = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]);
   return proxied ? new EnvHttpProxyAgent(options) : new Agent(options);
+}
+
+/**
+ * A GET of any URL (ADD's downloads) the way the registry client makes its requests: through the
+ * same proxies, trusting the same CAs, within the same timeouts. Redirects are followed, as many
+ * as fetch() follows; the caller reads or dumps the body.
+ */
+export async function httpGet(url: string, options: ClientOptions = {}): Promise<Response> {
+  const dispatcher = dispatcherFor(options.caFile, timeouts()).compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true }));
+  const { statusCode, headers, body } = await request(url, { dispatcher });
+  return { status: statusCode, headers, body };
 }
 
 interface Token {

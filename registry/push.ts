@@ -1,8 +1,11 @@
-// Pushing an image: blobs the registry already has are skipped (HEAD), the others uploaded as
-// they are in the store (compressed once, when the layer was made), then the manifest.
-import { createReadStream } from 'node:fs';
+// Pushing an image from the store or another source (an OCI layout, a tarball): blobs the registry
+// already has are skipped (HEAD), the others uploaded as they are (compressed once, when the layer
+// was made), then the manifest.
+import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
-import { excerpt, readImage, type Descriptor, type Image, type Reference, type Store } from '../layers/index.ts';
+import {
+  blobSource, DigestMismatchError, excerpt, parseIndex, parseJson, readImage, Store, type BlobSource, type ByteRange, type Descriptor, type Image, type Reference,
+} from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
 export interface PushResult {
@@ -32,8 +35,8 @@ export interface BlobPush {
  * Starts an upload; when the store knows another repository of this registry that holds the blob,
  * asks for a cross-repository mount first (201: done, 202: an ordinary upload was started).
  */
-async function startUpload(client: RegistryClient, store: Store, repository: string, digest: string): Promise<{ mounted: boolean; location: unknown }> {
-  const from = (await store.blobSources(digest))
+async function startUpload(client: RegistryClient, store: Store | undefined, repository: string, digest: string): Promise<{ mounted: boolean; location: unknown }> {
+  const from = (store ? await store.blobSources(digest) : [])
     .filter((source) => source.startsWith(`${client.domain}/`) && source !== `${client.domain}/${repository}`)
     .map((source) => source.slice(client.domain.length + 1))[0];
   const query = from ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}` : '';
@@ -43,56 +46,70 @@ async function startUpload(client: RegistryClient, store: Store, repository: str
   return { mounted: response.status === 201, location: response.headers.location };
 }
 
-async function pushBlob(client: RegistryClient, store: Store, repository: string, digest: string, size: number, scope: string): Promise<BlobPush['how']> {
+async function pushBlob(client: RegistryClient, source: BlobSource, store: Store | undefined, repository: string, digest: string, size: number, scope: string): Promise<BlobPush['how']> {
   const head = await client.send(`${repository}/blobs/${digest}`, { method: 'HEAD', scope, accept: [404] });
   await head.body.dump();
   if (head.status === 200) return 'present';
   const started = await startUpload(client, store, repository, digest);
   if (started.mounted) return 'mounted';
   let location = started.location;
-  const file = store.blobPath(digest);
-  // Large blobs: consecutive PATCH requests, each a range of the stored (compressed) file.
-  for (let start = 0; size > CHUNK && start < size; start += CHUNK) {
-    const end = Math.min(size, start + CHUNK) - 1;
-    const chunk = await client.send(uploadPath(client, location), {
-      method: 'PATCH', scope,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` },
-      body: () => createReadStream(file, { start, end }),
-    });
-    await chunk.body.dump();
-    location = chunk.headers.location;
-  }
-  const whole = size <= CHUNK;
-  const done = await client.send(uploadPath(client, location, { digest }), {
-    method: 'PUT', scope,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(whole ? size : 0) },
-    ...(whole ? { body: () => createReadStream(file) } : {}),
+  // A blob (from a layout) that does not match its digest fails the push with that error as it
+  // is, not wrapped as a failed request's.
+  let mismatch: DigestMismatchError | undefined;
+  const body = (range?: ByteRange) => (): Readable => source.open(digest, range).once('error', (error) => {
+    if (error instanceof DigestMismatchError) mismatch = error;
   });
-  await done.body.dump();
+  try {
+    // Large blobs: consecutive PATCH requests, each a range of the (compressed) blob.
+    for (let start = 0; size > CHUNK && start < size; start += CHUNK) {
+      const end = Math.min(size, start + CHUNK) - 1;
+      const chunk = await client.send(uploadPath(client, location), {
+        method: 'PATCH', scope,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` },
+        body: body({ start, end }),
+      });
+      await chunk.body.dump();
+      location = chunk.headers.location;
+    }
+    const whole = size <= CHUNK;
+    const done = await client.send(uploadPath(client, location, { digest }), {
+      method: 'PUT', scope,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(whole ? size : 0) },
+      ...(whole ? { body: body() } : {}),
+    });
+    await done.body.dump();
+  } catch (error) {
+    throw mismatch ?? error;
+  }
   return 'uploaded';
 }
 
-/** Pushes an image from the store to `ref` (its tag, or its digest alone). */
-export async function push(store: Store, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+/**
+ * Pushes an image from the store or another source to `ref` (its tag, or its digest alone). The
+ * store also remembers which repositories hold each blob, so later pushes can mount them.
+ */
+export async function push(from: Store | BlobSource, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const source = blobSource(from);
+  const store = from instanceof Store ? from : undefined;
   const scope = `repository:${ref.path}:pull,push`;
   const blobs = [image.manifest.config, ...image.manifest.layers];
   const limit = pLimit(4);
   const how = await Promise.all(blobs.map((blob) => limit(async () => {
-    const result = await pushBlob(client, store, ref.path, blob.digest, blob.size, scope);
-    await store.noteBlobSource(blob.digest, `${client.domain}/${ref.path}`);
+    const result = await pushBlob(client, source, store, ref.path, blob.digest, blob.size, scope);
+    await store?.noteBlobSource(blob.digest, `${client.domain}/${ref.path}`);
     return result;
   })));
-  const digest = await putManifest(client, store, ref, image.descriptor);
+  const digest = await putManifest(client, source, ref, image.descriptor);
   return { digest, uploaded: how.filter((h) => h === 'uploaded').length, mounted: how.filter((h) => h === 'mounted').length };
 }
 
-/** PUTs a stored manifest or index at the ref's tag (or its digest), and checks the digest the registry gives it. */
-async function putManifest(client: RegistryClient, store: Store, ref: Reference, descriptor: Descriptor): Promise<string> {
-  await store.readJson(descriptor.digest); // the stored bytes are checked against their digest
+/** PUTs a manifest or index (its bytes checked against its digest) at the ref's tag (or its digest), and checks the digest the registry gives it. */
+async function putManifest(client: RegistryClient, source: BlobSource, ref: Reference, descriptor: Descriptor): Promise<string> {
+  const bytes = await source.read(descriptor.digest);
   const response = await client.send(`${ref.path}/manifests/${ref.tag ?? descriptor.digest}`, {
     method: 'PUT', scope: `repository:${ref.path}:pull,push`,
-    headers: { 'content-type': descriptor.mediaType, 'content-length': String(descriptor.size) },
-    body: () => createReadStream(store.blobPath(descriptor.digest)),
+    headers: { 'content-type': descriptor.mediaType, 'content-length': String(bytes.length) },
+    body: () => bytes,
   });
   await response.body.dump();
   const digest = String(response.headers['docker-content-digest'] ?? descriptor.digest);
@@ -100,14 +117,16 @@ async function putManifest(client: RegistryClient, store: Store, ref: Reference,
   return digest;
 }
 
-/** Pushes an index: each platform's image by digest, then the index itself at the ref. */
-export async function pushIndex(store: Store, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
-  const index = await store.readJson<{ manifests: Descriptor[] }>(descriptor.digest);
+/** Pushes an index from the store or another source: each platform's image by digest, then the index itself at the ref. */
+export async function pushIndex(from: Store | BlobSource, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const source = blobSource(from);
+  const what = `index ${descriptor.digest}`;
+  const index = parseIndex(parseJson(await source.read(descriptor.digest), what), what);
   const total = { uploaded: 0, mounted: 0 };
   for (const child of index.manifests) {
-    const result = await push(store, await readImage(store, child), { ...ref, tag: undefined, digest: child.digest }, client);
+    const result = await push(from, await readImage(source, child), { ...ref, tag: undefined, digest: child.digest }, client);
     total.uploaded += result.uploaded;
     total.mounted += result.mounted;
   }
-  return { digest: await putManifest(client, store, ref, descriptor), ...total };
+  return { digest: await putManifest(client, source, ref, descriptor), ...total };
 }

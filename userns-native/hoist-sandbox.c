@@ -15,11 +15,14 @@
  *
  *   hoist-sandbox run [OPTIONS] -- CMD...
  *     Runs one RUN step: new mount, pid, ipc and uts namespaces (and net with --network none);
- *     the root an overlay of --lower dirs under a fresh --upper (or, with --copied-root, the
- *     --rootfs directory itself, which hoist filled); /proc, a minimal /dev, then the --bind
- *     (SRC:DST, or SRC:DST:ro read-only; files or directories) and --tmpfs (DST or DST:BYTES)
- *     mounts in the order given; pivot_root; then the user, groups, directory and environment. The step's end is
- *     written to --status-fd as "exit N", "signal N", or "no-overlay" when overlay is unavailable.
+ *     the root an overlay of the --lower DIR dirs (one option each, topmost first) under a fresh
+ *     --upper (or, with --copied-root, the --rootfs directory itself, which hoist filled); /proc, a
+ *     minimal /dev, then the mounts in the order given: --bind SRC DST, --ro-bind SRC DST (files or
+ *     directories) and --tmpfs DST BYTES (0: the kernel's default size); pivot_root; then the
+ *     user, the --group GID groups (one option each), directory and environment; no_new_privs
+ *     when the user is root. Every path is an argument of its own, so any character may appear in
+ *     it. The step's end is written to --status-fd as "exit N", "signal N", or "no-overlay" when
+ *     overlay is unavailable.
  *     The step's environment is read from --env-fd (NUL-terminated KEY=VALUE entries until end of
  *     file), never from the command line: every local user can read a process's command line, and
  *     the environment holds secrets. The command is found on the step's own PATH.
@@ -54,8 +57,6 @@
 #include <ftw.h>
 #include <unistd.h>
 
-#define MAX_ITEMS 256
-
 static void die(const char *format, ...) {
   va_list args;
   int saved = errno;
@@ -66,6 +67,15 @@ static void die(const char *format, ...) {
   fputc('\n', stderr);
   va_end(args);
   exit(125);
+}
+
+/* Makes room for one more item in a list of `count` items (of `size` bytes) that has room for `*capacity`. */
+static void *make_room(void *items, size_t count, size_t *capacity, size_t size, const char *what) {
+  if (count < *capacity) return items;
+  *capacity = *capacity ? 2 * *capacity : 16;
+  items = reallocarray(items, *capacity, size);
+  if (!items) die("allocate %s", what);
+  return items;
 }
 
 static void write_file(const char *path, const char *content) {
@@ -171,7 +181,6 @@ static int enter(char **command) {
   }
   if (!ranged) {
     fprintf(stderr, "hoist: warning: no range for %s in /etc/subuid and /etc/subgid: only your own ids are mapped, so files owned by other users cannot be made\n", *name ? name : "you");
-    setenv("HOIST_SINGLE_ID", "1", 1);
   }
   if (setresgid(0, 0, 0) < 0) die("setresgid 0");
   if (setresuid(0, 0, 0) < 0) die("setresuid 0");
@@ -186,26 +195,37 @@ static int enter(char **command) {
 
 /* ---- run --------------------------------------------------------------------------------- */
 
+/* A --bind, --ro-bind or --tmpfs. */
+struct mount_item {
+  enum { BIND, READ_ONLY_BIND, TMPFS } kind;
+  const char *source, *target;
+  /* Of a tmpfs, in bytes; 0 for the kernel's default. */
+  unsigned long size;
+};
+
 struct run_options {
-  const char *rootfs, *lower, *upper, *work, *cwd, *hostname, *network;
+  const char *rootfs, *upper, *work, *cwd, *hostname, *network;
+  const char **lowers;
+  size_t lower_count, lower_capacity;
   int copied_root;
-  /* --bind and --tmpfs in the order given: a mount inside another's target comes after it. */
-  struct { int tmpfs; const char *spec; } mounts[MAX_ITEMS];
-  int mount_count;
+  /* In the order given: a mount inside another's target comes after it. */
+  struct mount_item *mounts;
+  size_t mount_count, mount_capacity;
   char **env;
-  gid_t groups[MAX_ITEMS];
-  int group_count;
+  gid_t *groups;
+  size_t group_count, group_capacity;
   uid_t uid;
   gid_t gid;
   int status_fd;
+  /* Only one gid is mapped (see mapped_ids): setgroups is then denied. */
+  int single_gid;
 };
 
 /* Reads the step's environment from `fd` (see run above) into a NULL-terminated array, and closes it. */
 static char **read_env(int fd) {
-  size_t count = 0, capacity = 16;
-  char **env = malloc(capacity * sizeof *env);
+  size_t count = 0, capacity = 0;
+  char **env = NULL;
   FILE *input = fdopen(fd, "r");
-  if (!env) die("allocate the environment");
   if (!input) die("open --env-fd %d", fd);
   for (;;) {
     char *entry = NULL;
@@ -220,15 +240,11 @@ static char **read_env(int fd) {
       errno = 0;
       die("environment entry %zu has no '='", count + 1);
     }
-    /* One more for the entry, one for the final NULL. */
-    if (count + 2 > capacity) {
-      capacity *= 2;
-      env = reallocarray(env, capacity, sizeof *env);
-      if (!env) die("allocate the environment");
-    }
+    env = make_room(env, count, &capacity, sizeof *env, "the environment");
     env[count++] = entry;
   }
   if (fclose(input) != 0) die("close --env-fd %d", fd);
+  env = make_room(env, count, &capacity, sizeof *env, "the environment");
   env[count] = NULL;
   return env;
 }
@@ -297,35 +313,47 @@ static void mount_in_root(int root, const char *type, const char *target, unsign
   close(fd);
 }
 
-/* SRC:DST or SRC:DST:ro. */
-static void apply_bind(int root, const char *rootfs, const char *spec) {
-  char source[4096], target[4096];
-  const char *colon = strchr(spec, ':');
-  if (!colon || (size_t)(colon - spec) >= sizeof source || strlen(colon + 1) >= sizeof target) {
-    errno = EINVAL;
-    die("bad --bind %s", spec);
+static void apply_mount(int root, const char *rootfs, const struct mount_item *mount) {
+  if (mount->kind == TMPFS) {
+    char data[64] = "mode=1777";
+    if (mount->size) snprintf(data, sizeof data, "mode=1777,size=%lu", mount->size);
+    mount_in_root(root, "tmpfs", mount->target, MS_NOSUID | MS_NODEV, data);
+    return;
   }
-  memcpy(source, spec, (size_t)(colon - spec));
-  source[colon - spec] = '\0';
-  strcpy(target, colon + 1);
-  size_t length = strlen(target);
-  int read_only = length > 3 && !strcmp(target + length - 3, ":ro");
-  if (read_only) target[length - 3] = '\0';
-  bind_in_root(root, rootfs, source, target);
-  if (read_only) make_read_only(root, target);
+  bind_in_root(root, rootfs, mount->source, mount->target);
+  if (mount->kind == READ_ONLY_BIND) make_read_only(root, mount->target);
 }
 
-/* DST or DST:BYTES. */
-static void apply_tmpfs(int root, const char *spec) {
-  char target[4096], data[64] = "mode=1777";
-  if (strlen(spec) >= sizeof target) die("bad --tmpfs %s", spec);
-  strcpy(target, spec);
-  char *colon = strrchr(target, ':');
-  if (colon) {
-    *colon = '\0';
-    snprintf(data, sizeof data, "mode=1777,size=%s", colon + 1);
+/* Writes `path` as overlayfs reads a directory in its options: ':', ',' and '\' escaped by a '\'. */
+static void put_overlay_path(FILE *out, const char *path) {
+  for (; *path; path++) {
+    if (strchr(":,\\", *path)) fputc('\\', out);
+    fputc(*path, out);
   }
-  mount_in_root(root, "tmpfs", target, MS_NOSUID | MS_NODEV, data);
+}
+
+/* The overlay's mount options, which the kernel reads one page of at most (it cuts the rest). */
+static char *overlay_options(const struct run_options *o) {
+  char *data = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&data, &size);
+  if (!out) die("open_memstream for the overlay options");
+  fputs("lowerdir=", out);
+  for (size_t i = 0; i < o->lower_count; i++) {
+    if (i > 0) fputc(':', out);
+    put_overlay_path(out, o->lowers[i]);
+  }
+  fputs(",upperdir=", out);
+  put_overlay_path(out, o->upper);
+  fputs(",workdir=", out);
+  put_overlay_path(out, o->work);
+  fputs(",userxattr", out);
+  if (fclose(out) != 0) die("write the overlay options");
+  if (size >= (size_t)sysconf(_SC_PAGESIZE)) {
+    errno = 0;
+    die("too many lower layers for one overlay mount");
+  }
+  return data;
 }
 
 /* A minimal /dev: a tmpfs with the host's harmless devices bound in, a private devpts and shm. */
@@ -404,9 +432,14 @@ static void init_and_exec(struct run_options *o, char **command) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     /* With only the caller's ids mapped, setgroups is denied: the step keeps no extra groups. */
-    if (setgroups((size_t)o->group_count, o->groups) < 0 && !(errno == EPERM && getenv("HOIST_SINGLE_ID"))) die("setgroups");
+    if (setgroups(o->group_count, o->groups) < 0 && !(errno == EPERM && o->single_gid)) die("setgroups");
     if (setgid(o->gid) < 0) die("setgid %u", o->gid);
     if (setuid(o->uid) < 0) die("setuid %u", o->uid);
+    /* A step as root holds every privilege of the namespace already: with no_new_privs, setuid and
+       file-capability exec cannot give any back to a process that dropped them (sudo after
+       `su user -c` fails). A step with a non-root USER keeps them (sudo, su, ping work), as under
+       BuildKit, which sets no_new_privs for no step. */
+    if (o->uid == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl NO_NEW_PRIVS");
     /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
        end the step as it chose), nor any descriptor hoist happened to inherit. */
     if (close_range(3, ~0U, 0) < 0) die("close inherited descriptors");
@@ -436,7 +469,6 @@ static void init_and_exec(struct run_options *o, char **command) {
 }
 
 static void setup_and_run(struct run_options *o, char **command) {
-  char data[16384];
   /* The step dies with hoist: bound first, then checked, as its parent may have died before. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
   if (other_end_gone(alive[0])) _exit(125);
@@ -446,10 +478,7 @@ static void setup_and_run(struct run_options *o, char **command) {
     /* pivot_root needs a mount point. */
     if (mount(o->rootfs, o->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind the root filesystem");
   } else {
-    if ((size_t)snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", o->lower, o->upper, o->work) >= sizeof data) {
-      errno = 0;
-      die("too many lower layers for one overlay mount");
-    }
+    char *data = overlay_options(o);
     if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) {
       if (errno == EPERM || errno == EINVAL || errno == ENODEV || errno == ENOTSUP) {
         dprintf(o->status_fd, "no-overlay\n");
@@ -462,10 +491,7 @@ static void setup_and_run(struct run_options *o, char **command) {
   if (root < 0) die("open %s", o->rootfs);
   mount_in_root(root, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   setup_dev(o->rootfs);
-  for (int i = 0; i < o->mount_count; i++) {
-    if (o->mounts[i].tmpfs) apply_tmpfs(root, o->mounts[i].spec);
-    else apply_bind(root, o->rootfs, o->mounts[i].spec);
-  }
+  for (size_t i = 0; i < o->mount_count; i++) apply_mount(root, o->rootfs, &o->mounts[i]);
   close(root);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
   if (chdir(o->rootfs) < 0) die("chdir %s", o->rootfs);
@@ -477,12 +503,23 @@ static void setup_and_run(struct run_options *o, char **command) {
   init_and_exec(o, command);
 }
 
-static unsigned long parse_id(const char *text, const char *what) {
+static unsigned long parse_number(const char *text, const char *what) {
   char *end;
   errno = 0;
   unsigned long value = strtoul(text, &end, 10);
   if (*text == '\0' || *end != '\0' || errno) die("bad %s: %s", what, text);
   return value;
+}
+
+/* How many ids a map of this process's user namespace holds: /proc/self/uid_map or gid_map. */
+static unsigned long long mapped_ids(const char *map) {
+  unsigned long long inside, outside, count, total = 0;
+  FILE *f = fopen(map, "re");
+  if (!f) die("open %s", map);
+  while (fscanf(f, "%llu %llu %llu", &inside, &outside, &count) == 3) total += count;
+  if (ferror(f)) die("read %s", map);
+  fclose(f);
+  return total;
 }
 
 static int run(int argc, char **argv) {
@@ -492,30 +529,42 @@ static int run(int argc, char **argv) {
   int i = 0;
   /* The step dies with hoist: bound first, then checked, as hoist may have died before. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
-  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
-    const char *key = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!value) die("%s needs a value", key);
+  for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    const char *key = argv[i];
+    /* A mount takes two values, every other option one. */
+    int is_mount = !strcmp(key, "--bind") || !strcmp(key, "--ro-bind") || !strcmp(key, "--tmpfs");
+    if (i + 1 + is_mount >= argc) die("%s needs %s", key, is_mount ? "two values" : "a value");
+    const char *value = argv[++i], *second = is_mount ? argv[++i] : NULL;
     if (!strcmp(key, "--rootfs")) o.rootfs = value;
-    else if (!strcmp(key, "--lower")) o.lower = value;
+    else if (!strcmp(key, "--lower")) {
+      o.lowers = make_room(o.lowers, o.lower_count, &o.lower_capacity, sizeof *o.lowers, "the lower dirs");
+      o.lowers[o.lower_count++] = value;
+    }
     else if (!strcmp(key, "--upper")) o.upper = value;
     else if (!strcmp(key, "--work")) o.work = value;
     else if (!strcmp(key, "--cwd")) o.cwd = value;
     else if (!strcmp(key, "--hostname")) o.hostname = value;
     else if (!strcmp(key, "--network")) o.network = value;
     else if (!strcmp(key, "--copied-root")) o.copied_root = !strcmp(value, "yes");
-    else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_id(value, "uid");
-    else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_id(value, "gid");
-    else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_id(value, "fd");
-    else if (!strcmp(key, "--env-fd")) env_fd = (int)parse_id(value, "fd");
-    else if (!strcmp(key, "--group") && o.group_count < MAX_ITEMS) o.groups[o.group_count++] = (gid_t)parse_id(value, "group");
-    else if ((!strcmp(key, "--bind") || !strcmp(key, "--tmpfs")) && o.mount_count < MAX_ITEMS) {
-      o.mounts[o.mount_count].tmpfs = !strcmp(key, "--tmpfs");
-      o.mounts[o.mount_count++].spec = value;
+    else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_number(value, "uid");
+    else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_number(value, "gid");
+    else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_number(value, "fd");
+    else if (!strcmp(key, "--env-fd")) env_fd = (int)parse_number(value, "fd");
+    else if (!strcmp(key, "--group")) {
+      o.groups = make_room(o.groups, o.group_count, &o.group_capacity, sizeof *o.groups, "the groups");
+      o.groups[o.group_count++] = (gid_t)parse_number(value, "group");
     }
-    else die("unknown or repeated too often: %s", key);
+    else if (is_mount) {
+      o.mounts = make_room(o.mounts, o.mount_count, &o.mount_capacity, sizeof *o.mounts, "the mounts");
+      struct mount_item *mount = &o.mounts[o.mount_count++];
+      if (!strcmp(key, "--tmpfs")) *mount = (struct mount_item){.kind = TMPFS, .target = value, .size = parse_number(second, "tmpfs size")};
+      else *mount = (struct mount_item){.kind = !strcmp(key, "--bind") ? BIND : READ_ONLY_BIND, .source = value, .target = second};
+    }
+    else die("unknown option %s", key);
   }
   if (i >= argc - 1) die("usage: hoist-sandbox run OPTIONS -- COMMAND...");
-  if (!o.rootfs || (!o.copied_root && (!o.lower || !o.upper || !o.work))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
+  if (!o.rootfs || (!o.copied_root && (!o.lower_count || !o.upper || !o.work))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
+  o.single_gid = mapped_ids("/proc/self/gid_map") == 1;
   if (env_fd >= 0) o.env = read_env(env_fd);
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;

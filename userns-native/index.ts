@@ -1,6 +1,6 @@
 // The thin TypeScript side of hoist-sandbox (see hoist-sandbox.c).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +13,28 @@ export function helper(): string {
     throw new Error(`hoist's sandbox helper, which RUN steps need, is not built (${helperPath}): install a C compiler (Debian/Ubuntu: apt-get install gcc libc6-dev), then run: sh ${build}`);
   }
   return helperPath;
+}
+
+export type IdMapping = 'host' | 'range' | 'single';
+
+let mapping: IdMapping | undefined;
+
+/**
+ * The ids this process's user namespace maps, read once from the kernel: 'host' outside a user
+ * namespace (or in one that maps every id as it is), 'single' when only one uid or one gid is
+ * mapped (the user had no range in /etc/subuid and /etc/subgid: chown to another id fails, and
+ * setgroups is denied), 'range' otherwise.
+ */
+export function idMapping(): IdMapping {
+  mapping ??= readIdMapping();
+  return mapping;
+}
+
+function readIdMapping(): IdMapping {
+  // Each line of a map: the first id inside, the first id outside, how many.
+  const maps = ['uid_map', 'gid_map'].map((name) => readFileSync(`/proc/self/${name}`, 'utf8').trim().split('\n').map((line) => line.trim().split(/\s+/).map(Number)));
+  if (maps.every((lines) => lines.length === 1 && lines[0]!.join(' ') === '0 0 4294967295')) return 'host';
+  return maps.some((lines) => lines.reduce((total, [, , count]) => total + count!, 0) === 1) ? 'single' : 'range';
 }
 
 /** A mount inside the step's root, at a target that exists there (a file or a directory). */
@@ -54,7 +76,7 @@ export interface StepResult {
 /** Runs one RUN step in its sandbox and reports how its command ended. */
 export function runStep(options: StepOptions): Promise<StepResult> {
   const root = 'overlay' in options.root
-    ? ['--lower', options.root.overlay.lower.join(':'), '--upper', options.root.overlay.upper, '--work', options.root.overlay.work]
+    ? [...options.root.overlay.lower.flatMap((dir) => ['--lower', dir]), '--upper', options.root.overlay.upper, '--work', options.root.overlay.work]
     : ['--copied-root', 'yes'];
   const args = [
     'run', '--rootfs', options.rootfs, ...root,
@@ -62,17 +84,14 @@ export function runStep(options: StepOptions): Promise<StepResult> {
     '--network', options.network, '--status-fd', '3', '--env-fd', '4',
     ...options.groups.flatMap((group) => ['--group', String(group)]),
     ...options.mounts.flatMap((mount) => (mount.type === 'bind'
-      ? ['--bind', `${mount.source}:${mount.target}${mount.readonly ? ':ro' : ''}`]
-      : ['--tmpfs', `${mount.target}${mount.sizeBytes ? `:${mount.sizeBytes}` : ''}`])),
+      ? [mount.readonly ? '--ro-bind' : '--bind', mount.source, mount.target]
+      : ['--tmpfs', mount.target, String(mount.sizeBytes ?? 0)])),
     '--', ...options.argv,
   ];
-  const lower = 'overlay' in options.root ? options.root.overlay.lower : [];
-  for (const dir of lower) if (dir.includes(':') || dir.includes(',')) throw new Error(`a layer directory cannot contain ':' or ',': ${dir}`);
   for (const entry of options.env) if (entry.includes('\0')) throw new Error(`an environment variable cannot hold a NUL byte: ${entry.split('=')[0]}`);
   // The helper and the step's pid 1 get no environment of hoist's: the step could read theirs.
-  const helperEnv = process.env.HOIST_SINGLE_ID ? { HOIST_SINGLE_ID: process.env.HOIST_SINGLE_ID } : {};
   return new Promise((resolve, reject) => {
-    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: helperEnv, signal: options.signal, killSignal: 'SIGKILL' });
+    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, signal: options.signal, killSignal: 'SIGKILL' });
     let status = '';
     // A helper that fails before reading its environment is reported when it exits.
     child.stdio[4]!.on('error', () => undefined);

@@ -1,23 +1,21 @@
 // COPY and ADD planning (builder/copy.ts, context.ts, archive.ts) by BuildKit's rules, and
 // buildah building the same Dockerfiles as an independent judge of the layer they make.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, link, lutimes, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
-import { createGunzip, gzipSync, zstdCompressSync } from 'node:zlib';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { archiveEntries, fetchUrl, isLocalArchive } from '../../builder/archive.ts';
 import { loadContext } from '../../builder/context.ts';
 import { parseChmod, planCopy, withParentsBelow, type CopyOptions, type NodeBelow } from '../../builder/copy.ts';
 import type { LayerEntry } from '../../layers/entry.ts';
-import { END_OF_ARCHIVE, encodeHeader, padding, readTar, type TarHeader } from '../../layers/tar.ts';
+import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from '../../layers/tar.ts';
+import { Buildah, layerEntries } from '../support/layers.ts';
 
-const execFileAsync = promisify(execFile);
 /** Fixture mtimes are whole seconds after T; directories the copy creates get CREATED. */
 const T = 1_600_000_000;
 const CREATED = 42;
@@ -613,27 +611,17 @@ interface Listing {
 
 /** Builds `FROM scratch` + `body` with buildah and lists the layer it makes. */
 async function buildahLayer(context: string, body: string): Promise<Listing[]> {
-  const work = await mkdtemp(join(tmpdir(), 'hoist-buildah-'));
-  const storage = ['--root', join(work, 'root'), '--runroot', join(work, 'runroot'), '--storage-driver', 'vfs'];
-  const dockerfile = join(work, 'Dockerfile');
-  await writeFile(dockerfile, `FROM scratch\n${body}\n`);
+  const buildah = await Buildah.start();
   try {
-    // As root buildah runs as it is; as anyone else it makes its own user namespace (newuidmap, /etc/subuid).
-    await execFileAsync('buildah', [...storage, 'bud', '--isolation', 'chroot', '--quiet', '-t', 'judge', '-f', dockerfile, context]);
-    await execFileAsync('buildah', [...storage, 'push', '--quiet', 'judge', `oci:${join(work, 'oci')}`]);
-    const blob = (digest: string): string => join(work, 'oci', 'blobs', ...digest.split(':'));
-    const index = JSON.parse(await readFile(join(work, 'oci', 'index.json'), 'utf8'));
-    const manifest = JSON.parse(await readFile(blob(index.manifests[0].digest), 'utf8'));
+    const layers = await buildah.build('judge', context, `FROM scratch\n${body}\n`);
     const listing: Listing[] = [];
-    for await (const { header } of readTar(createReadStream(blob(manifest.layers.at(-1).digest)).pipe(createGunzip()))) {
+    for await (const { header } of layerEntries(layers.at(-1)!)) {
       const { path, type, mode, uid, gid, linkname, size, mtime } = header;
       listing.push({ path, type, mode, uid, gid, ...(type === 'symlink' || type === 'hardlink' ? { linkname } : {}), size, mtime });
     }
     return listing;
   } finally {
-    // Files of other owners are subordinate ids: only inside buildah's namespace can they be removed.
-    if (process.getuid!() === 0) await rm(work, { recursive: true, force: true });
-    else await execFileAsync('buildah', ['unshare', 'rm', '-rf', work]);
+    await buildah.remove();
   }
 }
 

@@ -8,13 +8,14 @@
 // official images and of Docker's documentation; at most two run apt-get, the slow part.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { describeRow, flatten, readLayer, type Row } from '../support/flatten.ts';
 import { hoistAsync, hoistOk, removeTree, writeContext } from '../support/hoist.ts';
+import { Buildah } from '../support/layers.ts';
 import { tarballLayout } from '../support/oci-layouts.ts';
 
 const execFileAsync = promisify(execFile);
@@ -22,44 +23,28 @@ const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b78
 
 let base: string; // mmdebstrap's tarball and its OCI layout
 let hoistDir: string; // hoist's store and the build contexts
-let buildahDir: string; // buildah's storage, its TMPDIR (cache mounts) and its pushed images
-let storage: string[];
-
-const buildah = (args: string[]) => execFileAsync('buildah', [...storage, ...args], {
-  env: { ...process.env, TMPDIR: join(buildahDir, 'tmp') }, maxBuffer: 1 << 26,
-});
+let buildah: Buildah;
 
 beforeAll(async () => {
   // buildah names an image pulled from `oci:DIR` after DIR, which must then be lowercase.
   base = join(tmpdir(), `hoist-differential-base-${randomBytes(6).toString('hex')}`);
   mkdirSync(base);
   hoistDir = mkdtempSync(join(tmpdir(), 'hoist-differential-'));
-  buildahDir = mkdtempSync(join(tmpdir(), 'hoist-differential-buildah-'));
+  buildah = await Buildah.start();
   const tarball = join(base, 'bookworm.tar');
   const env = { ...process.env, SOURCE_DATE_EPOCH: '1747699200' };
   await execFileAsync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { env });
   await tarballLayout(tarball, join(base, 'oci'), 'bookworm');
   rmSync(tarball);
   hoistOk(['load', '--root', join(hoistDir, 'store'), '-t', 'debian:bookworm', `${join(base, 'oci')}:bookworm`]);
-  // overlay is much faster than vfs; not every kernel lets an ordinary user mount it.
-  for (const driver of ['overlay', 'vfs']) {
-    storage = ['--root', join(buildahDir, driver), '--runroot', join(buildahDir, `${driver}-run`), '--storage-driver', driver];
-    try {
-      mkdirSync(join(buildahDir, 'tmp'), { recursive: true });
-      const { stdout } = await buildah(['pull', '--quiet', `oci:${join(base, 'oci')}:bookworm`]);
-      await buildah(['tag', stdout.trim(), 'docker.io/library/debian:bookworm']);
-      return;
-    } catch (error) {
-      if (driver === 'vfs') throw error;
-    }
-  }
+  const pulled = await buildah.run(['pull', '--quiet', `oci:${join(base, 'oci')}:bookworm`]);
+  await buildah.run(['tag', pulled.trim(), 'docker.io/library/debian:bookworm']);
 }, 300_000);
 
 afterAll(async () => {
   const removals = await Promise.allSettled([
     (async () => hoistDir && removeTree(hoistDir))(),
-    // Files of subordinate ids: only inside buildah's user namespace can they be removed.
-    (async () => buildahDir && execFileAsync('buildah', ['unshare', 'rm', '-rf', buildahDir]))(),
+    (async () => buildah && buildah.remove())(),
     (async () => base && rmSync(base, { recursive: true, force: true }))(),
   ]);
   for (const removal of removals) if (removal.status === 'rejected') throw removal.reason;
@@ -115,18 +100,9 @@ async function buildWithHoist(name: string, context: string): Promise<Built> {
 }
 
 async function buildWithBuildah(name: string, context: string, dockerfile: string): Promise<Built> {
-  const file = join(context, '..', `${name}.buildah.Dockerfile`);
-  writeFileSync(file, dockerfile);
-  // --format docker: the OCI format has no Shell, and buildah would drop SHELL from the config.
-  await buildah(['bud', '--isolation', 'chroot', '--layers', '--format', 'docker', '--pull=never', '--quiet', '-t', name, '-f', file, context]);
-  const inspected = JSON.parse((await buildah(['inspect', '--type', 'image', name])).stdout);
-  const layout = join(buildahDir, 'oci');
-  await buildah(['push', '--quiet', '--disable-compression', name, `oci:${layout}:${name}`]);
-  const blob = (digest: string): string => join(layout, 'blobs', ...digest.split(':'));
-  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
-  const entry = index.manifests.find((m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'] === name);
-  const manifest = JSON.parse(readFileSync(blob(entry.digest), 'utf8'));
-  return { settings: settingsOf(inspected.Docker), layers: manifest.layers.map((layer: { digest: string }) => blob(layer.digest)) };
+  const layers = await buildah.build(name, context, dockerfile, ['--pull=never']);
+  const inspected = JSON.parse(await buildah.run(['inspect', '--type', 'image', name]));
+  return { settings: settingsOf(inspected.Docker), layers };
 }
 
 // --- comparing ----------------------------------------------------------------------------------

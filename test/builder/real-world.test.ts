@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
-import { buildahBuild, layerRows, layoutLayers, type Row } from '../support/layers.ts';
+import { Buildah, layerRows, layoutLayers, type Row } from '../support/layers.ts';
 
 let dir: string;
 let busybox: string;
@@ -24,12 +24,13 @@ async function bothBuilders(name: string, files: Record<string, string>): Promis
   const context = writeContext(dir, name, files);
   const out = join(dir, `${name}-hoist`);
   const built = hoistOk(['build', '--root', join(dir, 'store'), '--build-arg', `BASE=oci-layout://${busybox}:latest`, '-o', `type=oci,dest=${out},tar=false`, context]);
-  const judge = await buildahBuild(context, join(context, 'Dockerfile'), { BASE: `oci:${busybox}:latest` });
+  const buildah = await Buildah.start();
   try {
-    const rows = async (layout: string): Promise<Row[][]> => Promise.all((await layoutLayers(layout)).slice(1).map(layerRows));
-    return { hoist: await rows(out), buildah: withoutMountPoints(await rows(judge.layout)), log: built.stderr };
+    const rows = (layers: string[]): Promise<Row[][]> => Promise.all(layers.slice(1).map(layerRows));
+    const judged = await buildah.build(name, context, files.Dockerfile!, ['--build-arg', `BASE=oci:${busybox}:latest`]);
+    return { hoist: await rows(await layoutLayers(out)), buildah: withoutMountPoints(await rows(judged)), log: built.stderr };
   } finally {
-    await judge.cleanup();
+    await buildah.remove();
   }
 }
 

@@ -14,6 +14,8 @@ beforeAll(async () => {
   store = await Store.open(join(dir, 'store'));
 });
 afterAll(() => execFileSync('rm', ['-rf', dir]));
+/** Files get the layer's owners only as root. */
+const asRoot = process.getuid!() === 0;
 
 const file = (path: string): LayerEntry => ({ path, type: 'file', mode: 0o644, uid: process.getuid!(), gid: process.getgid!(), mtime: 0, size: 4, source: () => Readable.from([Buffer.from('evil')]) });
 const symlink = (path: string, linkname: string): LayerEntry => ({ path, type: 'symlink', mode: 0o777, uid: process.getuid!(), gid: process.getgid!(), mtime: 0, linkname });
@@ -39,8 +41,8 @@ test.each(cases)('a layer with an entry %s is refused and the host is untouched'
   const root = join(dir, 'root', String(Math.random()).slice(2));
   // Layers hold entries in path order: each symlink sorts before the entry that goes through it.
   const layer = await writeLayer(store, entries);
-  await expect(applyLayers(store, [layer], root)).rejects.toThrow(UnsafeLayerError);
-  await expect(applyLayers(store, [layer], root)).rejects.toThrow(message);
+  await expect(applyLayers(store, [layer], root, { asRoot })).rejects.toThrow(UnsafeLayerError);
+  await expect(applyLayers(store, [layer], root, { asRoot })).rejects.toThrow(message);
   expect(readdirSync(outside)).toEqual(['target']);
   expect(existsSync('/tmp/escaped')).toBe(false);
   expect(existsSync(root)).toBe(true);
@@ -55,11 +57,11 @@ test('a parent a layer implies but does not hold shows as the directories below 
   mkdirSync(upper);
   const layer = await writeLayer(store, [file('opt/conda/.condarc'), file('srv/app/x')]);
   const root = join(dir, 'layer-root');
-  await applyLayers(store, [layer], root, { below: [upper, lower] });
+  await applyLayers(store, [layer], root, { asRoot, below: [upper, lower] });
   const conda = statSync(join(root, 'opt', 'conda'));
   expect([conda.mode & 0o7777, conda.mtimeMs / 1000]).toEqual([0o2770, 1_600_000_000]);
   expect(statSync(join(root, 'srv', 'app')).mode & 0o7777).toBe(0o755);
   const alone = join(dir, 'layer-alone');
-  await applyLayers(store, [layer], alone);
+  await applyLayers(store, [layer], alone, { asRoot });
   expect(statSync(join(alone, 'opt', 'conda')).mode & 0o7777).toBe(0o755);
 });

@@ -2,13 +2,13 @@
 // result judged by the store's files, `hoist save`, umoci and skopeo.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CacheStore, type CacheRecord } from '../../layers/cache-records.ts';
-import { chainKey, MediaTypes, normalizeReference, parseSize, Store, writeImage, writeLayer, type Layer } from '../../layers/index.ts';
+import { chainKey, MediaTypes, normalizeReference, parseSize, prune, Store, writeImage, writeLayer, type Layer } from '../../layers/index.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 
 let dir: string;
@@ -124,13 +124,14 @@ describe('hoist prune', () => {
       records.push({ key: key(), layer: await randomLayer(store, 100_000) });
       await cache.put(records[i]!.key, { layer: records[i]!.layer, created: '2025-01-01T00:00:00Z', inputs });
     }
-    const mount = await cache.mountDir('apt');
-    writeFileSync(join(mount, 'archive'), randomBytes(50_000));
+    const mount = await cache.mount('apt');
+    mkdirSync(mount.data);
+    writeFileSync(join(mount.data, 'archive'), randomBytes(50_000));
     // From oldest to newest: record 0, the mount, record 1, record 2.
-    setAge(cache.recordPath(records[0]!.key), 3000);
-    setAge(mount, 2500);
-    setAge(cache.recordPath(records[1]!.key), 2000);
-    setAge(cache.recordPath(records[2]!.key), 1000);
+    setAge(store.recordPath(records[0]!.key), 3000);
+    setAge(join(root, 'cache', 'mounts', 'apt'), 2500);
+    setAge(store.recordPath(records[1]!.key), 2000);
+    setAge(store.recordPath(records[2]!.key), 1000);
     const limit = records[1]!.layer.size + records[2]!.layer.size;
 
     const run = hoistOk(['prune', '--root', root, '--keep-storage', `${limit}b`]);
@@ -173,8 +174,10 @@ describe('hoist prune', () => {
     const record = key();
     await cache.put(record, { layer: await randomLayer(store, 1000), created: '2025-01-01T00:00:00Z', inputs });
     await cache.setLastKey('Dockerfile/1', record);
-    writeFileSync(join(await cache.mountDir('go'), 'object'), 'cached');
-    await cache.writeJson('files/context.json', {});
+    const mount = await cache.mount('go');
+    mkdirSync(mount.data);
+    writeFileSync(join(mount.data, 'object'), 'cached');
+    await cache.saveHints('context', {});
     writeContext(join(root, 'rootfs'), chainKey(inspect(root, 'kept').Config.rootfs.diff_ids.slice(0, 1)), { 'bin/sh': 'x' });
 
     hoistOk(['prune', '--root', root, '--all']);
@@ -186,6 +189,50 @@ describe('hoist prune', () => {
     expect(savedFile(root, 'kept', 'kept.txt')).toBe('kept\n');
     buildTagged(root, 'again', 'FROM kept\nRUN cat /kept.txt > /again.txt\n');
     expect(savedFile(root, 'again', 'again.txt')).toBe('kept\n');
+  });
+
+  test('finds what the store keeps through its methods: rootfs chains, records, steps, hints and cache mounts', async () => {
+    const root = join(dir, 'areas');
+    const store = await Store.open(root);
+    const cache = new CacheStore(store);
+    const chain = await store.rootfsChain([`sha256:${key()}`], async (into) => {
+      mkdirSync(into);
+      writeFileSync(join(into, 'file'), 'applied');
+    });
+    const record = key();
+    await cache.put(record, { layer: null, created: '2025-01-01T00:00:00Z', inputs });
+    await cache.setLastKey('Dockerfile/1', record);
+    await cache.saveHints('context', {});
+    const mount = await cache.mount('go');
+    mkdirSync(mount.data);
+    writeFileSync(join(mount.data, 'object'), 'cached');
+    for (const path of [chain, store.recordPath(record), store.stepPath('Dockerfile/1'), store.hintsPath('context'), join(root, 'cache', 'mounts', 'go')]) setAge(path, 100);
+
+    expect(await prune(store, { all: true })).toMatchObject({ records: { count: 1 }, rootfsDirs: { count: 1 }, cacheMounts: { count: 1 } });
+    expect(existsSync(chain)).toBe(false);
+    expect(await cache.keys()).toEqual([]);
+    expect(files(join(root, 'cache'))).toEqual([]);
+    expect(readdirSync(join(root, 'cache', 'mounts'))).toEqual([]);
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+  });
+
+  test('reads last use as the store marks it: a cache mount used again outlives an older one', async () => {
+    const root = join(dir, 'last-use');
+    const store = await Store.open(root);
+    const cache = new CacheStore(store);
+    for (const id of ['again', 'once']) {
+      const mount = await cache.mount(id);
+      mkdirSync(mount.data);
+      writeFileSync(join(mount.data, 'object'), randomBytes(10_000));
+    }
+    setAge(join(root, 'cache', 'mounts', 'again'), 2000);
+    setAge(join(root, 'cache', 'mounts', 'once'), 1000);
+    await cache.mount('again');
+    // So that prune, which keeps what is as new as its start, starts a clock tick later.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+
+    expect((await prune(store, { keepStorage: 15_000 })).cacheMounts.count).toBe(1);
+    expect(readdirSync(join(root, 'cache', 'mounts'))).toEqual(['again']);
   });
 
   describe('while another process works on the store', () => {

@@ -1,14 +1,15 @@
 // The store and the export formats, judged by skopeo and umoci.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  acquireLock, applyLayers, normalizeReference, readImage, readImageFile, Store, writeDockerArchive, writeImage, writeLayer, writeOciLayout,
+  acquireLock, applyLayers, atomicWrite, chainKey, normalizeReference, readImage, readImageFile, Store, writeDockerArchive, writeImage, writeLayer, writeOciLayout,
   type Image, type LayerEntry,
 } from '../../layers/index.ts';
+import { tempName, tempOwner } from '../../layers/store.ts';
 import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
@@ -109,6 +110,70 @@ describe('store', () => {
     expect(release).toBeDefined();
     await release!();
   });
+  test('a rootfs chain is made once, by whichever fill finishes first, and marked used when asked for again', async () => {
+    const diffIds = [image.layers[0]!.diffId];
+    // Both fills run at once, as in two builds that find the chain missing together.
+    let started = 0;
+    let bothStarted!: () => void;
+    const both = new Promise<void>((resolve) => (bothStarted = resolve));
+    const fill = (name: string) => async (into: string): Promise<void> => {
+      if (++started === 2) bothStarted();
+      await both;
+      mkdirSync(into);
+      writeFileSync(join(into, name), name);
+    };
+    const [first, second] = await Promise.all([store.rootfsChain(diffIds, fill('a')), store.rootfsChain(diffIds, fill('b'))]);
+    expect(first).toBe(join(store.root, 'rootfs', chainKey(diffIds)));
+    expect(second).toBe(first);
+    expect(['a', 'b'].map((name) => [name]), 'one whole fill, not a mix').toContainEqual(readdirSync(first));
+    expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
+
+    const longAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(first, longAgo, longAgo);
+    expect(await store.rootfsChain(diffIds, () => Promise.reject(new Error('filled again')))).toBe(first);
+    expect(statSync(first).mtimeMs).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  test('a rootfs chain whose fill fails leaves nothing behind', async () => {
+    const diffIds = [image.layers[1]!.diffId];
+    await expect(store.rootfsChain(diffIds, async (into) => {
+      mkdirSync(into);
+      writeFileSync(join(into, 'half'), 'x');
+      throw new Error('no space left');
+    })).rejects.toThrow('no space left');
+    expect(existsSync(join(store.root, 'rootfs', chainKey(diffIds)))).toBe(false);
+    expect(readdirSync(join(store.root, 'tmp'))).toEqual([]);
+  });
+
+  test('temp entries name their process; opening the store removes those of dead processes', async () => {
+    expect(tempOwner(tempName('cache-private'))).toBe(process.pid);
+    expect(tempOwner('index.json')).toBeUndefined();
+    const tmp = join(store.root, 'tmp');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    mkdirSync(join(tmp, `cache-private-${dead}-abc123`));
+    writeFileSync(join(tmp, `blob-${dead}-0123456789abcdef`), 'half');
+    const ours = await store.tempDir('rootfs');
+    await Store.open(store.root);
+    expect(readdirSync(tmp)).toEqual([ours.slice(tmp.length + 1)]);
+    rmSync(ours, { recursive: true });
+  });
+
+  test('atomicWrite puts a file in place whole, from content or a temp file filled by the caller', async () => {
+    const out = join(dir, 'atomic');
+    mkdirSync(out);
+    const path = join(out, 'file');
+    await atomicWrite(out, path, 'text');
+    expect(readFileSync(path, 'utf8')).toBe('text');
+    await atomicWrite(out, path, async (temp) => writeFileSync(temp, Buffer.from('filled')));
+    expect(readFileSync(path, 'utf8')).toBe('filled');
+    await expect(atomicWrite(out, path, async (temp) => {
+      writeFileSync(temp, 'half');
+      throw new Error('interrupted');
+    })).rejects.toThrow('interrupted');
+    expect(readFileSync(path, 'utf8')).toBe('filled');
+    expect(readdirSync(out)).toEqual(['file']);
+  });
+
   test('readImageFile sees the top layer, through whiteouts', async () => {
     expect((await readImageFile(store, image.layers, '/etc/passwd'))?.toString()).toContain('app:x:1000');
     expect(await readImageFile(store, image.layers, '/etc/old')).toBeUndefined();
@@ -159,7 +224,7 @@ describe('exports, judged by skopeo and umoci', () => {
 
   test('local: the merged filesystem, whiteouts applied', async () => {
     const out = join(dir, 'local');
-    await applyLayers(store, image.layers, out);
+    await applyLayers(store, image.layers, out, { asRoot: process.getuid!() === 0 });
     expect(readFileSync(join(out, 'etc/passwd'), 'utf8')).toContain('root:x:0:0');
     expect(existsSync(join(out, 'etc/old'))).toBe(false);
     expect(readdirSync(join(out, 'opt'))).toEqual(['upper']);

@@ -7,7 +7,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { BuildError, expandPortRange, triggerInstruction } from '../../builder/build.ts';
+import { expandPortRange, triggerInstruction } from '../../builder/build.ts';
+import { BuildError } from '../../builder/errors.ts';
 import { parseChmod } from '../../builder/copy.ts';
 import {
   DockerfileError, parseInstructions, planBuild, resolveStageRef, StageVariables, unusedBuildArgs,

@@ -2,12 +2,10 @@
 // OCI whiteouts, read with the project's own tar reader (owners and set-id bits stay exact, which
 // unpacking with GNU tar as an ordinary user would lose). Used to compare two builders' images.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from '../../layers/entry.ts';
-import { readTar, type TarHeader } from '../../layers/tar.ts';
+import type { TarHeader } from '../../layers/tar.ts';
+import { layerEntries } from './layers.ts';
 
 /** One path of a filesystem; mtimes are left out on purpose. */
 export interface Row {
@@ -29,21 +27,10 @@ type LayerItem =
 /** `./a/b/`, `/a/b` and `a/b` are all `a/b`; the root is `.`. */
 const clean = (path: string): string => posix.normalize(`/${path}`).replace(/^\/+|\/+$/g, '') || '.';
 
-async function decompressed(file: string): Promise<AsyncIterable<Buffer>> {
-  const handle = await open(file);
-  const magic = Buffer.alloc(4);
-  await handle.read(magic, 0, 4, 0);
-  await handle.close();
-  const stream = createReadStream(file);
-  if (magic[0] === 0x1f && magic[1] === 0x8b) return stream.pipe(createGunzip());
-  if (magic.readUInt32LE(0) === 0xfd2fb528) return stream.pipe(createZstdDecompress());
-  return stream;
-}
-
 /** A layer blob (tar, gzip or zstd) as the changes it makes. */
 export async function readLayer(file: string): Promise<LayerItem[]> {
   const items: LayerItem[] = [];
-  for await (const { header, body } of readTar(await decompressed(file))) {
+  for await (const { header, body } of layerEntries(file)) {
     const path = clean(header.path);
     const name = posix.basename(path);
     const dir = posix.dirname(path);

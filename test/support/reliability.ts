@@ -1,10 +1,14 @@
 // Helpers for the reliability suites (test/reliability/): hoist runs that can be killed at a chosen
 // moment, what a killed build may leave behind (processes, mounts), and whether a store is whole.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statfsSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { hashFile } from '../../builder/cache.ts';
+import { isAlive, tempOwner } from '../../layers/store.ts';
 import { repoRoot } from './paths.ts';
+
+// The suites take the builder's hashFile from here, with the other helpers.
+export { hashFile };
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -151,19 +155,6 @@ export async function waitForNoProcesses(markers: string[], timeoutMs: number): 
   return { seen, left, waitedMs: Date.now() - started };
 }
 
-/** sha256 of a file, a megabyte at a time. */
-export function hashFile(path: string): string {
-  const hash = createHash('sha256');
-  const chunk = Buffer.allocUnsafe(1 << 20);
-  const fd = openSync(path, 'r');
-  try {
-    for (let read; (read = readSync(fd, chunk, 0, chunk.length, null)) > 0;) hash.update(chunk.subarray(0, read));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
-
 interface Descriptor {
   mediaType: string;
   digest: string;
@@ -238,17 +229,11 @@ export function storeTags(root: string): Map<string, string> {
   return new Map(index.manifests.filter((d) => d.annotations?.['org.opencontainers.image.ref.name']).map((d) => [d.annotations!['org.opencontainers.image.ref.name']!, d.digest]));
 }
 
-/** Entries of STORE/tmp (kind-PID-random) whose process is gone: the next open of the store removes them. */
+/** Entries of STORE/tmp whose process is gone: the next open of the store removes them. */
 export function deadTemps(root: string): string[] {
   return readdirSafe(join(root, 'tmp')).filter((name) => {
-    const pid = Number(name.split('-')[1]);
-    if (!Number.isInteger(pid) || pid <= 0) return false;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === 'ESRCH';
-    }
+    const owner = tempOwner(name);
+    return owner !== undefined && !isAlive(owner);
   });
 }
 

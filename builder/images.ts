@@ -1,0 +1,119 @@
+// Where a build's images come from: stages of this build, named contexts, OCI layouts, the store
+// and registries.
+import { resolve } from 'node:path';
+import { resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
+import { applyLayers, importOciLayout, normalizeReference, parseReference, readImage, type Image } from '../layers/index.ts';
+import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
+import type { BuildContext } from './context.ts';
+import { BuildError } from './errors.ts';
+import type { BuildSession } from './session.ts';
+
+/**
+ * A named build context: an image in an OCI layout (directory or tarball; `select` is a tag or a
+ * digest), another image reference, or a local directory.
+ */
+export type NamedContext =
+  | { kind: 'layout'; path: string; select?: string }
+  | { kind: 'image'; ref: string }
+  | { kind: 'dir'; path: string };
+
+/** `oci-layout://PATH[:TAG|@DIGEST]`, `docker-image://REF`, or a directory path, as buildx takes them. */
+export function parseNamedContext(value: string, cwd: string): NamedContext {
+  const layout = /^oci-layout:\/\/(.+?)(?:@(sha256:[a-f0-9]{64})|:([\w][\w.-]{0,127}))?$/.exec(value);
+  if (layout) return { kind: 'layout', path: resolve(cwd, layout[1]!), ...(layout[2] ?? layout[3] ? { select: layout[2] ?? layout[3] } : {}) };
+  if (value.startsWith('docker-image://')) return { kind: 'image', ref: value.slice('docker-image://'.length) };
+  if (/^[a-z][\w+.-]*:\/\//.test(value)) throw new BuildError(`build context ${value}: only oci-layout://, docker-image:// and directories are supported`);
+  return { kind: 'dir', path: resolve(cwd, value) };
+}
+
+export interface ImageOptions {
+  /** `--build-context NAME=VALUE`: what FROM NAME and COPY --from=NAME mean instead of an image of that name. */
+  buildContexts?: ReadonlyMap<string, NamedContext>;
+  /** Pull base images even when the store has them (`--pull`). */
+  pull?: boolean;
+  /** How registries are reached (plain-HTTP hosts, extra CAs). */
+  registry?: ClientOptions;
+}
+
+/** What COPY --from names: an image, or a directory (a named context). */
+export type CopySource = { image: Image } | { dir: Pick<BuildContext, 'root'> & Partial<BuildContext> };
+
+export class Images {
+  private readonly session: BuildSession;
+  private readonly options: ImageOptions;
+  private readonly dockerfile: Dockerfile;
+  /** A stage's image, once it is built. */
+  private readonly stageResult: (index: number) => Promise<Image>;
+  private readonly layouts = new Map<string, Promise<Image>>();
+  private readonly roots = new Map<string, Promise<string>>();
+
+  constructor(session: BuildSession, options: ImageOptions, dockerfile: Dockerfile, stageResult: (index: number) => Promise<Image>) {
+    this.session = session;
+    this.options = options;
+    this.dockerfile = dockerfile;
+    this.stageResult = stageResult;
+  }
+
+  /** The image a stage starts from; none for scratch. */
+  async base(planned: PlannedStage): Promise<Image | undefined> {
+    if (planned.base.kind === 'scratch') return undefined;
+    if (planned.base.kind === 'stage') return this.stageResult(planned.base.index);
+    return this.named(planned.base.ref, planned.platform);
+  }
+
+  /** The image that `--from` names: a stage of this build, or an image by name. */
+  async from(planned: PlannedStage, instruction: Instruction, from: string): Promise<Image> {
+    const index = resolveStageRef(this.dockerfile, from, planned.stage.index, instruction);
+    return index !== undefined ? this.stageResult(index) : this.named(from, planned.platform);
+  }
+
+  /** What COPY --from names: a stage of this build, a directory build context, or an image. */
+  async copySource(planned: PlannedStage, instruction: Instruction, from: string): Promise<CopySource> {
+    const named = this.options.buildContexts?.get(from);
+    if (named?.kind === 'dir' && resolveStageRef(this.dockerfile, from, planned.stage.index, instruction) === undefined) return { dir: { root: named.path } };
+    return { image: await this.from(planned, instruction, from) };
+  }
+
+  /** An image's root filesystem, extracted once per build. */
+  root(image: Image): Promise<string> {
+    let dir = this.roots.get(image.descriptor.digest);
+    if (!dir) {
+      dir = this.session.tempDir('rootfs').then(async (path) => {
+        await applyLayers(this.session.store, image.layers, path, this.session.applyOptions());
+        return path;
+      });
+      this.roots.set(image.descriptor.digest, dir);
+    }
+    return dir;
+  }
+
+  /** An image by name: a named context, an OCI layout, or from the store, pulled first when it is not there (or always, with --pull). */
+  private async named(ref: string, platform: Platform): Promise<Image> {
+    const { store } = this.session;
+    const named = this.options.buildContexts?.get(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
+    if (named?.kind === 'dir') throw new BuildError(`${ref} is a directory build context: only COPY --from can read it`);
+    if (named?.kind === 'layout') return this.layout(named.path, named.select, platform);
+    const name = normalizeReference(named?.kind === 'image' ? named.ref : ref);
+    const descriptor = this.options.pull ? undefined : await store.resolve(name);
+    if (descriptor) return readImage(store, descriptor, platform);
+    this.session.log(`pulling ${name}`);
+    const parsed = parseReference(name);
+    const image = await pull(store, parsed, platform, new RegistryClient(parsed.domain, this.options.registry));
+    if (!parsed.digest) await store.tag(name, image.descriptor);
+    return image;
+  }
+
+  /** An image from an OCI layout, directory or tarball; its blobs are checked on the way into the store. */
+  private layout(path: string, select: string | undefined, platform: Platform): Promise<Image> {
+    const id = `${path}\0${select ?? ''}`;
+    let image = this.layouts.get(id);
+    if (!image) {
+      image = importOciLayout(this.session.store, path, select, platform).then((images) => {
+        if (images.length > 1) throw new BuildError(`oci-layout://${path} holds ${images.length} images: name one with :TAG or @DIGEST`);
+        return images[0]!.image;
+      });
+      this.layouts.set(id, image);
+    }
+    return image;
+  }
+}

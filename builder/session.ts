@@ -1,0 +1,75 @@
+// What one build keeps while it runs: its temp dirs, its context and the files' content hashes.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeXattrs } from '../userns-native/index.ts';
+import type { Store } from '../layers/index.ts';
+import { ContentHashes } from './cache.ts';
+import { loadContext, type BuildContext } from './context.ts';
+import type { Host } from './host.ts';
+import { Timestamps } from './timestamps.ts';
+
+export class BuildSession {
+  readonly store: Store;
+  readonly host: Host;
+  readonly times: Timestamps;
+  readonly log: (line: string) => void;
+  /** Aborted after a failure: stages not started never start, and running steps are killed. */
+  readonly cancelled = new AbortController();
+  private readonly contextDir: string;
+  private readonly dockerfilePath: string;
+  private loadedContext?: Promise<BuildContext>;
+  private readonly contentHashes = new Map<string, Promise<ContentHashes>>();
+  private readonly tempDirs: string[] = [];
+
+  constructor(options: { store: Store; host: Host; times: Timestamps; log: (line: string) => void; contextDir: string; dockerfilePath?: string }) {
+    this.store = options.store;
+    this.host = options.host;
+    this.times = options.times;
+    this.log = options.log;
+    this.contextDir = options.contextDir;
+    this.dockerfilePath = options.dockerfilePath ?? join(options.contextDir, 'Dockerfile');
+  }
+
+  get signal(): AbortSignal {
+    return this.cancelled.signal;
+  }
+
+  warn(message: string): void {
+    this.log(`warning: ${message}`);
+  }
+
+  /** The build context with its ignore rules, read once. */
+  context(): Promise<BuildContext> {
+    return (this.loadedContext ??= loadContext(this.contextDir, this.dockerfilePath));
+  }
+
+  /** Content hashes of the files of a directory that COPY reads (the context, or a named one). */
+  hashes(root: string): Promise<ContentHashes> {
+    let hashes = this.contentHashes.get(root);
+    if (!hashes) {
+      const made = new ContentHashes(this.store, root);
+      hashes = made.load().then(() => made);
+      this.contentHashes.set(root, hashes);
+    }
+    return hashes;
+  }
+
+  /** A temp dir in the store, removed when the build ends. */
+  async tempDir(prefix: string): Promise<string> {
+    const dir = await this.store.tempDir(prefix);
+    this.tempDirs.push(dir);
+    return dir;
+  }
+
+  /** How layers are applied to a directory here. */
+  applyOptions() {
+    return { warn: (message: string) => this.warn(message), setXattrs: writeXattrs, asRoot: this.host.root };
+  }
+
+  /** Keeps the content hashes learnt, then removes the temp dirs. */
+  async close(): Promise<void> {
+    // Hints only: failing to keep them (a full disk) must neither hide the build's own error nor keep its temp dirs.
+    for (const hashes of this.contentHashes.values()) await (await hashes).save().catch(() => undefined);
+    await Promise.all(this.tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  }
+}
