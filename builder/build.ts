@@ -11,8 +11,8 @@ import {
 import { writeImage, writeLayer, type Image, type ImageConfig, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { BuildCache, cacheKey, sha256 } from './cache.ts';
-import { copyStep, imagePath } from './copy-step.ts';
-import { withParentsBelow } from './copy.ts';
+import { CopySteps } from './copy-step.ts';
+import { imagePath, withParentsBelow } from './copy.ts';
 import { abbreviate, BuildError } from './errors.ts';
 import { detectHost, type Host } from './host.ts';
 import { Images, type NamedContext } from './images.ts';
@@ -86,6 +86,7 @@ class BuildRun {
   private readonly store: Store;
   private readonly cache: BuildCache;
   private readonly images: Images;
+  private readonly copies: CopySteps;
   private readonly runs: RunSteps;
   /** Each needed stage's image, built once its dependencies are, at most `jobs` at a time. */
   private readonly results = new Map<number, Promise<Image>>();
@@ -101,6 +102,7 @@ class BuildRun {
     this.store = request.store;
     this.cache = request.cache ?? new BuildCache(request.store);
     this.images = new Images(session, request, dockerfile, (index) => this.stageResult(index));
+    this.copies = new CopySteps(session, this.images, this.cache, request.registry);
     this.runs = new RunSteps(session, this.images, this.cache, { secrets: request.secrets ?? new Map(), output: request.output });
     this.limit = pLimit(request.jobs ?? availableParallelism());
     this.totalSteps = plan.order.reduce((sum, index) => sum + 1 + plan.stages[index]!.stage.instructions.length, 0);
@@ -315,7 +317,7 @@ class BuildRun {
         return this.cachedStep(planned, state, stepId, prefix, this.workdirStep(state, instruction.path));
       case 'COPY':
       case 'ADD':
-        return this.cachedStep(planned, state, stepId, prefix, await copyStep(this.session, this.images, this.cache, this.request.registry, planned, state, instruction));
+        return this.cachedStep(planned, state, stepId, prefix, await this.copies.step(planned, state, instruction));
       case 'RUN':
         return this.cachedStep(planned, state, stepId, prefix, await this.runs.step(planned, state, instruction));
       case 'FROM':

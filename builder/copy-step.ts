@@ -6,8 +6,8 @@ import type { Instruction, PlannedStage } from '../parser/index.ts';
 import { chainKey, type LayerEntry } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import type { BuildCache } from './cache.ts';
-import { absoluteDestination, PATH_MAX, planCopy, withParentsBelow } from './copy.ts';
-import { abbreviate, BuildError } from './errors.ts';
+import { absoluteDestination, imagePath, planCopy, withParentsBelow } from './copy.ts';
+import { abbreviate } from './errors.ts';
 import type { Images } from './images.ts';
 import type { BuildSession } from './session.ts';
 import type { CachedStep, StageState } from './stage.ts';
@@ -16,71 +16,85 @@ import { resolveOwner } from './users.ts';
 
 export type CopyInstruction = Extract<Instruction, { kind: 'COPY' | 'ADD' }>;
 
-/** A COPY or ADD as a step of the stage: its cache inputs (with the content of the files it reads), and how to make its layer. */
-export async function copyStep(
-  session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined, planned: PlannedStage, state: StageState, instruction: CopyInstruction,
-): Promise<CachedStep> {
-  const { store, times } = session;
-  const workdir = state.config.config.WorkingDir || '/';
-  const from = instruction.kind === 'COPY' ? instruction.from : undefined;
-  const source = from === undefined ? { dir: await session.context() } : await images.copySource(planned, instruction, from);
-  const fromImage = 'image' in source ? source.image : undefined;
-  // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
-  // /lib links to usr/lib, instead of replacing the link with a directory.
-  const absoluteDest = imagePath(absoluteDestination(instruction.dest, workdir));
-  const options = async (tree: FileTree) => ({
-    dest: tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
-    below: (path: string) => tree.get(path), createdDirMtime: times.createdDirMtime, warn: (message: string) => session.warn(message),
-    command: instruction.kind, tmpDir: await session.tempDir('copy'),
-    ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum, registry } : {}),
-  });
-  // Sources in a directory (the context) are listed before the key, which holds their content.
-  // --chown is applied after: it gives every entry the same owner, and the key holds it as written.
-  let contextEntries: LayerEntry[] = [];
-  let files: Record<string, string> | undefined;
-  const hashes = 'dir' in source ? await session.hashes(source.dir.root) : undefined;
-  if (hashes && 'dir' in source && instruction.sources.length > 0) {
-    const { root, isIgnored, mayUnignoreUnder } = source.dir;
-    contextEntries = await planCopy({
-      ...(await options(await state.tree(store))), root, sources: instruction.sources,
-      isIgnored, mayUnignoreUnder, onFile: (path, stats) => hashes.noteStats(path, stats),
-    });
-    // Files whose stat data changed are hashed first only when a cache from elsewhere may hold
-    // them; otherwise a miss is likely, and the layer write hashes them as it reads them.
-    files = hashes.entryHashes(contextEntries, { readChanged: cache.hasSources });
+export class CopySteps {
+  private readonly session: BuildSession;
+  private readonly images: Images;
+  private readonly cache: BuildCache;
+  /** How ADD reaches URLs: as the registries are reached. */
+  private readonly registry: ClientOptions | undefined;
+
+  constructor(session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined) {
+    this.session = session;
+    this.images = images;
+    this.cache = cache;
+    this.registry = registry;
   }
-  const sources = [...instruction.sources, ...instruction.inlineSources.map((inline) => `<<${inline.name}`)];
-  const { range: _range, original: _original, ...expanded } = instruction;
-  const inputs = {
-    step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...times.cacheInputs() },
-    env: {}, args: {},
-  };
-  return {
-    label: abbreviate(`${instruction.kind} ${sources.join(' ')}`),
-    createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
-    inputs: files === undefined && contextEntries.length > 0
-      ? (contentHashes) => ({ ...inputs, files: hashes!.learn(contentHashes, contextEntries) })
-      : { ...inputs, ...(files ? { files } : {}) },
-    make: async () => {
-      const common = await options(await state.tree(store));
-      const chown = instruction.chown === undefined ? undefined : await resolveOwner(store, state.layers, instruction.chown);
-      const entries = chown ? contextEntries.map((entry) => ({ ...entry, ...chown })) : [...contextEntries];
-      if (fromImage && instruction.sources.length > 0) {
-        // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
-        const root = await images.root(fromImage);
-        for (const entry of await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: session.host.root })) entries.push(entry);
-      }
-      for (const inline of instruction.inlineSources) {
-        const dir = await session.tempDir('heredoc');
-        // The name is the Dockerfile's: resolved as a path under the temp dir, `..` cannot leave it.
-        const file = join(dir, posix.resolve('/', inline.name));
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, inline.content, { mode: 0o644 });
-        for (const entry of await planCopy({ ...common, chown, root: dir, sources: [inline.name] })) entries.push(entry);
-      }
-      return { entries: withParentsBelow(dedupe(entries), common.below, common.createdDirMtime) };
-    },
-  };
+
+  /** A COPY or ADD as a step of the stage: its cache inputs (with the content of the files it reads), and how to make its layer. */
+  async step(planned: PlannedStage, state: StageState, instruction: CopyInstruction): Promise<CachedStep> {
+    const { session, images, cache, registry } = this;
+    const { store, times } = session;
+    const workdir = state.config.config.WorkingDir || '/';
+    const from = instruction.kind === 'COPY' ? instruction.from : undefined;
+    const source = from === undefined ? { dir: await session.context() } : await images.copySource(planned, instruction, from);
+    const fromImage = 'image' in source ? source.image : undefined;
+    // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
+    // /lib links to usr/lib, instead of replacing the link with a directory.
+    const absoluteDest = imagePath(absoluteDestination(instruction.dest, workdir));
+    const options = async (tree: FileTree) => ({
+      dest: tree.realPath(absoluteDest), workdir, chmod: instruction.chmod, parents: instruction.parents, exclude: instruction.exclude,
+      below: (path: string) => tree.get(path), createdDirMtime: times.createdDirMtime, warn: (message: string) => session.warn(message),
+      command: instruction.kind, tmpDir: await session.tempDir('copy'),
+      ...(instruction.kind === 'ADD' ? { unpack: instruction.unpack, checksum: instruction.checksum, registry } : {}),
+    });
+    // Sources in a directory (the context) are listed before the key, which holds their content.
+    // --chown is applied after: it gives every entry the same owner, and the key holds it as written.
+    let contextEntries: LayerEntry[] = [];
+    let files: Record<string, string> | undefined;
+    const hashes = 'dir' in source ? await session.hashes(source.dir.root) : undefined;
+    if (hashes && 'dir' in source && instruction.sources.length > 0) {
+      const { root, isIgnored, mayUnignoreUnder } = source.dir;
+      contextEntries = await planCopy({
+        ...(await options(await state.tree(store))), root, sources: instruction.sources,
+        isIgnored, mayUnignoreUnder, onFile: (path, stats) => hashes.noteStats(path, stats),
+      });
+      // Files whose stat data changed are hashed first only when a cache from elsewhere may hold
+      // them; otherwise a miss is likely, and the layer write hashes them as it reads them.
+      files = hashes.entryHashes(contextEntries, { readChanged: cache.hasSources });
+    }
+    const sources = [...instruction.sources, ...instruction.inlineSources.map((inline) => `<<${inline.name}`)];
+    const { range: _range, original: _original, ...expanded } = instruction;
+    const inputs = {
+      step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...times.cacheInputs() },
+      env: {}, args: {},
+    };
+    return {
+      label: abbreviate(`${instruction.kind} ${sources.join(' ')}`),
+      createdBy: `${instruction.kind}${from ? ` --from=${from}` : ''} ${sources.join(' ')} ${instruction.dest} # buildkit`,
+      inputs: files === undefined && contextEntries.length > 0
+        ? (contentHashes) => ({ ...inputs, files: hashes!.learn(contentHashes, contextEntries) })
+        : { ...inputs, ...(files ? { files } : {}) },
+      make: async () => {
+        const common = await options(await state.tree(store));
+        const chown = instruction.chown === undefined ? undefined : await resolveOwner(store, state.layers, instruction.chown);
+        const entries = chown ? contextEntries.map((entry) => ({ ...entry, ...chown })) : [...contextEntries];
+        if (fromImage && instruction.sources.length > 0) {
+          // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
+          const root = await images.root(fromImage);
+          for (const entry of await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: session.host.root })) entries.push(entry);
+        }
+        for (const inline of instruction.inlineSources) {
+          const dir = await session.tempDir('heredoc');
+          // The name is the Dockerfile's: resolved as a path under the temp dir, `..` cannot leave it.
+          const file = join(dir, posix.resolve('/', inline.name));
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, inline.content, { mode: 0o644 });
+          for (const entry of await planCopy({ ...common, chown, root: dir, sources: [inline.name] })) entries.push(entry);
+        }
+        return { entries: withParentsBelow(dedupe(entries), common.below, common.createdDirMtime) };
+      },
+    };
+  }
 }
 
 /** When two sources give the same path, the later one wins, as files copied in order would. */
@@ -88,11 +102,3 @@ function dedupe(entries: LayerEntry[]): LayerEntry[] {
   return [...new Map(entries.map((entry) => [entry.path, entry])).values()];
 }
 
-/**
- * A path in the image, refused when longer than Linux allows: nothing could open it, and following
- * its symlinks and making its directories takes time in the square of its depth.
- */
-export function imagePath(path: string): string {
-  if (Buffer.byteLength(path) >= PATH_MAX) throw new BuildError(`${abbreviate(path)}: the path is longer than ${PATH_MAX - 1} bytes (Linux's PATH_MAX)`);
-  return path;
-}

@@ -9,8 +9,8 @@ import type { LayerEntry } from './entry.ts';
 import { referencedBlobs, type Image } from './image.ts';
 import { tarChunks } from './layer.ts';
 import { familiarReference, familiarRepository, parseReference } from './reference.ts';
-import { blobSource, type BlobSource } from './source.ts';
-import { atomicWrite, MediaTypes, REF_NAME, type Descriptor, type Store } from './store.ts';
+import type { BlobSource } from './source.ts';
+import { atomicWrite, MediaTypes, REF_NAME, type Descriptor } from './store.ts';
 
 /** A manifest (an image's, an index of several platforms, or a build cache's) and its names. */
 export interface NamedManifest {
@@ -91,8 +91,8 @@ export function writeFilesystemTar(entries: LayerEntry[], dest: string | Writabl
 }
 
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
-export async function writeOciLayout(from: Store | BlobSource, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
-  const source = blobSource(from);
+export async function writeOciLayout(from: BlobSource, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
+  const source = from;
   const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), source);
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
@@ -117,7 +117,7 @@ export async function writeOciLayout(from: Store | BlobSource, images: NamedMani
 }
 
 /** A `docker load` archive: manifest.json and repositories beside the blobs. */
-export async function writeDockerArchive(from: Store | BlobSource, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
+export async function writeDockerArchive(from: BlobSource, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
   const manifest = images.map(({ image, refs }) => ({
     Config: `blobs/sha256/${hex(image.manifest.config.digest)}`,
     RepoTags: refs.map((ref) => familiarReference(parseReference(ref))),
@@ -134,7 +134,7 @@ export async function writeDockerArchive(from: Store | BlobSource, images: Named
   }
   const digests = [...new Set(images.flatMap(({ image }) => [image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)]))];
   const entries: LayerEntry[] = [
-    ...(await blobEntries(blobSource(from), digests, options.mtime)),
+    ...(await blobEntries(from, digests, options.mtime)),
     file('manifest.json', JSON.stringify(manifest), options.mtime),
     file('repositories', JSON.stringify(repositories), options.mtime),
   ];

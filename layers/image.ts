@@ -1,6 +1,6 @@
 // An image: manifest, config and layers, read from the store or another source, written to the store.
 import type { Layer } from './layer.ts';
-import { blobSource, type BlobSource } from './source.ts';
+import type { BlobSource } from './source.ts';
 import { MediaTypes, type Descriptor, type Store } from './store.ts';
 import { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
 
@@ -125,8 +125,8 @@ async function readJson(source: BlobSource, digest: string): Promise<unknown> {
 }
 
 /** Reads an image from the store or another source; an index resolves to the manifest for `platform`. */
-export async function readImage(from: Store | BlobSource, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
-  const source = blobSource(from);
+export async function readImage(from: BlobSource, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
+  const source = from;
   const what = `image ${descriptor.digest}`;
   const document = parseImageDocument(await readJson(source, descriptor.digest), descriptor.mediaType, what);
   const mediaType = document.mediaType ?? descriptor.mediaType;

@@ -1,5 +1,9 @@
 // Images into the store from an OCI image layout, a directory or a tarball (layout.ts): the blobs
 // the chosen images need are copied in, each checked against its digest on the way.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { readImage, referencedBlobs, type Image, type PlatformChoice } from './image.ts';
 import { Layout } from './layout.ts';
 import type { Descriptor, Store } from './store.ts';
@@ -19,7 +23,20 @@ export interface Imported {
  * index is resolved to `platform` (default: its first image); every platform's blobs are imported.
  */
 export async function importOciLayout(store: Store, path: string, select?: string, platform?: PlatformChoice): Promise<Imported[]> {
-  const layout = await Layout.open(path);
+  const info = await stat(path);
+  if (info.isFile() || info.isDirectory()) return importFrom(store, await Layout.open(path), select, platform);
+  // A pipe (`hoist load /dev/stdin`) cannot be read at offsets: it is kept in a temp file first.
+  const dir = await store.tempDir('load');
+  try {
+    const copy = join(dir, 'layout.tar');
+    await pipeline(createReadStream(path), createWriteStream(copy));
+    return await importFrom(store, await Layout.open(copy, path), select, platform);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function importFrom(store: Store, layout: Layout, select: string | undefined, platform: PlatformChoice | undefined): Promise<Imported[]> {
   const chosen = layout.select(select);
   for (const digest of await referencedBlobs(chosen, layout)) {
     if (!(await store.hasBlob(digest))) await store.writeBlob(layout.open(digest), { expected: digest });

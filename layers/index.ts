@@ -3,7 +3,7 @@ export type { LayerEntry, EntryType } from './entry.ts';
 export { entryFromStats, followSymlinks, mtimeOf, OPAQUE_MARKER, parentOf, UnsafeLayerError, WHITEOUT_PREFIX, whiteoutOf } from './entry.ts';
 export { LayerBuilder } from './layer-builder.ts';
 export { writeLayer, sortEntries, type Layer, type LayerOptions } from './layer.ts';
-export { Store, MediaTypes, REF_NAME, DigestMismatchError, acquireLock, defaultStoreRoot, isAlive, type Descriptor } from './store.ts';
+export { Store, MediaTypes, REF_NAME, acquireLock, defaultStoreRoot, isAlive, type Descriptor } from './store.ts';
 export {
   choosePlatform, INDEX_TYPES, parseImageDocument, parseIndex, parseManifest, readImage, writeImage,
   type Image, type ImageConfig, type ImageIndex, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice,
@@ -14,7 +14,7 @@ export { readTar, type TarHeader } from './tar.ts';
 export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';
-export { blobSource, type BlobSource, type ByteRange } from './source.ts';
+export { DigestMismatchError, type BlobSource, type ByteRange } from './source.ts';
 export { Layout } from './layout.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
 export { atomicWrite, chainKey, isCacheKey } from './store.ts';

@@ -1,13 +1,13 @@
 // Where an image's documents and blobs come from, as go-containerregistry's v1.Image has it: the
-// store and an OCI image layout (a directory or a tarball, layout.ts) present the same small read
+// store (store.ts) and an OCI image layout (a directory or a tarball, layout.ts) present the same small read
 // interface, so reading an image, pushing it and saving it work from either. Only the store's
 // blobs are trusted (they were checked on the way in); bytes from anywhere else are checked
 // against their digest as they are read.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { pipeline, Transform, type Readable } from 'node:stream';
-import { DigestMismatchError, Store } from './store.ts';
+
+/** Bytes that hash to something other than the digest they were given as. */
+export class DigestMismatchError extends Error {}
 
 /** Bytes `start` to `end` of a blob, both included (as createReadStream counts them). */
 export interface ByteRange {
@@ -54,16 +54,3 @@ export function checkedStream(bytes: Readable, digest: string, name: string): Re
   // A failure on either side ends both; the reader sees it on `check`.
   return pipeline(bytes, check, () => undefined);
 }
-
-/** The store as a source: its blobs as they are, its documents checked (as Store.readJson does). */
-function storeSource(store: Store): BlobSource {
-  return {
-    name: 'store',
-    size: (digest) => store.blobSize(digest),
-    open: (digest, range) => createReadStream(store.blobPath(digest), range),
-    read: async (digest) => checkedBytes(await readFile(store.blobPath(digest)), digest, 'store'),
-  };
-}
-
-/** What the functions that read images take: the store itself, or any other source. */
-export const blobSource = (from: Store | BlobSource): BlobSource => (from instanceof Store ? storeSource(from) : from);

@@ -19,6 +19,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { checkedBytes, DigestMismatchError, type BlobSource, type ByteRange } from './source.ts';
 import { parseDigest, parseJson } from './untrusted.ts';
 
 export const MediaTypes = {
@@ -48,9 +49,6 @@ interface OciIndex {
   mediaType?: string;
   manifests: Descriptor[];
 }
-
-/** Bytes that hash to something other than the digest they were given as. */
-export class DigestMismatchError extends Error {}
 
 export function defaultStoreRoot(): string {
   const data = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
@@ -116,7 +114,8 @@ export interface Entry {
   lastUse: number;
 }
 
-export class Store {
+export class Store implements BlobSource {
+  readonly name = 'store';
   readonly root: string;
   private readonly tmp: string;
 
@@ -203,17 +202,20 @@ export class Store {
 
   /** Reads a JSON blob, checking its bytes against the digest. */
   async readJson<T>(digest: string): Promise<T> {
-    const bytes = await readFile(this.blobPath(digest));
-    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    if (actual !== digest) throw new Error(`store blob ${digest} is corrupt (its content hashes to ${actual})`);
-    return parseJson(bytes, `store blob ${digest}`) as T;
+    return parseJson(await this.read(digest), `store blob ${digest}`) as T;
   }
 
-  readBlob(digest: string): Readable {
-    return createReadStream(this.blobPath(digest));
+  /** A blob, or a range of it, as it is: blobs were checked on their way in. */
+  open(digest: string, range?: ByteRange): Readable {
+    return createReadStream(this.blobPath(digest), range);
   }
 
-  async blobSize(digest: string): Promise<number> {
+  /** A whole blob (a manifest, an index, a config), checked against its digest. */
+  async read(digest: string): Promise<Buffer> {
+    return checkedBytes(await readFile(this.blobPath(digest)), digest, this.name);
+  }
+
+  async size(digest: string): Promise<number> {
     return (await stat(this.blobPath(digest))).size;
   }
 
@@ -339,8 +341,8 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Marks an entry used now: its mtime is its last use (see lastUse). False when it is not there.
- * Last use only orders prune's removals, so failing to mark it never fails the caller.
+ * Marks an entry used now: its mtime is its last use (see lastUse). False only when it is not there:
+ * last use only orders prune's removals, so another failure to mark it (EACCES) still counts as there.
  */
 export async function markUsed(path: string): Promise<boolean> {
   const now = new Date();

@@ -65,10 +65,19 @@ function dispatcherFor(caFile: string | undefined, limits: Timeouts): Dispatcher
  * as fetch() follows; the caller reads or dumps the body.
  */
 export async function httpGet(url: string, options: ClientOptions = {}): Promise<Response> {
-  const dispatcher = dispatcherFor(options.caFile, timeouts()).compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true }));
-  const { statusCode, headers, body } = await request(url, { dispatcher });
+  const key = options.caFile ?? '';
+  let dispatcher = downloaders.get(key);
+  if (!dispatcher) {
+    dispatcher = dispatcherFor(options.caFile, timeouts()).compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true }));
+    downloaders.set(key, dispatcher);
+  }
+  // Some servers refuse a request that names no client.
+  const { statusCode, headers, body } = await request(url, { dispatcher, headers: { 'user-agent': 'hoist' } });
   return { status: statusCode, headers, body };
 }
+
+/** httpGet's dispatchers by CA file: the downloads of a build share their connections. */
+const downloaders = new Map<string, Dispatcher>();
 
 interface Token {
   value: string;

@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  blobSource, DigestMismatchError, excerpt, parseIndex, parseJson, readImage, Store, type BlobSource, type ByteRange, type Descriptor, type Image, type Reference,
+  DigestMismatchError, excerpt, parseIndex, parseJson, readImage, Store, type BlobSource, type ByteRange, type Descriptor, type Image, type Reference,
 } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
@@ -88,8 +88,8 @@ async function pushBlob(client: RegistryClient, source: BlobSource, store: Store
  * Pushes an image from the store or another source to `ref` (its tag, or its digest alone). The
  * store also remembers which repositories hold each blob, so later pushes can mount them.
  */
-export async function push(from: Store | BlobSource, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
-  const source = blobSource(from);
+export async function push(from: BlobSource, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const source = from;
   const store = from instanceof Store ? from : undefined;
   const scope = `repository:${ref.path}:pull,push`;
   const blobs = [image.manifest.config, ...image.manifest.layers];
@@ -118,8 +118,8 @@ async function putManifest(client: RegistryClient, source: BlobSource, ref: Refe
 }
 
 /** Pushes an index from the store or another source: each platform's image by digest, then the index itself at the ref. */
-export async function pushIndex(from: Store | BlobSource, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
-  const source = blobSource(from);
+export async function pushIndex(from: BlobSource, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const source = from;
   const what = `index ${descriptor.digest}`;
   const index = parseIndex(parseJson(await source.read(descriptor.digest), what), what);
   const total = { uploaded: 0, mounted: 0 };

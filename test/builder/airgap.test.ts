@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { repoRoot } from '../support/paths.ts';
 import { startRegistry } from '../support/registry.ts';
 
 let dir: string;
@@ -43,6 +44,10 @@ describe('air-gapped delivery', () => {
       Dockerfile: 'FROM site/base:1\nCOPY --from=site/tool:2 /tool /usr/bin/tool\nRUN cat /base.txt /usr/bin/tool > /both.txt\n',
     })]);
     expect(readFileSync(join(out, 'both.txt'), 'utf8')).toBe('base\ntool v2\n');
+
+    // From a pipe, which cannot be read at offsets as a file can.
+    const piped = execFileSync('sh', ['-c', 'cat "$1" | "$2" load --root "$3" /dev/stdin', 'sh', bundle, join(repoRoot, 'bin', 'hoist'), join(dir, 'piped')], { encoding: 'utf8' });
+    expect(piped).toContain('Loaded image: site/tool:2');
   });
 
   test('oci-layout:// in FROM, and --build-context with a layout, a tarball digest and a directory', () => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } from '../../layers/index.ts';
 import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from '../../layers/tar.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { Buildah } from '../support/layers.ts';
 import { repoRoot } from '../support/paths.ts';
 import { freePort, startRegistry } from '../support/registry.ts';
 
@@ -29,7 +30,7 @@ const context = (name: string, dockerfile: string): string => writeContext(dir, 
 
 /** The entries of one layer blob, as GNU tar lists them: type+mode, owner, path (and link). */
 function listing(blob: string): string[] {
-  return execFileSync('tar', ['--numeric-owner', '-tvzf', blob], { encoding: 'utf8' }).trim().split('\n').filter(Boolean)
+  return execFileSync('tar', ['--numeric-owner', '-tvf', blob], { encoding: 'utf8' }).trim().split('\n').filter(Boolean)
     .map((line) => {
       const fields = line.split(/\s+/);
       return [fields[0], fields[1], ...fields.slice(5)].join(' ');
@@ -88,29 +89,26 @@ describe('RUN', () => {
     const ctx = context('judge', changes);
     const ours = join(dir, 'judge-ours');
     hoistOk(['build', '--root', root, '--output', `type=oci,dest=${ours},tar=false`, ctx]);
-    const work = mkdtempSync(join(tmpdir(), 'hoist-buildah-run-'));
-    const storage = ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'overlay'];
+    const buildah = await Buildah.start();
     // buildah names an image pulled from an oci: path after the path, which may not be a valid
     // name here; a local registry gives it a plain one.
     const registry = await startRegistry();
     try {
       execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${busyboxLayout}:latest`, `docker://${registry.host}/busybox:latest`]);
-      execFileSync('buildah', [...storage, 'pull', '--quiet', '--tls-verify=false', `docker://${registry.host}/busybox:latest`], { stdio: 'pipe' });
-      execFileSync('buildah', [...storage, 'tag', `${registry.host}/busybox:latest`, 'busybox'], { stdio: 'pipe' });
+      await buildah.run(['pull', '--quiet', '--tls-verify=false', `docker://${registry.host}/busybox:latest`]);
+      await buildah.run(['tag', `${registry.host}/busybox:latest`, 'busybox']);
     } finally {
       await registry.stop();
     }
-    const theirs = join(work, 'oci');
     try {
-      execFileSync('buildah', [...storage, 'bud', '--quiet', '--layers', '--isolation', 'chroot', '--pull-never', '-t', 'judge', ctx], { stdio: 'pipe' });
-      execFileSync('buildah', [...storage, 'push', '--quiet', 'judge', `oci:${theirs}`], { stdio: 'pipe' });
+      const theirs = await buildah.build('judge', ctx, readFileSync(join(ctx, 'Dockerfile'), 'utf8'), ['--pull-never']);
       // Compared as sets of rows: the order of entries in a layer carries no meaning, nor does a
       // whiteout file's mode. buildah adds a run/ directory of its own sandbox, which hoist keeps out.
       const rows = (blob: string) => listing(blob).map((row) => row.replace(/^\S+( \S+ (.*\/)?\.wh\.)/, 'whiteout$1')).sort();
-      const judged = rows(ociLayers(theirs)[2]!).filter((row) => row !== 'drwxr-xr-x 0/0 run/');
+      const judged = rows(theirs[2]!).filter((row) => row !== 'drwxr-xr-x 0/0 run/');
       expect(rows(ociLayers(ours)[2]!)).toEqual(judged);
     } finally {
-      spawnSync('buildah', ['unshare', 'rm', '-rf', work]);
+      await buildah.remove();
     }
   });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { expandPortRange, triggerInstruction } from '../../builder/build.ts';
 import { BuildError } from '../../builder/errors.ts';
-import { parseChmod } from '../../builder/copy.ts';
+import { parseChmod } from '../../builder/chmod.ts';
 import {
   DockerfileError, parseInstructions, planBuild, resolveStageRef, StageVariables, unusedBuildArgs,
   type BuildOptions, type BuildPlan, type Dockerfile, type Instruction,

@@ -16,7 +16,7 @@ import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../
 import { repoRoot } from '../support/paths.ts';
 import { startRegistry, type Registry } from '../support/registry.ts';
 import {
-  deadTemps, hashFile, kill, mountsMentioning, prng, processesMentioning, readdirSafe, sleep, storeProblems, storeTags, waitForNoProcesses, watch,
+  deadTemps, hashFile, kill, prng, processesMentioning, readdirSafe, sleep, storeProblems, storeTags, waitForNoMounts, waitForNoProcesses, watch,
   type ProcessInfo, type Watched,
 } from '../support/reliability.ts';
 
@@ -362,7 +362,7 @@ async function attempt(phase: Phase, n: number, how: 'group' | 'top', scale: num
   // its NONCE argument). They get 3 s to go: the kernel ends them at once (parent-death signals, the
   // end of a pid namespace's init).
   const { seen, left } = await waitForNoProcesses([root, token], 3_000);
-  const mounts = mountsMentioning([root]);
+  const mounts = await waitForNoMounts([root], 3_000);
   // Every process that held hoist's output pipes (a step's too) has closed them.
   const closed = await Promise.race([w.closed.then(() => true), sleep(5_000).then(() => false)]);
   expect(closed, 'something still holds the killed build\'s output pipes').toBe(true);

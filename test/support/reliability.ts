@@ -119,7 +119,7 @@ export function processesMentioning(markers: string[]): ProcessInfo[] {
  * Mounts that name any of `markers` (as mount point or source), in the mount tables of every
  * process this user can read (its own namespaces, hoist's and a step's private ones).
  */
-export function mountsMentioning(markers: string[]): { pid: number; line: string }[] {
+function mountsMentioning(markers: string[]): { pid: number; line: string }[] {
   const found: { pid: number; line: string }[] = [];
   for (const pid of [process.pid, ...pids()]) {
     let table: string;
@@ -153,6 +153,20 @@ export async function waitForNoProcesses(markers: string[], timeoutMs: number): 
     }
   }
   return { seen, left, waitedMs: Date.now() - started };
+}
+
+/**
+ * The mounts naming `markers` that are still there after up to `timeoutMs`: a killed process's
+ * namespaces, and the mounts in them, go a moment after its command line does.
+ */
+export async function waitForNoMounts(markers: string[], timeoutMs: number): Promise<{ pid: number; line: string }[]> {
+  const started = Date.now();
+  let mounts = mountsMentioning(markers);
+  while (mounts.length > 0 && Date.now() - started < timeoutMs) {
+    await sleep(20);
+    mounts = mountsMentioning(markers);
+  }
+  return mounts;
 }
 
 interface Descriptor {

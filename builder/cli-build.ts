@@ -1,0 +1,149 @@
+// `hoist build`: the flags made into a BuildRequest, then the outputs, the cache export and the results.
+import { readFile, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { parsePlatform, type Platform } from '../parser/index.ts';
+import { applyLayers, changedEntries, familiarReference, parseReference, Store, writeDockerArchive, writeFilesystemTar, writeOciLayout, type Image } from '../layers/index.ts';
+import { inGithubActions, StageGroups } from './actions.ts';
+import { build } from './build.ts';
+import { parseNamedContext, type NamedContext } from './images.ts';
+import { BuildCache } from './cache.ts';
+import { exportCache, importCache } from './cache-transfer.ts';
+import { detectHost } from './host.ts';
+import { UsageError, parse, openStore, keyValues, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
+import { help } from './cli-help.ts';
+import { pushAndReport } from './cli-images.ts';
+
+export async function buildCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse('build', args, {
+    file: { type: 'string', short: 'f' }, tag: { type: 'string', short: 't', multiple: true },
+    'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
+    platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
+    secret: { type: 'string', multiple: true }, 'build-context': { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
+    iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, ...REGISTRY_FLAGS,
+  });
+  if (values.help) return help('build');
+  if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
+  const contextDir = resolve(positionals[0]!);
+  const contextInfo = await stat(contextDir).catch(() => undefined);
+  if (!contextInfo?.isDirectory()) throw new UsageError(`context "${positionals[0]}" is not a directory`);
+  const progress = (values.progress as string | undefined) ?? 'auto';
+  if (!['auto', 'plain', 'tty', 'quiet'].includes(progress)) throw new UsageError(`--progress ${progress}: use auto, plain, tty or quiet`);
+  const quiet = values.quiet === true || progress === 'quiet';
+  const jobs = values.jobs === undefined ? undefined : Number(values.jobs);
+  if (jobs !== undefined && !(Number.isInteger(jobs) && jobs > 0)) throw new UsageError(`--jobs ${values.jobs}: expected a whole number above 0`);
+  let platform: Platform | undefined;
+  if (values.platform !== undefined) {
+    try {
+      platform = parsePlatform(values.platform as string);
+    } catch (error) {
+      throw new UsageError(`--platform: ${(error as Error).message}`);
+    }
+  }
+  const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => reference(tag, '-t'));
+  const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
+  // --push is buildx's shorthand for --output type=registry; -t names what an output leaves unnamed.
+  if (outputs.length === 0 && tags.length > 0) outputs.push({ type: 'image', tar: false, names: [], push: false });
+  if (values.push === true && !outputs.some((output) => output.type === 'image')) outputs.push({ type: 'image', tar: false, names: [], push: true });
+  if (values.push === true) for (const output of outputs.filter((each) => each.type === 'image')) output.push = true;
+  const namesOf = (output: OutputSpec): string[] => (output.names.length > 0 ? output.names : tags);
+  // A tarball on standard output: then the result line goes to stderr.
+  const toStdout = outputs.filter((output) => output.dest === '-').length;
+  if (toStdout > 1) throw new UsageError('only one --output can write to standard output');
+  if (toStdout > 0 && process.stdout.isTTY) throw new UsageError('refusing to write a tarball to a terminal: redirect standard output to a file or a pipe');
+  const destination = (output: OutputSpec): string | Writable => (output.dest === '-' ? process.stdout : output.dest!);
+  for (const output of outputs) {
+    if (output.push && namesOf(output).length === 0) throw new UsageError('pushing needs a name to push to: -t REF, or name= in --output');
+  }
+  const registry = registryOptions(values);
+
+  const fileOption = values.file as string | undefined;
+  const dockerfilePath = fileOption === undefined ? resolve(contextDir, 'Dockerfile') : fileOption === '-' ? undefined : resolve(fileOption);
+  let text: string;
+  try {
+    text = dockerfilePath === undefined ? await readStdin() : await readFile(dockerfilePath, 'utf8');
+  } catch {
+    throw new UsageError(`cannot read the Dockerfile ${dockerfilePath}`);
+  }
+
+  const cacheFrom = ((values['cache-from'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-from'));
+  const cacheTo = ((values['cache-to'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-to'));
+  const secrets = await readSecrets((values.secret as string[] | undefined) ?? []);
+  const buildContexts = new Map<string, NamedContext>();
+  for (const [name, value] of keyValues(values['build-context'], 'build-context')) {
+    try {
+      buildContexts.set(name, parseNamedContext(value, process.cwd()));
+    } catch (error) {
+      throw new UsageError(`--build-context ${name}=${value}: ${(error as Error).message}`);
+    }
+  }
+
+  const store = await openStore(values.root);
+  // In GitHub Actions each stage's lines fold into a group of their own.
+  const groups = inGithubActions() && !quiet ? new StageGroups((text) => process.stderr.write(text)) : undefined;
+  const log = quiet ? () => undefined : groups ? (line: string) => groups.line(line) : (line: string) => process.stderr.write(`${line}\n`);
+  const sources = [];
+  for (const spec of cacheFrom) {
+    const source = await importCache(store, spec, registry, log);
+    if (source) sources.push(source);
+  }
+  const cache = new BuildCache(store, sources);
+  const buildArgs = keyValues(values['build-arg'], 'build-arg');
+  // Reproducible builds: --timestamp, else SOURCE_DATE_EPOCH as a build arg (buildx) or in the environment.
+  const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
+  if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
+  const host = detectHost();
+  const image = await build({
+    store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
+    pull: values.pull === true, registry,
+    dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
+    buildArgs, target: values.target as string | undefined,
+    labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
+    ...(epochText ? { timestamp: Number(epochText) } : {}),
+    noCache: values['no-cache'] === true, secrets, cache, buildContexts,
+    noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
+  }).finally(() => groups?.end());
+
+  const created = image.config.created ?? new Date().toISOString();
+  const mtime = Math.floor(Date.parse(created) / 1000);
+  for (const output of outputs) {
+    const names = namesOf(output);
+    if (output.type === 'image') for (const name of names) await store.tag(name, image.descriptor);
+    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], destination(output), { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], destination(output), { mtime });
+    if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log, asRoot: host.root });
+    if (output.type === 'tar') await exportFilesystem(store, image, destination(output), { warn: log, asRoot: host.root });
+    if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
+    if (output.push) for (const name of names) await pushAndReport(store, image, name, registry, log);
+  }
+  for (const spec of cacheTo) {
+    await exportCache(store, cache, spec, registry, log).catch((error: Error) => {
+      if (!spec.ignoreError) throw error;
+      log(`warning: the cache was not exported (ignore-error=true): ${error.message}`);
+    });
+  }
+  if (outputs.length === 0) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
+  if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
+  if (values['metadata-file']) {
+    await writeResult(values['metadata-file'] as string, JSON.stringify({
+      'containerimage.digest': image.descriptor.digest,
+      'containerimage.config.digest': image.manifest.config.digest,
+      'containerimage.descriptor': image.descriptor,
+      ...(outputs.some((output) => namesOf(output).length > 0) ? { 'image.name': [...new Set(outputs.flatMap(namesOf))].join(',') } : {}),
+    }, null, 2));
+  }
+  (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
+  return 0;
+}
+/** The image's file system as one tarball (`type=tar`): its layers applied to a temp dir, then read back. */
+async function exportFilesystem(store: Store, image: Image, dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
+  const dir = await store.tempDir('tar');
+  try {
+    const root = join(dir, 'root');
+    await applyLayers(store, image.layers, root, options);
+    await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: options.warn }), dest);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,213 @@
+// The command line's flags and their values, checked: every key and value is honoured or refused
+// (exit 2, naming it), as buildx's flags read them.
+import { statSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { splitCsv } from '../parser/index.ts';
+import type { ClientOptions } from '../registry/index.ts';
+import { defaultStoreRoot, normalizeReference, Store } from '../layers/index.ts';
+import type { CacheSpec } from './cache-transfer.ts';
+
+export class UsageError extends Error {}
+export type Options = NonNullable<ParseArgsConfig['options']>;
+const COMMON: Options = { root: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+export function parse(command: string, args: string[], options: Options) {
+  const all = { ...COMMON, ...options };
+  try {
+    return parseArgs({ args: booleanValues(args, all), options: all, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message.replace(/\. To specify a positional.*$/s, '')} (see 'hoist ${command} --help')`);
+  }
+}
+/** `--flag=true` and `--flag=false` for boolean flags, as docker's CLI takes them: the flag, or nothing. */
+function booleanValues(args: string[], options: Options): string[] {
+  const result: string[] = [];
+  for (const [i, arg] of args.entries()) {
+    if (arg === '--') return [...result, ...args.slice(i)];
+    const match = /^--([^=]+)=(.*)$/s.exec(arg);
+    if (!match || options[match[1]!]?.type !== 'boolean') {
+      result.push(arg);
+      continue;
+    }
+    if (parseBoolean(match[2]!, `--${match[1]}`)) result.push(`--${match[1]}`);
+  }
+  return result;
+}
+/** A boolean as Go's strconv.ParseBool reads it (buildx's flags and CSV fields use it). */
+function parseBoolean(value: string, what: string): boolean {
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(value)) return false;
+  throw new UsageError(`${what}=${value}: expected true or false`);
+}
+/** The store the command works on: a full disk is reported as the file system that holds it. */
+let storeRoot: string | undefined;
+export const openStore = (root: unknown): Promise<Store> => {
+  storeRoot = typeof root === 'string' ? resolve(root) : defaultStoreRoot();
+  return Store.open(storeRoot);
+};
+
+/** The root of the store the command opened, if it opened one. */
+export const openedStoreRoot = (): string | undefined => storeRoot;
+export function keyValues(values: unknown, flag: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const value of (values as string[] | undefined) ?? []) {
+    const equals = value.indexOf('=');
+    if (equals === 0) throw new UsageError(`--${flag} ${value}: expected KEY=VALUE`);
+    // `--build-arg NAME` takes NAME's value from the environment, as docker does.
+    if (equals < 0) {
+      const fromEnv = process.env[value];
+      if (fromEnv !== undefined) map.set(value, fromEnv);
+      continue;
+    }
+    map.set(value.slice(0, equals), value.slice(equals + 1));
+  }
+  return map;
+}
+export interface OutputSpec {
+  /** type=registry is type=image with push. */
+  type: 'image' | 'oci' | 'docker' | 'local' | 'tar';
+  /** A path, or `-` for standard output (the tarball outputs). */
+  dest?: string;
+  tar: boolean;
+  /** name=: names for the image besides -t (quoted, several with commas). */
+  names: string[];
+  /** type=registry, or type=image,push=true: the names are pushed. */
+  push: boolean;
+}
+/**
+ * The keys each --output type takes. Those buildx has and hoist does not honour are refused by
+ * name, never ignored; `oci-mediatypes` and `compression` only with the values hoist writes.
+ */
+const OUTPUT_KEYS: Record<OutputSpec['type'] | 'registry', string[]> = {
+  image: ['name', 'push', 'oci-mediatypes', 'compression'],
+  registry: ['name', 'push', 'oci-mediatypes', 'compression'],
+  oci: ['dest', 'tar', 'name', 'oci-mediatypes', 'compression'],
+  docker: ['dest', 'name', 'compression'],
+  local: ['dest'],
+  tar: ['dest'],
+};
+/** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
+export function parseOutput(spec: string): OutputSpec {
+  const output = outputOf(spec);
+  // Checked before the build: a tarball is written into any existing non-directory (a device, a
+  // FIFO) in place; a directory output needs a directory.
+  const existing = output.dest && output.dest !== '-' ? statSync(output.dest, { throwIfNoEntry: false }) : undefined;
+  if (existing?.isDirectory() && output.tar) throw new UsageError(`--output ${spec}: ${output.dest} is a directory: a tarball needs a file (or tar=false)`);
+  if (existing && !existing.isDirectory() && !output.tar) throw new UsageError(`--output ${spec}: ${output.dest} exists and is not a directory`);
+  return output;
+}
+function outputOf(spec: string): OutputSpec {
+  // As buildx: `-o -` is the file system as a tarball on standard output, `-o DIR` a directory.
+  if (spec === '-') return { type: 'tar', dest: '-', tar: true, names: [], push: false };
+  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false, names: [], push: false };
+  const fields = csvFields('output', spec);
+  const type = fields.get('type');
+  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'tar' && type !== 'registry') {
+    throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker, tar or local`);
+  }
+  checkKeys('output', spec, fields, OUTPUT_KEYS[type]);
+  onlyValue('output', spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
+  onlyValue('output', spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
+  const dest = fields.get('dest');
+  if ((type === 'oci' || type === 'docker' || type === 'local' || type === 'tar') && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
+  const tar = type !== 'local' && !(fields.has('tar') && !parseBoolean(fields.get('tar')!, `--output ${spec}: tar`));
+  if (dest === '-' && !tar) throw new UsageError(`--output ${spec}: standard output (dest=-) takes a tarball only`);
+  const push = fields.has('push') ? parseBoolean(fields.get('push')!, `--output ${spec}: push`) : type === 'registry';
+  const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
+  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push };
+}
+/** Refuses, by name, the keys of a CSV spec that hoist does not honour. */
+function checkKeys(flag: string, spec: string, fields: Map<string, string>, known: string[]): void {
+  for (const key of fields.keys()) {
+    if (key !== 'type' && !known.includes(key)) throw new UsageError(`--${flag} ${spec}: hoist does not support "${key}" here (it takes ${known.join(', ')})`);
+  }
+}
+/** Refuses a value of `key` other than the one hoist always gives it. */
+function onlyValue(flag: string, spec: string, fields: Map<string, string>, key: string, value: string, why: string): void {
+  const given = fields.get(key);
+  if (given !== undefined && given !== value) throw new UsageError(`--${flag} ${spec}: ${key}=${given} is not supported (${why})`);
+}
+/** An image name given on the command line, in full form. */
+export function reference(name: string, what: string): string {
+  try {
+    return normalizeReference(name);
+  } catch (error) {
+    throw new UsageError(`${what} ${name}: ${(error as Error).message}`);
+  }
+}
+/**
+ * CSV `key=value` fields, as buildx's --output, --secret and --cache-* flags take them (Go's
+ * encoding/csv: a field in double quotes may hold commas, and `""` is a quote in it).
+ */
+function csvFields(flag: string, spec: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const field of csvSplit(flag, spec)) {
+    const equals = field.indexOf('=');
+    if (equals < 0) throw new UsageError(`--${flag} ${spec}: "${field}" is not key=value`);
+    const key = field.slice(0, equals).trim().toLowerCase();
+    if (fields.has(key)) throw new UsageError(`--${flag} ${spec}: "${key}" is given twice`);
+    fields.set(key, field.slice(equals + 1).trim());
+  }
+  return fields;
+}
+function csvSplit(flag: string, spec: string): string[] {
+  try {
+    return splitCsv(spec);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${spec}: ${(error as Error).message}`);
+  }
+}
+/** buildx's cache syntax: `type=registry,ref=R[,mode=max][,mounts=true]`, `type=local,dest=D` / `src=D`, or a bare ref. */
+export function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): CacheSpec {
+  if (!spec.includes('=')) return { type: 'registry', where: spec, mode: 'min', mounts: false, ignoreError: false };
+  const fields = csvFields(flag, spec);
+  const type = fields.get('type') ?? 'registry';
+  if (type !== 'registry' && type !== 'local') throw new UsageError(`--${flag} ${spec}: type must be registry or local`);
+  const pathKey = type === 'registry' ? 'ref' : flag === 'cache-to' ? 'dest' : 'src';
+  checkKeys(flag, spec, fields, flag === 'cache-to' ? [pathKey, 'mode', 'mounts', 'ignore-error', 'oci-mediatypes', 'image-manifest', 'compression'] : [pathKey]);
+  onlyValue(flag, spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
+  onlyValue(flag, spec, fields, 'image-manifest', 'true', 'hoist writes the cache as an OCI image manifest');
+  onlyValue(flag, spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
+  const where = fields.get(pathKey);
+  if (!where) throw new UsageError(`--${flag} ${spec}: type=${type} needs ${pathKey}=${type === 'registry' ? 'REF' : 'DIR'}`);
+  const mode = fields.get('mode') ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw new UsageError(`--${flag} ${spec}: mode must be min or max`);
+  const flagValue = (key: string): boolean => fields.has(key) && parseBoolean(fields.get(key)!, `--${flag} ${spec}: ${key}`);
+  return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: flagValue('mounts'), ignoreError: flagValue('ignore-error') };
+}
+/** buildx's --secret: id=ID with src=FILE, env=VAR, or (neither) the variable named ID. */
+export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>> {
+  const secrets = new Map<string, Buffer>();
+  for (const spec of specs) {
+    const fields = csvFields('secret', spec);
+    checkKeys('secret', spec, fields, ['id', 'src', 'source', 'env']);
+    const id = fields.get('id');
+    if (!id) throw new UsageError(`--secret ${spec}: needs id=ID`);
+    const kind = fields.get('type');
+    if (kind !== undefined && kind !== 'file' && kind !== 'env') throw new UsageError(`--secret ${spec}: type must be file or env`);
+    const file = fields.get('src') ?? fields.get('source') ?? (kind === 'file' ? id : undefined);
+    const variable = fields.get('env') ?? (file === undefined ? id : undefined);
+    if (file !== undefined) {
+      secrets.set(id, await readFile(resolve(file)).catch(() => {
+        throw new UsageError(`--secret ${spec}: cannot read ${file}`);
+      }));
+    } else if (process.env[variable!] !== undefined) secrets.set(id, Buffer.from(process.env[variable!]!));
+    else throw new UsageError(`--secret ${spec}: the environment has no ${variable}`);
+  }
+  return secrets;
+}
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+export const REGISTRY_FLAGS: Options = { 'insecure-registry': { type: 'string', multiple: true }, 'tls-ca': { type: 'string' } };
+export function registryOptions(values: Record<string, unknown>): ClientOptions {
+  const caFile = values['tls-ca'] as string | undefined;
+  return { insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [], ...(caFile ? { caFile: resolve(caFile) } : {}) };
+}
+export async function writeResult(path: string, content: string): Promise<void> {
+  await mkdir(dirname(resolve(path)), { recursive: true });
+  await writeFile(path, content);
+}
