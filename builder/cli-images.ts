@@ -79,7 +79,7 @@ export async function loginCommand(args: string[]): Promise<number> {
   const host = registryHost(positionals[0]!);
   const credentials = { username, password };
   await new RegistryClient(host, { ...registryOptions(values), credentials }).checkLogin();
-  const file = saveCredentials(host, credentials);
+  const file = await saveCredentials(host, credentials);
   process.stdout.write(`Login Succeeded (credentials for ${host} saved in ${file})\n`);
   return 0;
 }
@@ -88,7 +88,7 @@ export async function logoutCommand(args: string[]): Promise<number> {
   if (values.help) return help('logout');
   if (positionals.length !== 1) throw new UsageError("logout takes one REGISTRY (see 'hoist logout --help')");
   const host = registryHost(positionals[0]!);
-  process.stdout.write(removeCredentials(host) ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);
+  process.stdout.write(await removeCredentials(host) ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);
   return 0;
 }
 export async function imagesCommand(args: string[]): Promise<number> {

@@ -1,10 +1,11 @@
 // Registry credentials where users already keep them: ~/.docker/config.json (auths, credHelpers,
 // credsStore through docker-credential-NAME), REGISTRY_AUTH_FILE, and containers' auth.json.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { atomicWrite } from '../layers/index.ts';
 
 export interface Credentials {
   username: string;
@@ -82,31 +83,30 @@ function loginFile(): string {
   return process.env.REGISTRY_AUTH_FILE || join(process.env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
 }
 
-function updateLoginFile(change: (auths: NonNullable<AuthFile['auths']>) => void): void {
+async function updateLoginFile(change: (auths: NonNullable<AuthFile['auths']>) => void): Promise<void> {
   const path = loginFile();
   const file = (readAuthFile(path) ?? {}) as AuthFile & Record<string, unknown>;
   file.auths ??= {};
   change(file.auths);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   // Written whole and renamed, readable by the user alone: it holds secrets.
-  writeFileSync(`${path}.hoist-tmp`, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-  renameSync(`${path}.hoist-tmp`, path);
+  await atomicWrite(dirname(path), path, (temp) => writeFile(temp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 }));
 }
 
 /** The key a host is filed under, as docker login files it. */
 const loginKey = (host: string): string => keysFor(host)[0]!;
 
-export function saveCredentials(host: string, credentials: Credentials): string {
-  updateLoginFile((auths) => {
+export async function saveCredentials(host: string, credentials: Credentials): Promise<string> {
+  await updateLoginFile((auths) => {
     auths[loginKey(host)] = { auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64') };
   });
   return loginFile();
 }
 
 /** Removes a host's stored credentials; false when there were none. */
-export function removeCredentials(host: string): boolean {
+export async function removeCredentials(host: string): Promise<boolean> {
   let found = false;
-  updateLoginFile((auths) => {
+  await updateLoginFile((auths) => {
     for (const key of keysFor(host)) {
       if (auths[key]) found = true;
       delete auths[key];
