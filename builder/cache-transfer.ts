@@ -85,7 +85,7 @@ export async function importCache(store: Store, spec: CacheSpec, registry: Clien
       throw error;
     });
     fetch = async (digest) => {
-      if (!(await store.hasBlob(digest))) await store.writeBlob(layout!.open(digest), { expected: digest });
+      if (!(await store.hasBlob(digest))) await store.writeBlob(layout!.stream(digest), { expected: digest });
     };
     const descriptor = layout?.index.manifests[0];
     if (descriptor) {

@@ -136,6 +136,7 @@ export async function buildCommand(args: string[]): Promise<number> {
   (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
   return 0;
 }
+
 /** The image's file system as one tarball (`type=tar`): its layers applied to a temp dir, then read back. */
 async function exportFilesystem(store: Store, image: Image, dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
   const dir = await store.tempDir('tar');

@@ -79,6 +79,7 @@ Options:
                            (e.g. 10GB, 512MB, 1.5GiB, or bytes)
       --root DIR           Store location`,
 };
+
 export function help(command: string): number {
   process.stdout.write(`${HELP[command]}\n`);
   return 0;

@@ -1,4 +1,4 @@
-// The commands on images besides build: push, pull, login, logout, images, inspect, save, rmi, prune, load.
+// The commands besides build: on images (push, pull, images, inspect, save, rmi, prune, load) and on registry logins.
 import { resolve } from 'node:path';
 import { hostPlatform, parsePlatform } from '../parser/index.ts';
 import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, saveCredentials, type ClientOptions } from '../registry/index.ts';
@@ -15,6 +15,7 @@ export async function pushAndReport(from: BlobSource, image: Image, name: string
   log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded${mounted})`);
   return result.digest;
 }
+
 export async function pushCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('push', args, REGISTRY_FLAGS);
   if (values.help) return help('push');
@@ -40,6 +41,7 @@ export async function pushCommand(args: string[]): Promise<number> {
   process.stdout.write(`${digest}\n`);
   return 0;
 }
+
 /** The one image an OCI layout holds (or the one `select` names), read in place. */
 async function layoutImage(source: string, path: string, select: string | undefined): Promise<{ from: Layout; descriptor: Descriptor; image: Image }> {
   const layout = await Layout.open(path);
@@ -47,6 +49,7 @@ async function layoutImage(source: string, path: string, select: string | undefi
   if (chosen.length > 1) throw new UsageError(`${source} holds ${chosen.length} images: name one with :TAG or @DIGEST`);
   return { from: layout, descriptor: chosen[0]!, image: await readImage(layout, chosen[0]!) };
 }
+
 export async function pullCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('pull', args, { platform: { type: 'string' }, 'all-platforms': { type: 'boolean' }, ...REGISTRY_FLAGS });
   if (values.help) return help('pull');
@@ -62,8 +65,10 @@ export async function pullCommand(args: string[]): Promise<number> {
   process.stdout.write(`${descriptor.digest}\n`);
   return 0;
 }
+
 /** The registry a login names: `ghcr.io`, `https://registry.example:5000/`, or `docker.io`. */
 const registryHost = (text: string): string => parseReference(`${text.replace(/^https?:\/\//, '').replace(/\/+$/, '')}/x`).domain;
+
 export async function loginCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('login', args, {
     username: { type: 'string', short: 'u' }, password: { type: 'string', short: 'p' }, 'password-stdin': { type: 'boolean' }, ...REGISTRY_FLAGS,
@@ -83,6 +88,7 @@ export async function loginCommand(args: string[]): Promise<number> {
   process.stdout.write(`Login Succeeded (credentials for ${host} saved in ${file})\n`);
   return 0;
 }
+
 export async function logoutCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('logout', args, {});
   if (values.help) return help('logout');
@@ -91,6 +97,7 @@ export async function logoutCommand(args: string[]): Promise<number> {
   process.stdout.write(await removeCredentials(host) ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);
   return 0;
 }
+
 export async function imagesCommand(args: string[]): Promise<number> {
   const { values } = parse('images', args, {});
   if (values.help) return help('images');
@@ -107,6 +114,7 @@ export async function imagesCommand(args: string[]): Promise<number> {
   for (const row of rows) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}\n`);
   return 0;
 }
+
 function formatSize(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let value = bytes;
@@ -114,6 +122,7 @@ function formatSize(bytes: number): string {
   while (value >= 1000 && unit < units.length - 1) [value, unit] = [value / 1000, unit + 1];
   return `${unit === 0 ? value : value.toFixed(1)}${units[unit]}`;
 }
+
 /** A named image: its full ref, what the name points to (a manifest, or an index), and the image (the first platform of an index). */
 async function imageByName(store: Store, name: string): Promise<{ ref: string; descriptor: Descriptor; image: Image }> {
   let ref: string;
@@ -126,6 +135,7 @@ async function imageByName(store: Store, name: string): Promise<{ ref: string; d
   if (!descriptor) throw new BuildError(`no image named ${name} in the store (${store.root})`);
   return { ref, descriptor, image: await readImage(store, descriptor) };
 }
+
 export async function inspectCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('inspect', args, {});
   if (values.help) return help('inspect');
@@ -135,6 +145,7 @@ export async function inspectCommand(args: string[]): Promise<number> {
   process.stdout.write(`${JSON.stringify({ Name: ref, Digest: image.descriptor.digest, Id: image.manifest.config.digest, Manifest: image.manifest, Config: image.config }, null, 2)}\n`);
   return 0;
 }
+
 export async function saveCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('save', args, { output: { type: 'string', short: 'o' }, format: { type: 'string' } });
   if (values.help) return help('save');
@@ -155,6 +166,7 @@ export async function saveCommand(args: string[]): Promise<number> {
   else await writeDockerArchive(store, named, dest, { mtime });
   return 0;
 }
+
 export async function rmiCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('rmi', args, {});
   if (values.help) return help('rmi');
@@ -170,6 +182,7 @@ export async function rmiCommand(args: string[]): Promise<number> {
   }
   return status;
 }
+
 export async function pruneCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('prune', args, { all: { type: 'boolean' }, 'keep-storage': { type: 'string' } });
   if (values.help) return help('prune');
@@ -185,6 +198,7 @@ export async function pruneCommand(args: string[]): Promise<number> {
     + `${counted(cacheMounts.count, 'cache mount')}: ${formatSize(freed)} freed\n`);
   return 0;
 }
+
 export async function loadCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('load', args, { tag: { type: 'string', short: 't' } });
   if (values.help) return help('load');

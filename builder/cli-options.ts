@@ -10,8 +10,11 @@ import { defaultStoreRoot, normalizeReference, Store } from '../layers/index.ts'
 import type { CacheSpec } from './cache-transfer.ts';
 
 export class UsageError extends Error {}
-export type Options = NonNullable<ParseArgsConfig['options']>;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
 const COMMON: Options = { root: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+
 export function parse(command: string, args: string[], options: Options) {
   const all = { ...COMMON, ...options };
   try {
@@ -20,6 +23,7 @@ export function parse(command: string, args: string[], options: Options) {
     throw new UsageError(`${(error as Error).message.replace(/\. To specify a positional.*$/s, '')} (see 'hoist ${command} --help')`);
   }
 }
+
 /** `--flag=true` and `--flag=false` for boolean flags, as docker's CLI takes them: the flag, or nothing. */
 function booleanValues(args: string[], options: Options): string[] {
   const result: string[] = [];
@@ -34,14 +38,18 @@ function booleanValues(args: string[], options: Options): string[] {
   }
   return result;
 }
+
 /** A boolean as Go's strconv.ParseBool reads it (buildx's flags and CSV fields use it). */
 function parseBoolean(value: string, what: string): boolean {
   if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value)) return true;
   if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(value)) return false;
   throw new UsageError(`${what}=${value}: expected true or false`);
 }
-/** The store the command works on: a full disk is reported as the file system that holds it. */
+
+/** The root of the store the command works on: a full disk is reported as the file system that holds it. */
 let storeRoot: string | undefined;
+
+/** Opens the store at --root (default $XDG_DATA_HOME/hoist), and remembers its root. */
 export const openStore = (root: unknown): Promise<Store> => {
   storeRoot = typeof root === 'string' ? resolve(root) : defaultStoreRoot();
   return Store.open(storeRoot);
@@ -49,6 +57,7 @@ export const openStore = (root: unknown): Promise<Store> => {
 
 /** The root of the store the command opened, if it opened one. */
 export const openedStoreRoot = (): string | undefined => storeRoot;
+
 export function keyValues(values: unknown, flag: string): Map<string, string> {
   const map = new Map<string, string>();
   for (const value of (values as string[] | undefined) ?? []) {
@@ -64,6 +73,7 @@ export function keyValues(values: unknown, flag: string): Map<string, string> {
   }
   return map;
 }
+
 export interface OutputSpec {
   /** type=registry is type=image with push. */
   type: 'image' | 'oci' | 'docker' | 'local' | 'tar';
@@ -75,6 +85,7 @@ export interface OutputSpec {
   /** type=registry, or type=image,push=true: the names are pushed. */
   push: boolean;
 }
+
 /**
  * The keys each --output type takes. Those buildx has and hoist does not honour are refused by
  * name, never ignored; `oci-mediatypes` and `compression` only with the values hoist writes.
@@ -87,6 +98,7 @@ const OUTPUT_KEYS: Record<OutputSpec['type'] | 'registry', string[]> = {
   local: ['dest'],
   tar: ['dest'],
 };
+
 /** buildx's `--output` syntax: CSV `key=value` pairs, or a bare path meaning type=local. */
 export function parseOutput(spec: string): OutputSpec {
   const output = outputOf(spec);
@@ -97,6 +109,7 @@ export function parseOutput(spec: string): OutputSpec {
   if (existing && !existing.isDirectory() && !output.tar) throw new UsageError(`--output ${spec}: ${output.dest} exists and is not a directory`);
   return output;
 }
+
 function outputOf(spec: string): OutputSpec {
   // As buildx: `-o -` is the file system as a tarball on standard output, `-o DIR` a directory.
   if (spec === '-') return { type: 'tar', dest: '-', tar: true, names: [], push: false };
@@ -117,17 +130,20 @@ function outputOf(spec: string): OutputSpec {
   const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
   return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push };
 }
+
 /** Refuses, by name, the keys of a CSV spec that hoist does not honour. */
 function checkKeys(flag: string, spec: string, fields: Map<string, string>, known: string[]): void {
   for (const key of fields.keys()) {
     if (key !== 'type' && !known.includes(key)) throw new UsageError(`--${flag} ${spec}: hoist does not support "${key}" here (it takes ${known.join(', ')})`);
   }
 }
+
 /** Refuses a value of `key` other than the one hoist always gives it. */
 function onlyValue(flag: string, spec: string, fields: Map<string, string>, key: string, value: string, why: string): void {
   const given = fields.get(key);
   if (given !== undefined && given !== value) throw new UsageError(`--${flag} ${spec}: ${key}=${given} is not supported (${why})`);
 }
+
 /** An image name given on the command line, in full form. */
 export function reference(name: string, what: string): string {
   try {
@@ -136,6 +152,7 @@ export function reference(name: string, what: string): string {
     throw new UsageError(`${what} ${name}: ${(error as Error).message}`);
   }
 }
+
 /**
  * CSV `key=value` fields, as buildx's --output, --secret and --cache-* flags take them (Go's
  * encoding/csv: a field in double quotes may hold commas, and `""` is a quote in it).
@@ -151,6 +168,7 @@ function csvFields(flag: string, spec: string): Map<string, string> {
   }
   return fields;
 }
+
 function csvSplit(flag: string, spec: string): string[] {
   try {
     return splitCsv(spec);
@@ -158,6 +176,7 @@ function csvSplit(flag: string, spec: string): string[] {
     throw new UsageError(`--${flag} ${spec}: ${(error as Error).message}`);
   }
 }
+
 /** buildx's cache syntax: `type=registry,ref=R[,mode=max][,mounts=true]`, `type=local,dest=D` / `src=D`, or a bare ref. */
 export function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): CacheSpec {
   if (!spec.includes('=')) return { type: 'registry', where: spec, mode: 'min', mounts: false, ignoreError: false };
@@ -176,6 +195,7 @@ export function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): C
   const flagValue = (key: string): boolean => fields.has(key) && parseBoolean(fields.get(key)!, `--${flag} ${spec}: ${key}`);
   return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: flagValue('mounts'), ignoreError: flagValue('ignore-error') };
 }
+
 /** buildx's --secret: id=ID with src=FILE, env=VAR, or (neither) the variable named ID. */
 export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>> {
   const secrets = new Map<string, Buffer>();
@@ -197,16 +217,20 @@ export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>>
   }
   return secrets;
 }
+
 export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
+
 export const REGISTRY_FLAGS: Options = { 'insecure-registry': { type: 'string', multiple: true }, 'tls-ca': { type: 'string' } };
+
 export function registryOptions(values: Record<string, unknown>): ClientOptions {
   const caFile = values['tls-ca'] as string | undefined;
   return { insecureRegistries: (values['insecure-registry'] as string[] | undefined) ?? [], ...(caFile ? { caFile: resolve(caFile) } : {}) };
 }
+
 export async function writeResult(path: string, content: string): Promise<void> {
   await mkdir(dirname(resolve(path)), { recursive: true });
   await writeFile(path, content);

@@ -25,10 +25,12 @@ function diskFull(error: Error): string | undefined {
   if (!at) return undefined;
   return `${location}${diskFullMessage(at, named ?? `the store ${storeRoot}`, quota)} (${error.message})`;
 }
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   build: buildCommand, images: imagesCommand, inspect: inspectCommand, save: saveCommand, rmi: rmiCommand, load: loadCommand,
   push: pushCommand, pull: pullCommand, login: loginCommand, logout: logoutCommand, prune: pruneCommand,
 };
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {

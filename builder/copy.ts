@@ -87,7 +87,7 @@ interface Frame {
 
 const child = (dir: string, name: string): string => (dir === '' ? name : `${dir}/${name}`);
 /** Linux's PATH_MAX, its terminating NUL included: no longer path can be opened. */
-export const PATH_MAX = 4096;
+const PATH_MAX = 4096;
 
 /**
  * A path in the image, refused when longer than Linux allows: nothing could open it, and following

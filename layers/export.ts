@@ -56,7 +56,7 @@ function ociIndex(images: NamedManifest[], created: string): object {
 async function blobEntries(source: BlobSource, digests: string[], mtime: number): Promise<LayerEntry[]> {
   const blobs = await Promise.all(digests.map(async (digest): Promise<LayerEntry> => ({
     path: `blobs/sha256/${hex(digest)}`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime,
-    size: await source.size(digest), source: () => source.open(digest),
+    size: await source.size(digest), source: () => source.stream(digest),
   })));
   return [directory('blobs', mtime), directory('blobs/sha256', mtime), ...blobs];
 }
@@ -91,8 +91,7 @@ export function writeFilesystemTar(entries: LayerEntry[], dest: string | Writabl
 }
 
 /** An OCI image layout, as `docker buildx build --output type=oci` writes it. */
-export async function writeOciLayout(from: BlobSource, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
-  const source = from;
+export async function writeOciLayout(source: BlobSource, images: NamedManifest[], dest: string | Writable, options: { tar: boolean; created: string; mtime: number }): Promise<void> {
   const digests = await referencedBlobs(images.map(({ descriptor }) => descriptor), source);
   const layoutFile = JSON.stringify({ imageLayoutVersion: '1.0.0' });
   const index = JSON.stringify(ociIndex(images, options.created));
@@ -102,7 +101,7 @@ export async function writeOciLayout(from: BlobSource, images: NamedManifest[], 
     await mkdir(join(dest, 'blobs', 'sha256'), { recursive: true });
     for (const digest of digests) {
       const path = join(dest, 'blobs', 'sha256', hex(digest));
-      if (!existsSync(path)) await writeWhole(path, (temp) => pipeline(source.open(digest), createWriteStream(temp)));
+      if (!existsSync(path)) await writeWhole(path, (temp) => pipeline(source.stream(digest), createWriteStream(temp)));
     }
     await writeWhole(join(dest, 'oci-layout'), layoutFile);
     await writeWhole(join(dest, 'index.json'), index);
@@ -117,7 +116,7 @@ export async function writeOciLayout(from: BlobSource, images: NamedManifest[], 
 }
 
 /** A `docker load` archive: manifest.json and repositories beside the blobs. */
-export async function writeDockerArchive(from: BlobSource, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
+export async function writeDockerArchive(source: BlobSource, images: Named[], dest: string | Writable, options: { mtime: number }): Promise<void> {
   const manifest = images.map(({ image, refs }) => ({
     Config: `blobs/sha256/${hex(image.manifest.config.digest)}`,
     RepoTags: refs.map((ref) => familiarReference(parseReference(ref))),
@@ -134,7 +133,7 @@ export async function writeDockerArchive(from: BlobSource, images: Named[], dest
   }
   const digests = [...new Set(images.flatMap(({ image }) => [image.manifest.config.digest, ...image.layers.map((layer) => layer.digest)]))];
   const entries: LayerEntry[] = [
-    ...(await blobEntries(from, digests, options.mtime)),
+    ...(await blobEntries(source, digests, options.mtime)),
     file('manifest.json', JSON.stringify(manifest), options.mtime),
     file('repositories', JSON.stringify(repositories), options.mtime),
   ];

@@ -25,7 +25,7 @@ export function safeComponents(path: string, what = 'entry'): string[] {
 
 /** The decompressed tar stream of a layer blob (gzip or plain, by magic bytes). */
 export async function* layerTar(store: Store, layer: Layer): AsyncGenerator<Buffer> {
-  const source = store.open(layer.digest);
+  const source = store.stream(layer.digest);
   if (!/(\.tar|tar\+gzip|tar\.gzip)$/.test(layer.mediaType)) throw new Error(`unsupported layer media type ${layer.mediaType}`);
   const stream = layer.mediaType.endsWith('gzip') ? source.pipe(createGunzip()) : source;
   source.on('error', (error) => stream.destroy(error));

@@ -125,8 +125,7 @@ async function readJson(source: BlobSource, digest: string): Promise<unknown> {
 }
 
 /** Reads an image from the store or another source; an index resolves to the manifest for `platform`. */
-export async function readImage(from: BlobSource, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
-  const source = from;
+export async function readImage(source: BlobSource, descriptor: Descriptor, platform?: PlatformChoice): Promise<Image> {
   const what = `image ${descriptor.digest}`;
   const document = parseImageDocument(await readJson(source, descriptor.digest), descriptor.mediaType, what);
   const mediaType = document.mediaType ?? descriptor.mediaType;

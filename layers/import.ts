@@ -26,10 +26,13 @@ export async function importOciLayout(store: Store, path: string, select?: strin
   const info = await stat(path);
   if (info.isFile() || info.isDirectory()) return importFrom(store, await Layout.open(path), select, platform);
   // A pipe (`hoist load /dev/stdin`) cannot be read at offsets: it is kept in a temp file first.
+  // A descriptor is read as it is: a socket (a parent's stdio) cannot be opened again by its path.
+  const descriptor = /^\/(?:dev\/stdin|dev\/fd\/(\d+)|proc\/self\/fd\/(\d+))$/.exec(path);
   const dir = await store.tempDir('load');
   try {
     const copy = join(dir, 'layout.tar');
-    await pipeline(createReadStream(path), createWriteStream(copy));
+    const input = descriptor ? createReadStream('', { fd: Number(descriptor[1] ?? descriptor[2] ?? 0) }) : createReadStream(path);
+    await pipeline(input, createWriteStream(copy));
     return await importFrom(store, await Layout.open(copy, path), select, platform);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -39,7 +42,7 @@ export async function importOciLayout(store: Store, path: string, select?: strin
 async function importFrom(store: Store, layout: Layout, select: string | undefined, platform: PlatformChoice | undefined): Promise<Imported[]> {
   const chosen = layout.select(select);
   for (const digest of await referencedBlobs(chosen, layout)) {
-    if (!(await store.hasBlob(digest))) await store.writeBlob(layout.open(digest), { expected: digest });
+    if (!(await store.hasBlob(digest))) await store.writeBlob(layout.stream(digest), { expected: digest });
   }
   return Promise.all(chosen.map(async (descriptor) => {
     const name = descriptor.annotations?.['io.containerd.image.name'];

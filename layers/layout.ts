@@ -47,7 +47,7 @@ export class Layout implements BlobSource {
     if ((await stat(path)).isDirectory()) {
       return new Layout(path, name, parseIndex(parseJson(await readFile(join(path, 'index.json')), what), what), undefined);
     }
-    const members = await tarMembers(path);
+    const members = await tarMembers(path, name);
     const index = members.get('index.json');
     if (!index) throw new Error(`${name} is not an OCI image layout tarball: it has no index.json`);
     return new Layout(path, name, parseIndex(parseJson(await readPart({ file: path, ...index }), what), what), members);
@@ -68,7 +68,7 @@ export class Layout implements BlobSource {
    * A blob, checked against its digest as it streams. A range cannot be checked alone: the whole
    * blob is read and checked first (once), as a large blob goes to a registry in ranges.
    */
-  open(digest: string, range?: ByteRange): Readable {
+  stream(digest: string, range?: ByteRange): Readable {
     if (range) return Readable.from(this.checkedRange(digest, range), { objectMode: false });
     return checkedStream(Readable.from(this.bytes(digest), { objectMode: false }), digest, this.name);
   }
@@ -100,7 +100,7 @@ export class Layout implements BlobSource {
 
   private async *checkedRange(digest: string, range: ByteRange): AsyncGenerator<Buffer> {
     let verified = this.verified.get(digest);
-    if (!verified) this.verified.set(digest, (verified = finished(this.open(digest).resume())));
+    if (!verified) this.verified.set(digest, (verified = finished(this.stream(digest).resume())));
     await verified;
     yield* this.bytes(digest, range);
   }
@@ -129,7 +129,7 @@ const META_LIMIT = 1024 * 1024;
  * Where each file of a tarball lies, from its headers alone (USTAR, GNU long names, PAX path and
  * size records): the contents are seeked past, never read. A name given twice is its last copy.
  */
-async function tarMembers(path: string): Promise<Map<string, Member>> {
+async function tarMembers(path: string, name: string): Promise<Map<string, Member>> {
   const members = new Map<string, Member>();
   const handle = await open(path, 'r');
   try {
@@ -146,7 +146,8 @@ async function tarMembers(path: string): Promise<Map<string, Member>> {
       const flag = String.fromCharCode(block[156]!);
       const size = (flag === 'x' || flag === 'L' ? undefined : paxSize) ?? headerNumber(block, 124, 12);
       const data = at + BLOCK;
-      if (!Number.isSafeInteger(size) || data + size > fileSize) throw new Error('tar: an entry reaches past the end of the archive (truncated or corrupt)');
+      if (!Number.isSafeInteger(size) || size < 0 || data + size > fileSize) throw new Error('tar: an entry reaches past the end of the archive (truncated or corrupt)');
+      if (flag === 'S') throw new Error('tar: sparse files are not supported');
       if ((flag === 'L' || flag === 'x') && size > META_LIMIT) throw new Error(`tar: a ${size}-byte long name or PAX header`);
       if (flag === 'L') longName = (await readAt(handle, data, size)).toString('utf8').replace(/\0.*$/s, '');
       else if (flag === 'x') {
@@ -163,7 +164,7 @@ async function tarMembers(path: string): Promise<Map<string, Member>> {
       at = data + Math.ceil(size / BLOCK) * BLOCK;
     }
   } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`);
+    throw new Error(`${name}: ${(error as Error).message}`);
   } finally {
     await handle.close();
   }

@@ -21,7 +21,7 @@ export interface BlobSource {
   /** A blob's size in bytes. */
   size(digest: string): Promise<number>;
   /** A blob, or a range of it, as a stream; one from outside the store fails if it does not match its digest. */
-  open(digest: string, range?: ByteRange): Readable;
+  stream(digest: string, range?: ByteRange): Readable;
   /** A whole blob checked against its digest: a manifest, an index or a config. */
   read(digest: string): Promise<Buffer>;
 }

@@ -2,7 +2,7 @@
 // beside it what builds keep for later builds. Its layout, under the root, is known only here:
 //   oci-layout, index.json      tagged images; index.json.lock serialises changes, so builds can share a store
 //   blobs/sha256/<hex>          content, by digest
-//   sources/<hex>               registry repositories known to hold a blob (see noteBlobSource)
+//   sources/<hex>               registry repositories known to hold a blob (see noteBlobRepository)
 //   rootfs/<chain key>/         layers applied together, for later builds (see rootfsChain)
 //   cache/records/<key>.json    build cache records (see cache-records.ts)
 //   cache/steps/<locator>       the cache key last built at a place in a Dockerfile
@@ -206,7 +206,7 @@ export class Store implements BlobSource {
   }
 
   /** A blob, or a range of it, as it is: blobs were checked on their way in. */
-  open(digest: string, range?: ByteRange): Readable {
+  stream(digest: string, range?: ByteRange): Readable {
     return createReadStream(this.blobPath(digest), range);
   }
 
@@ -223,18 +223,18 @@ export class Store implements BlobSource {
    * Records that a registry repository (`host/path`) holds a blob, so that a push to another
    * repository of that registry can mount it instead of uploading it.
    */
-  async noteBlobSource(digest: string, repository: string): Promise<void> {
-    const known = await this.blobSources(digest);
+  async noteBlobRepository(digest: string, repository: string): Promise<void> {
+    const known = await this.blobRepositories(digest);
     if (known.includes(repository)) return;
     await this.putFile(this.sourcesPath(digest), [...known, repository].slice(-16).join('\n') + '\n');
   }
 
-  async blobSources(digest: string): Promise<string[]> {
+  async blobRepositories(digest: string): Promise<string[]> {
     const text = await readFile(this.sourcesPath(digest), 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean);
   }
 
-  /** The file that lists the repositories known to hold a blob (see noteBlobSource). */
+  /** The file that lists the repositories known to hold a blob (see noteBlobRepository). */
   sourcesPath(digest: string): string {
     return join(this.root, AREAS.sources.dir, parseDigest(digest, 'store blob').slice(7));
   }

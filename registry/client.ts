@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { getCACertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { excerpt, isRecord, parseJson } from '../layers/index.ts';
 import { findCredentials, type Credentials } from './credentials.ts';
 
@@ -46,16 +46,35 @@ function timeouts(): Timeouts {
 }
 
 /**
- * How requests leave: through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the
- * system's CAs plus any the user names, within `limits`.
+ * undici, loaded with the first request: a command that never touches the network does not pay
+ * for it (some 40 ms of start-up, even from Node's compile cache).
  */
-function dispatcherFor(caFile: string | undefined, limits: Timeouts): Dispatcher {
+let undici: Promise<typeof import('undici')> | undefined;
+const http = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
+
+/** How requests leave: the CAs trusted, the timeouts, and whether through a proxy. */
+interface Connections {
+  options: { connect?: { ca: string[] }; connectTimeout: number; headersTimeout: number; bodyTimeout: number };
+  proxied: boolean;
+}
+
+/**
+ * Through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the system's CAs plus any the
+ * user names (read now: a CA file that cannot be read fails the command at once), within `limits`.
+ */
+function connectionsFor(caFile: string | undefined, limits: Timeouts): Connections {
   const files = [caFile, process.env.SSL_CERT_FILE].filter((file): file is string => Boolean(file));
   const connect = files.length === 0
     ? {}
     : { connect: { ca: [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))] } };
-  const options = { ...connect, connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle };
-  const proxied = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]);
+  return {
+    options: { ...connect, connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle },
+    proxied: ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]),
+  };
+}
+
+async function dispatcherFor({ options, proxied }: Connections): Promise<Dispatcher> {
+  const { Agent, EnvHttpProxyAgent } = await http();
   return proxied ? new EnvHttpProxyAgent(options) : new Agent(options);
 }
 
@@ -65,19 +84,20 @@ function dispatcherFor(caFile: string | undefined, limits: Timeouts): Dispatcher
  * as fetch() follows; the caller reads or dumps the body.
  */
 export async function httpGet(url: string, options: ClientOptions = {}): Promise<Response> {
+  const { interceptors, request } = await http();
   const key = options.caFile ?? '';
   let dispatcher = downloaders.get(key);
   if (!dispatcher) {
-    dispatcher = dispatcherFor(options.caFile, timeouts()).compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true }));
+    dispatcher = dispatcherFor(connectionsFor(options.caFile, timeouts())).then((made) => made.compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true })));
     downloaders.set(key, dispatcher);
   }
   // Some servers refuse a request that names no client.
-  const { statusCode, headers, body } = await request(url, { dispatcher, headers: { 'user-agent': 'hoist' } });
+  const { statusCode, headers, body } = await request(url, { dispatcher: await dispatcher, headers: { 'user-agent': 'hoist' } });
   return { status: statusCode, headers, body };
 }
 
 /** httpGet's dispatchers by CA file: the downloads of a build share their connections. */
-const downloaders = new Map<string, Dispatcher>();
+const downloaders = new Map<string, Promise<Dispatcher>>();
 
 interface Token {
   value: string;
@@ -118,7 +138,9 @@ export class RegistryClient {
   private readonly credentials: Credentials | undefined;
   private readonly tokens = new Map<string, Token>();
   private readonly limits: Timeouts;
-  private readonly dispatcher: Dispatcher;
+  private readonly connections: Connections;
+  /** Made at the first request (see http). */
+  private dispatcher?: Promise<Dispatcher>;
   private basic = false;
 
   constructor(domain: string, options: ClientOptions = {}) {
@@ -128,7 +150,7 @@ export class RegistryClient {
     this.base = `https://${this.host}`;
     this.credentials = options.credentials ?? findCredentials(domain);
     this.limits = timeouts();
-    this.dispatcher = dispatcherFor(options.caFile, this.limits);
+    this.connections = connectionsFor(options.caFile, this.limits);
   }
 
   /** Sends a request under `/v2/`, with auth and retries; the caller reads or dumps the body. */
@@ -229,10 +251,15 @@ export class RegistryClient {
       if (token && token.expires > Date.now()) headers.authorization = `Bearer ${token.value}`;
       else if (this.basic && this.credentials) headers.authorization = basicHeader(this.credentials);
     }
+    const { request } = await http();
     const { statusCode, headers: responseHeaders, body } = await request(url, {
-      method: options.method ?? 'GET', headers, body: options.body?.(), dispatcher: this.dispatcher, headersTimeout: this.answerTimeout(options),
+      method: options.method ?? 'GET', headers, body: options.body?.(), dispatcher: await this.connect(), headersTimeout: this.answerTimeout(options),
     });
     return { status: statusCode, headers: responseHeaders, body };
+  }
+
+  private connect(): Promise<Dispatcher> {
+    return (this.dispatcher ??= dispatcherFor(this.connections));
   }
 
   /** Answers a 401's challenge; false when there is nothing more to try. */
@@ -250,7 +277,8 @@ export class RegistryClient {
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     for (const part of scope.split(' ').filter(Boolean)) tokenUrl.searchParams.append('scope', part);
     const what = `${this.domain}: the token service ${excerpt(tokenUrl.origin, 100)}`;
-    const tokenResponse = await request(tokenUrl, { headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, dispatcher: this.dispatcher })
+    const { request } = await http();
+    const tokenResponse = await request(tokenUrl, { headers: this.credentials ? { authorization: basicHeader(this.credentials) } : {}, dispatcher: await this.connect() })
       .catch((error: unknown) => {
         throw this.failure(`GET ${tokenUrl.origin}${tokenUrl.pathname}`, error, this.limits.headers, 1);
       });

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { atomicWrite } from '../layers/index.ts';
 
 export interface Credentials {
@@ -90,7 +90,7 @@ async function updateLoginFile(change: (auths: NonNullable<AuthFile['auths']>) =
   change(file.auths);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   // Written whole and renamed, readable by the user alone: it holds secrets.
-  await atomicWrite(dirname(path), path, (temp) => writeFile(temp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 }));
+  await atomicWrite(dirname(path), path, (temp) => writeFile(temp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 }), `.${basename(path)}.hoist`);
 }
 
 /** The key a host is filed under, as docker login files it. */

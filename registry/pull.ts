@@ -51,7 +51,7 @@ async function fetchBlob(client: RegistryClient, store: Store, repository: strin
   if (!(await store.hasBlob(digest))) {
     await client.receive(`${repository}/blobs/${digest}`, { scope }, (response) => store.writeBlob(response.body, { expected: digest }));
   }
-  await store.noteBlobSource(digest, `${client.domain}/${repository}`);
+  await store.noteBlobRepository(digest, `${client.domain}/${repository}`);
 }
 
 /** Fetches a manifest's config and layers, four at a time. */

@@ -36,7 +36,7 @@ export interface BlobPush {
  * asks for a cross-repository mount first (201: done, 202: an ordinary upload was started).
  */
 async function startUpload(client: RegistryClient, store: Store | undefined, repository: string, digest: string): Promise<{ mounted: boolean; location: unknown }> {
-  const from = (store ? await store.blobSources(digest) : [])
+  const from = (store ? await store.blobRepositories(digest) : [])
     .filter((source) => source.startsWith(`${client.domain}/`) && source !== `${client.domain}/${repository}`)
     .map((source) => source.slice(client.domain.length + 1))[0];
   const query = from ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}` : '';
@@ -56,7 +56,7 @@ async function pushBlob(client: RegistryClient, source: BlobSource, store: Store
   // A blob (from a layout) that does not match its digest fails the push with that error as it
   // is, not wrapped as a failed request's.
   let mismatch: DigestMismatchError | undefined;
-  const body = (range?: ByteRange) => (): Readable => source.open(digest, range).once('error', (error) => {
+  const body = (range?: ByteRange) => (): Readable => source.stream(digest, range).once('error', (error) => {
     if (error instanceof DigestMismatchError) mismatch = error;
   });
   try {
@@ -88,15 +88,14 @@ async function pushBlob(client: RegistryClient, source: BlobSource, store: Store
  * Pushes an image from the store or another source to `ref` (its tag, or its digest alone). The
  * store also remembers which repositories hold each blob, so later pushes can mount them.
  */
-export async function push(from: BlobSource, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
-  const source = from;
-  const store = from instanceof Store ? from : undefined;
+export async function push(source: BlobSource, image: Pick<Image, 'descriptor' | 'manifest'>, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
+  const store = source instanceof Store ? source : undefined;
   const scope = `repository:${ref.path}:pull,push`;
   const blobs = [image.manifest.config, ...image.manifest.layers];
   const limit = pLimit(4);
   const how = await Promise.all(blobs.map((blob) => limit(async () => {
     const result = await pushBlob(client, source, store, ref.path, blob.digest, blob.size, scope);
-    await store?.noteBlobSource(blob.digest, `${client.domain}/${ref.path}`);
+    await store?.noteBlobRepository(blob.digest, `${client.domain}/${ref.path}`);
     return result;
   })));
   const digest = await putManifest(client, source, ref, image.descriptor);
@@ -118,13 +117,12 @@ async function putManifest(client: RegistryClient, source: BlobSource, ref: Refe
 }
 
 /** Pushes an index from the store or another source: each platform's image by digest, then the index itself at the ref. */
-export async function pushIndex(from: BlobSource, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
-  const source = from;
+export async function pushIndex(source: BlobSource, descriptor: Descriptor, ref: Reference, client = new RegistryClient(ref.domain)): Promise<PushResult> {
   const what = `index ${descriptor.digest}`;
   const index = parseIndex(parseJson(await source.read(descriptor.digest), what), what);
   const total = { uploaded: 0, mounted: 0 };
   for (const child of index.manifests) {
-    const result = await push(from, await readImage(source, child), { ...ref, tag: undefined, digest: child.digest }, client);
+    const result = await push(source, await readImage(source, child), { ...ref, tag: undefined, digest: child.digest }, client);
     total.uploaded += result.uploaded;
     total.mounted += result.mounted;
   }

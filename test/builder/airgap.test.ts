@@ -48,6 +48,8 @@ describe('air-gapped delivery', () => {
     // From a pipe, which cannot be read at offsets as a file can.
     const piped = execFileSync('sh', ['-c', 'cat "$1" | "$2" load --root "$3" /dev/stdin', 'sh', bundle, join(repoRoot, 'bin', 'hoist'), join(dir, 'piped')], { encoding: 'utf8' });
     expect(piped).toContain('Loaded image: site/tool:2');
+    // From a socket, as a parent program's stdio often is: read as a descriptor, not reopened by its path.
+    expect(hoistOk(['load', '--root', join(dir, 'socket'), '/dev/stdin'], { input: readFileSync(bundle) }).stdout).toContain('Loaded image: site/base:1');
   });
 
   test('oci-layout:// in FROM, and --build-context with a layout, a tarball digest and a directory', () => {

@@ -36,8 +36,8 @@ async function expectReadsLikeTheStore(layout: Layout): Promise<void> {
   expect(read.config).toEqual(image.config);
   const { digest, size } = image.layers[0]!;
   expect(await layout.size(digest)).toBe(size);
-  expect(Buffer.concat(await Array.fromAsync(layout.open(digest)))).toEqual(storeBytes(digest));
-  const range = Buffer.concat(await Array.fromAsync(layout.open(digest, { start: 100, end: 999 })));
+  expect(Buffer.concat(await Array.fromAsync(layout.stream(digest)))).toEqual(storeBytes(digest));
+  const range = Buffer.concat(await Array.fromAsync(layout.stream(digest, { start: 100, end: 999 })));
   expect(range).toEqual(storeBytes(digest).subarray(100, 1000));
 }
 
@@ -95,11 +95,11 @@ describe('an OCI layout read in place', () => {
     writeFileSync(path, bytes);
     const layout = await Layout.open(bad);
     const message = `${bad} blob ${digest} is corrupt`;
-    await expect(text(layout.open(digest))).rejects.toThrow(message);
-    await expect(text(layout.open(digest, { start: 0, end: 9 }))).rejects.toThrow(message);
+    await expect(text(layout.stream(digest))).rejects.toThrow(message);
+    await expect(text(layout.stream(digest, { start: 0, end: 9 }))).rejects.toThrow(message);
     await expect(layout.read(digest)).rejects.toThrow(message);
     const store2 = await Store.open(join(dir, 'store2'));
-    await expect(store2.writeBlob(layout.open(digest), { expected: digest })).rejects.toThrow(message);
+    await expect(store2.writeBlob(layout.stream(digest), { expected: digest })).rejects.toThrow(message);
     expect(await store2.hasBlob(digest)).toBe(false);
     // Saving from it fails too, and leaves no tarball.
     const out = join(dir, 'from-bad.tar');

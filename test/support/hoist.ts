@@ -10,7 +10,7 @@ export interface Run {
   stderr: string;
 }
 
-export function hoist(args: string[], options: { cwd?: string; input?: string; env?: Record<string, string> } = {}): Run {
+export function hoist(args: string[], options: { cwd?: string; input?: string | Buffer; env?: Record<string, string> } = {}): Run {
   const result = spawnSync(join(repoRoot, 'bin', 'hoist'), args, {
     cwd: options.cwd ?? repoRoot, input: options.input ?? '', encoding: 'utf8', env: { ...process.env, ...options.env }, maxBuffer: 1 << 26,
   });
