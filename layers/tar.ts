@@ -110,19 +110,25 @@ class ByteReader {
     this.source = source[Symbol.asyncIterator]();
   }
 
+  /** Takes the next chunk, once the last one is used up. */
   private async fill(): Promise<boolean> {
     const { value, done } = await this.source.next();
     if (done) return false;
-    this.buffer = this.buffer.length === 0 ? value : Buffer.concat([this.buffer, value]);
+    this.buffer = value;
     return true;
   }
 
-  /** Exactly `count` bytes, or fewer at the end of the stream. */
+  /** Exactly `count` bytes, or fewer at the end of the stream; a header across two chunks copies only its own bytes. */
   async read(count: number): Promise<Buffer> {
-    while (this.buffer.length < count && (await this.fill()));
-    const out = this.buffer.subarray(0, count);
-    this.buffer = this.buffer.subarray(out.length);
-    return out;
+    const parts: Buffer[] = [];
+    for (let have = 0; have < count;) {
+      if (this.buffer.length === 0 && !(await this.fill())) break;
+      const part = this.buffer.subarray(0, count - have);
+      this.buffer = this.buffer.subarray(part.length);
+      parts.push(part);
+      have += part.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   /** `count` bytes as a series of chunks. */

@@ -1,8 +1,12 @@
 // `npm run bench [-- WORKLOAD...]`: hoist's benchmarks, printed as figures to quote.
 // BENCH_RUNS sets the runs per workload (default 3); figures are medians.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WORKLOADS } from '../../bench/contexts.ts';
 import { benchParser } from './parser.ts';
-import { benchWorkloads } from './workloads.ts';
+import { benchApply } from './apply.ts';
+import { benchWorkloads, makeDebianBase } from './workloads.ts';
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -12,7 +16,22 @@ console.log(
     `median ${median(parser.ms).toFixed(1)} ms over ${parser.ms.length} runs, first run ${parser.ms[0]!.toFixed(1)} ms`,
 );
 
-const chosen = process.argv.slice(2).length ? WORKLOADS.filter((w) => process.argv.slice(2).some((arg) => w.startsWith(arg))) : WORKLOADS;
+const args = process.argv.slice(2);
+const chosen = args.length ? WORKLOADS.filter((w) => args.some((arg) => w.startsWith(arg))) : WORKLOADS;
+
+// `apply` (or no workload named): a Debian base applied to a directory, beside GNU tar on the same files.
+if (args.length === 0 || args.includes('apply')) {
+  const work = mkdtempSync(join(tmpdir(), 'hoist-bench-apply-'));
+  try {
+    const { layout, tarball } = await makeDebianBase(work);
+    const applied = benchApply(layout, 'bookworm', tarball, work, Number(process.env.BENCH_RUNS ?? 3));
+    console.log(`base apply: Debian minbase (${(statSync(tarball).size / 1e6).toFixed(0)} MB unpacked), medians: hoist ${applied.hoist.toFixed(2)} s; `
+      + `GNU tar ${applied.tar.toFixed(2)} s from the tarball, ${applied.gunzipTar.toFixed(2)} s from the gzip layer (gzip -dc | tar)`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 const results = await benchWorkloads(chosen, Number(process.env.BENCH_RUNS ?? 3), (line) => console.error(line));
 console.log('\nworkload                         hoist s   hoist MB   buildah s   buildah MB   ratio (time)');
 for (const { workload, hoist, buildah } of results) {

@@ -46,15 +46,14 @@ function timed(command: string, args: string[]): Measurement {
 const hasBuildah = (): boolean => spawnSync('buildah', ['--version']).status === 0;
 
 /**
- * The Debian base (W2) as an OCI layout: a bookworm minbase from mmdebstrap (reproducible with a
- * fixed SOURCE_DATE_EPOCH; no /dev nodes, which a rootless builder cannot create).
+ * The Debian base (W2) as an OCI layout beside its tarball: a bookworm minbase from mmdebstrap
+ * (reproducible with a fixed SOURCE_DATE_EPOCH; no /dev nodes, which a rootless builder cannot create).
  */
-async function makeDebianLayout(work: string): Promise<string> {
+export async function makeDebianBase(work: string): Promise<{ layout: string; tarball: string }> {
   const tarball = join(work, 'bookworm.tar');
   execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
   await tarballLayout(tarball, join(work, 'debian'), 'bookworm');
-  rmSync(tarball);
-  return join(work, 'debian');
+  return { layout: join(work, 'debian'), tarball };
 }
 
 export async function benchWorkloads(workloads: string[], runs: number, log: (line: string) => void): Promise<WorkloadResult[]> {
@@ -62,7 +61,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
   const registry = await startRegistry();
   try {
     const bases = [{ layout: await busyboxLayout(join(work, 'busybox')), tag: 'latest', name: 'busybox:latest' }];
-    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: await makeDebianLayout(work), tag: 'bookworm', name: 'debian:bookworm' });
+    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: (await makeDebianBase(work)).layout, tag: 'bookworm', name: 'debian:bookworm' });
     for (const base of bases) {
       execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${base.layout}:${base.tag}`, `docker://${registry.host}/${base.name}`]);
     }
