@@ -10,7 +10,8 @@ import { parseNamedContext, type NamedContext } from './images.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache } from './cache-transfer.ts';
 import { detectHost } from './host.ts';
-import { UsageError, parse, openStore, keyValues, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
+import { parse, openStore, keyValues, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
+import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 import { pushAndReport } from './cli-images.ts';
 

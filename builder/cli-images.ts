@@ -5,7 +5,8 @@ import { pull, pullIndex, push, pushIndex, RegistryClient, removeCredentials, sa
 import { familiarReference, INDEX_TYPES, familiarRepository, importOciLayout, Layout, normalizeReference, parseReference, parseSize, prune, readImage, REF_NAME, Store, writeDockerArchive, writeOciLayout, type BlobSource, type Descriptor, type Image } from '../layers/index.ts';
 import { BuildError } from './errors.ts';
 import { parseNamedContext } from './images.ts';
-import { UsageError, parse, openStore, readStdin, REGISTRY_FLAGS, registryOptions } from './cli-options.ts';
+import { parse, openStore, readStdin, REGISTRY_FLAGS, registryOptions } from './cli-options.ts';
+import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 
 export async function pushAndReport(from: BlobSource, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {

@@ -8,8 +8,7 @@ import { splitCsv } from '../parser/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { defaultStoreRoot, normalizeReference, Store } from '../layers/index.ts';
 import type { CacheSpec } from './cache-transfer.ts';
-
-export class UsageError extends Error {}
+import { UsageError } from './errors.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -16,6 +16,9 @@ export class BuildError extends Error {
   }
 }
 
+/** A mistake in the command line: reported in one line, with exit code 2. */
+export class UsageError extends Error {}
+
 /** Text as progress lines and messages quote it: at most 200 characters. */
 export function abbreviate(text: string): string {
   return text.length > 200 ? `${text.slice(0, 197)}...` : text;
