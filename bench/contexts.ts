@@ -191,6 +191,7 @@ const generators: Record<string, (context: string, seed: number) => void> = {
   'W4-big-run-layer': () => {}, // its RUN makes the data
   'W5-multi-stage': noteContext('marker', (seed) => `W5 seed ${seed}\n`),
   'W6-warm-rebuild': binaryContext,
+  'W8-debian-run-true': () => {}, // an empty context
 };
 
 export const benchDir = fileURLToPath(new URL('.', import.meta.url));

@@ -61,7 +61,7 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
   const registry = await startRegistry();
   try {
     const bases = [{ layout: await busyboxLayout(join(work, 'busybox')), tag: 'latest', name: 'busybox:latest' }];
-    if (workloads.some((w) => w.startsWith('W2'))) bases.push({ layout: (await makeDebianBase(work)).layout, tag: 'bookworm', name: 'debian:bookworm' });
+    if (workloads.some((w) => w.startsWith('W2') || w.startsWith('W8'))) bases.push({ layout: (await makeDebianBase(work)).layout, tag: 'bookworm', name: 'debian:bookworm' });
     for (const base of bases) {
       execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${base.layout}:${base.tag}`, `docker://${registry.host}/${base.name}`]);
     }
