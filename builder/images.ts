@@ -6,7 +6,7 @@ import { applyLayers, importOciLayout, normalizeReference, parseReference, readI
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import type { BuildContext } from './context.ts';
 import { BuildError } from './errors.ts';
-import type { BuildSession } from './session.ts';
+import { once, type BuildSession } from './session.ts';
 
 /**
  * A named build context: an image in an OCI layout (directory or tarball; `select` is a tag or a
@@ -76,15 +76,11 @@ export class Images {
 
   /** An image's root filesystem, extracted once per build. */
   root(image: Image): Promise<string> {
-    let dir = this.roots.get(image.descriptor.digest);
-    if (!dir) {
-      dir = this.session.tempDir('rootfs').then(async (path) => {
-        await applyLayers(this.session.store, image.layers, path, this.session.applyOptions());
-        return path;
-      });
-      this.roots.set(image.descriptor.digest, dir);
-    }
-    return dir;
+    return once(this.roots, image.descriptor.digest, async () => {
+      const path = await this.session.tempDir('rootfs');
+      await applyLayers(this.session.store, image.layers, path, this.session.applyOptions());
+      return path;
+    });
   }
 
   /** An image by name: a named context, an OCI layout, or from the store, pulled first when it is not there (or always, with --pull). */
@@ -105,15 +101,10 @@ export class Images {
 
   /** An image from an OCI layout, directory or tarball; its blobs are checked on the way into the store. */
   private layout(path: string, select: string | undefined, platform: Platform): Promise<Image> {
-    const id = `${path}\0${select ?? ''}`;
-    let image = this.layouts.get(id);
-    if (!image) {
-      image = importOciLayout(this.session.store, path, select, platform).then((images) => {
-        if (images.length > 1) throw new BuildError(`oci-layout://${path} holds ${images.length} images: name one with :TAG or @DIGEST`);
-        return images[0]!.image;
-      });
-      this.layouts.set(id, image);
-    }
-    return image;
+    return once(this.layouts, `${path}\0${select ?? ''}`, async () => {
+      const images = await importOciLayout(this.session.store, path, select, platform);
+      if (images.length > 1) throw new BuildError(`oci-layout://${path} holds ${images.length} images: name one with :TAG or @DIGEST`);
+      return images[0]!.image;
+    });
   }
 }

@@ -11,7 +11,7 @@ import { diskFullMessage, spaceAt } from './disk.ts';
 import { BuildError } from './errors.ts';
 import type { Images } from './images.ts';
 import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
-import type { BuildSession } from './session.ts';
+import { once, type BuildSession } from './session.ts';
 import type { CachedStep, StageState } from './stage.ts';
 import { resolveUser } from './users.ts';
 
@@ -201,16 +201,11 @@ export class RunSteps {
   private layerDir(layers: Layer[], below: string[]): Promise<string> {
     const upper = this.upperDirs.get(layers.at(-1)!.diffId);
     if (upper) return Promise.resolve(upper);
-    const key = chainKey(layers.map((layer) => layer.diffId));
-    let dir = this.layerDirs.get(key);
-    if (!dir) {
-      dir = this.session.tempDir('layer').then(async (path) => {
-        await applyLayers(this.session.store, layers.slice(-1), path, { ...this.session.applyOptions(), below });
-        return path;
-      });
-      this.layerDirs.set(key, dir);
-    }
-    return dir;
+    return once(this.layerDirs, chainKey(layers.map((layer) => layer.diffId)), async () => {
+      const path = await this.session.tempDir('layer');
+      await applyLayers(this.session.store, layers.slice(-1), path, { ...this.session.applyOptions(), below });
+      return path;
+    });
   }
 
   /** Files every step binds in, and the bottom lower layer that gives them mount points. */

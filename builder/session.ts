@@ -8,6 +8,12 @@ import { loadContext, type BuildContext } from './context.ts';
 import type { Host } from './host.ts';
 import { Timestamps } from './timestamps.ts';
 
+/** The value `map` holds for `key`, made by `make` the first time: what a build works out once and reuses. */
+export function once<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  if (!map.has(key)) map.set(key, make());
+  return map.get(key)!;
+}
+
 export class BuildSession {
   readonly store: Store;
   readonly host: Host;
@@ -45,13 +51,11 @@ export class BuildSession {
 
   /** Content hashes of the files of a directory that COPY reads (the context, or a named one). */
   hashes(root: string): Promise<ContentHashes> {
-    let hashes = this.contentHashes.get(root);
-    if (!hashes) {
+    return once(this.contentHashes, root, async () => {
       const made = new ContentHashes(this.store, root);
-      hashes = made.load().then(() => made);
-      this.contentHashes.set(root, hashes);
-    }
-    return hashes;
+      await made.load();
+      return made;
+    });
   }
 
   /** A temp dir in the store, removed when the build ends. */
