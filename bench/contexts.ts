@@ -2,7 +2,7 @@
 // same bytes, modes and dates, so every run, and hoist and buildah within a run, build the same thing.
 //   node bench/contexts.ts WORKLOAD CONTEXT_DIR [SEED]
 import { createCipheriv, createHash, type Cipheriv } from 'node:crypto';
-import { chmodSync, linkSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, lutimesSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -188,10 +188,21 @@ const generators: Record<string, (context: string, seed: number) => void> = {
   'W1-static-binary': binaryContext,
   'W2-apt-python': noteContext('app.py', (seed) => `import platform\nprint("hoist benchmark W2, seed ${seed}: python", platform.python_version())\n`),
   'W3-many-small-files': (context, seed) => treeContext(context, seed, 30_000, 264_000_000),
-  'W4-big-run-layer': () => {}, // its RUN makes the data
+  'W4-big-run-layer': noteContext('marker', (seed) => `W4 seed ${seed}\n`), // its RUN makes the data
   'W5-multi-stage': noteContext('marker', (seed) => `W5 seed ${seed}\n`),
   'W6-warm-rebuild': binaryContext,
-  'W8-debian-run-true': () => {}, // an empty context
+  'W8-debian-run-true': noteContext('marker', (seed) => `W8 seed ${seed}\n`),
+};
+
+/** The file of each context that the benchmark's "one file changed" rebuild changes. */
+const changedFile: Record<string, string> = {
+  'W1-static-binary': 'app',
+  'W2-apt-python': 'app.py',
+  'W3-many-small-files': 'node_modules/pkg-1/index.js',
+  'W4-big-run-layer': 'marker',
+  'W5-multi-stage': 'marker',
+  'W6-warm-rebuild': 'app',
+  'W8-debian-run-true': 'marker',
 };
 
 export const benchDir = fileURLToPath(new URL('.', import.meta.url));
@@ -209,6 +220,19 @@ export function prepareContext(workload: string, context: string, seed: number):
   mkdirSync(context, { recursive: true });
   generate(context, seed);
 }
+
+/**
+ * Changes one file of a prepared context (appends a line naming `round`), or with round 0 puts it
+ * back as `prepareContext` wrote it; its mode and date stay.
+ */
+export function changeOneFile(workload: string, context: string, original: Buffer, round: number): void {
+  const path = join(context, changedFile[workload]!);
+  const { mode } = statSync(path);
+  writeFile(path, round === 0 ? original : Buffer.concat([original, Buffer.from(`\nchanged ${round}\n`)]), mode & 0o7777);
+}
+
+/** The content of the file `changeOneFile` changes, as prepared. */
+export const oneFileOriginal = (workload: string, context: string): Buffer => readFileSync(join(context, changedFile[workload]!));
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [workload, context, seed = '1'] = process.argv.slice(2);

@@ -4,7 +4,7 @@
 // host, and retries with backoff on 429, 5xx, dropped connections and registries that stop answering.
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { getCACertificates } from 'node:tls';
+import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { excerpt, isRecord, parseJson } from '../layers/index.ts';
 import { findCredentials, type Credentials } from './credentials.ts';
@@ -54,28 +54,63 @@ const http = (): Promise<typeof import('undici')> => (undici ??= import('undici'
 
 /** How requests leave: the CAs trusted, the timeouts, and whether through a proxy. */
 interface Connections {
-  options: { connect?: { ca: string[] }; connectTimeout: number; headersTimeout: number; bodyTimeout: number };
+  /** SSL_CERT_FILE's certificates (PEM text), which replace the system's; then --tls-ca's. */
+  certFile: string | undefined;
+  caFile: string | undefined;
+  timeouts: { connectTimeout: number; headersTimeout: number; bodyTimeout: number };
   proxied: boolean;
 }
 
 /**
- * Through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the system's CAs plus any the
- * user names (read now: a CA file that cannot be read fails the command at once), within `limits`.
+ * Through HTTP_PROXY/HTTPS_PROXY (minus NO_PROXY) when set, trusting the CAs of trustedContext,
+ * within `limits`. The CA files are read now: one that cannot be read fails the command at once.
  */
 function connectionsFor(caFile: string | undefined, limits: Timeouts): Connections {
-  const files = [caFile, process.env.SSL_CERT_FILE].filter((file): file is string => Boolean(file));
-  const connect = files.length === 0
-    ? {}
-    : { connect: { ca: [...getCACertificates('system'), ...getCACertificates('bundled'), ...files.map((file) => readFileSync(file, 'utf8'))] } };
+  const read = (file: string | undefined): string | undefined => (file ? readFileSync(file, 'utf8') : undefined);
   return {
-    options: { ...connect, connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle },
+    certFile: read(process.env.SSL_CERT_FILE),
+    caFile: read(caFile),
+    timeouts: { connectTimeout: limits.connect, headersTimeout: limits.headers, bodyTimeout: limits.idle },
     proxied: ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((name) => process.env[name]),
   };
 }
 
-async function dispatcherFor({ options, proxied }: Connections): Promise<Dispatcher> {
-  const { Agent, EnvHttpProxyAgent } = await http();
-  return proxied ? new EnvHttpProxyAgent(options) : new Agent(options);
+/**
+ * The TLS context trusting Node's CAs, the system's (or SSL_CERT_FILE's instead, as OpenSSL and Go
+ * read it) and --tls-ca's, each certificate once. It is made at the first TLS connection and
+ * shared by all: made per connection from some 400 certificates it cost 50 to 90 ms each, and a
+ * command that talks only plain HTTP to a loopback registry never needs it.
+ */
+const tlsContexts = new Map<string, SecureContext>();
+function trustedContext({ certFile, caFile }: Connections): SecureContext {
+  const key = `${certFile}\0${caFile}`;
+  let context = tlsContexts.get(key);
+  if (!context) {
+    const listed = (text: string | undefined): string[] => text?.match(PEM_CERTIFICATE) ?? [];
+    const pems = [...getCACertificates('bundled'), ...(certFile === undefined ? getCACertificates('system') : listed(certFile)), ...listed(caFile)];
+    const byBody = new Map(pems.map((pem) => [pem.replace(/-----[^-]+-----|\s/g, ''), pem]));
+    context = createSecureContext({ ca: [...byBody.values()] });
+    tlsContexts.set(key, context);
+  }
+  return context;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+async function dispatcherFor(connections: Connections): Promise<Dispatcher> {
+  const { Agent, EnvHttpProxyAgent, buildConnector } = await http();
+  const { timeouts } = connections;
+  if (connections.proxied) return new EnvHttpProxyAgent({ ...timeouts, connect: { secureContext: trustedContext(connections) } });
+  const plain = buildConnector({ timeout: timeouts.connectTimeout });
+  let secure: typeof plain | undefined;
+  return new Agent({
+    ...timeouts,
+    connect: (options, callback) => {
+      if (options.protocol !== 'https:') return plain(options, callback);
+      secure ??= buildConnector({ timeout: timeouts.connectTimeout, secureContext: trustedContext(connections) });
+      return secure(options, callback);
+    },
+  });
 }
 
 /**

@@ -1,14 +1,16 @@
-// The benchmark workloads (bench/README.md), built by hoist and by rootless buildah in the same run,
-// each cold build on an empty store. Wall time and peak RSS come from /usr/bin/time. Getting the
-// base images is timed for both: buildah pulls them from a local registry; hoist loads their OCI
-// layouts (hoist load). W3 and W6 are also rebuilt with nothing changed, and W6 with its copied
-// file changed, on the warm store; W3's and W4's images are also pushed to a fresh repository of
-// the local registry (W7 in bench/README.md).
+// The benchmark workloads (bench/README.md), built and pushed by hoist and by rootless buildah in
+// the same run, alternately. Each run of each tool:
+//   build           a cold build on an empty store, bases pulled from the registry, nothing pushed;
+//   push cold       a cold build on another empty store, pushed to a fresh repository;
+//   push no-change  the same again on the warm store, nothing changed, pushed to the same repository;
+//   push one-file   the same after one context file changed (bench/contexts.ts), then restored.
+// hoist runs `hoist build --push`; buildah `buildah bud` and then `buildah push`, as their users do.
+// Wall time and peak RSS come from /usr/bin/time (several commands: times added, the largest peak).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prepareContext, workloadDir } from '../../bench/contexts.ts';
+import { changeOneFile, oneFileOriginal, prepareContext, workloadDir } from '../../bench/contexts.ts';
 import { removeTree } from '../support/hoist.ts';
 import { busyboxLayout, tarballLayout } from '../support/oci-layouts.ts';
 import { repoRoot } from '../support/paths.ts';
@@ -19,17 +21,15 @@ export interface Measurement {
   peakMB: number;
 }
 
+export const PHASES = ['build', 'push cold', 'push no-change', 'push one-file'] as const;
+export type Phase = (typeof PHASES)[number];
+
 export interface WorkloadResult {
   workload: string;
+  phase: Phase;
   hoist: Measurement;
   buildah?: Measurement;
 }
-
-/** Several commands as one measurement: times added, the largest peak. */
-const total = (measurements: Measurement[]): Measurement => ({
-  seconds: measurements.reduce((sum, m) => sum + m.seconds, 0),
-  peakMB: Math.max(...measurements.map((m) => m.peakMB)),
-});
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -43,10 +43,15 @@ function timed(command: string, args: string[]): Measurement {
   return { seconds: seconds!, peakMB: kilobytes! / 1024 };
 }
 
+const both = (first: Measurement, second: Measurement): Measurement => ({
+  seconds: first.seconds + second.seconds,
+  peakMB: Math.max(first.peakMB, second.peakMB),
+});
+
 const hasBuildah = (): boolean => spawnSync('buildah', ['--version']).status === 0;
 
 /**
- * The Debian base (W2) as an OCI layout beside its tarball: a bookworm minbase from mmdebstrap
+ * The Debian base (W2, W8) as an OCI layout beside its tarball: a bookworm minbase from mmdebstrap
  * (reproducible with a fixed SOURCE_DATE_EPOCH; no /dev nodes, which a rootless builder cannot create).
  */
 export async function makeDebianBase(work: string): Promise<{ layout: string; tarball: string }> {
@@ -54,6 +59,43 @@ export async function makeDebianBase(work: string): Promise<{ layout: string; ta
   execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
   await tarballLayout(tarball, join(work, 'debian'), 'bookworm');
   return { layout: join(work, 'debian'), tarball };
+}
+
+/** One builder as the benchmark drives it: a build on a store, optionally pushed to `repository`. */
+interface Builder {
+  name: 'hoist' | 'buildah';
+  build(store: string, repository: string, push: boolean): Measurement;
+  remove(store: string): void;
+}
+
+function hoistBuilder(dockerfile: string, context: string, registryHost: string): Builder {
+  const hoist = join(repoRoot, 'bin', 'hoist');
+  return {
+    name: 'hoist',
+    build: (store, repository, push) => timed(hoist, [
+      'build', '--root', store, '-q', '-f', dockerfile, '--build-arg', `REGISTRY=${registryHost}`, '-t', repository, ...(push ? ['--push'] : []), context,
+    ]),
+    remove: removeTree,
+  };
+}
+
+function buildahBuilder(dockerfile: string, context: string, registryHost: string): Builder {
+  const storage = (store: string): string[] => ['--root', join(store, 'root'), '--runroot', join(store, 'run'), '--storage-driver', 'overlay'];
+  return {
+    name: 'buildah',
+    build: (store, repository, push) => {
+      const build = timed('buildah', [
+        ...storage(store), 'bud', '--quiet', '--isolation', 'chroot', '--layers', '--tls-verify=false', '-f', dockerfile,
+        '--build-arg', `REGISTRY=${registryHost}`, '-t', repository, context,
+      ]);
+      return push ? both(build, timed('buildah', [...storage(store), 'push', '--quiet', '--tls-verify=false', repository, `docker://${repository}`])) : build;
+    },
+    remove: (store) => {
+      // Rootless buildah's files belong to sub-ids: remove them from inside its namespace.
+      spawnSync('buildah', ['unshare', 'rm', '-rf', store]);
+      if (existsSync(store)) rmSync(store, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function benchWorkloads(workloads: string[], runs: number, log: (line: string) => void): Promise<WorkloadResult[]> {
@@ -69,62 +111,39 @@ export async function benchWorkloads(workloads: string[], runs: number, log: (li
     for (const workload of workloads) {
       const context = join(work, `${workload}-context`);
       prepareContext(workload, context, 1);
+      const original = oneFileOriginal(workload, context);
       const dockerfile = join(workloadDir(workload), 'Dockerfile');
-      const tag = `bench/${workload.toLowerCase()}`;
-      const runsOf: Record<string, Measurement[]> = {};
-      const record = (key: string, measurement: Measurement): void => {
-        (runsOf[key] ??= []).push(measurement);
-        log(`${workload} ${key} run ${runsOf[key]!.length}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMB.toFixed(0)} MB`);
+      const builders = [hoistBuilder(dockerfile, context, registry.host), ...(hasBuildah() ? [buildahBuilder(dockerfile, context, registry.host)] : [])];
+      const runsOf = new Map<string, Measurement[]>();
+      const record = (builder: Builder, phase: Phase, measurement: Measurement): void => {
+        const key = `${builder.name} ${phase}`;
+        runsOf.set(key, [...(runsOf.get(key) ?? []), measurement]);
+        log(`${workload} ${key} run ${runsOf.get(key)!.length}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMB.toFixed(0)} MB`);
       };
-      const rebuilds = workload.startsWith('W6') || workload.startsWith('W3');
-      const oneFile = workload.startsWith('W6');
-      const pushes = workload.startsWith('W3') || workload.startsWith('W4');
       for (let run = 0; run < runs; run++) {
-        const root = join(work, `hoist-${workload}-${run}`);
-        const hoist = join(repoRoot, 'bin', 'hoist');
-        const loads = bases.map((base) => timed(hoist, ['load', '--root', root, '-t', `${registry.host}/${base.name}`, `${base.layout}:${base.tag}`]));
-        const hoistBuild = ['build', '--root', root, '-q', '-f', dockerfile, '--build-arg', `REGISTRY=${registry.host}`, '-t', tag, context];
-        record('hoist', total([...loads, timed(hoist, hoistBuild)]));
-        if (rebuilds) {
-          record('hoist no-change', timed(hoist, hoistBuild));
-        }
-        if (oneFile) {
-          prepareContext(workload, context, 2);
-          record('hoist one-file', timed(hoist, hoistBuild));
-          prepareContext(workload, context, 1);
-        }
-        if (pushes) record('hoist push (W7)', timed(hoist, ['push', '--root', root, tag, `${registry.host}/w7-hoist-${run}/${workload.toLowerCase()}:1`]));
-        removeTree(root);
+        // Alternate which builder goes first, so that neither always meets the other's writeback.
+        for (const builder of run % 2 === 0 ? builders : [...builders].reverse()) {
+          const repository = `${registry.host}/${builder.name}-${run}/${workload.toLowerCase()}:1`;
+          const buildOnly = join(work, `${builder.name}-${workload}-${run}-build`);
+          record(builder, 'build', builder.build(buildOnly, repository, false));
+          builder.remove(buildOnly);
 
-        if (!hasBuildah()) continue;
-        const buildahRoot = join(work, `buildah-${workload}-${run}`);
-        const storage = ['--root', join(buildahRoot, 'root'), '--runroot', join(buildahRoot, 'run'), '--storage-driver', 'overlay'];
-        const buildahBuild = [
-          ...storage, 'bud', '--quiet', '--isolation', 'chroot', '--layers', '--tls-verify=false', '-f', dockerfile,
-          '--build-arg', `REGISTRY=${registry.host}`, '-t', tag, context,
-        ];
-        record('buildah', timed('buildah', buildahBuild));
-        if (pushes) {
-          record('buildah push (W7)', timed('buildah', [...storage, 'push', '--quiet', '--tls-verify=false', tag, `docker://${registry.host}/w7-buildah-${run}/${workload.toLowerCase()}:1`]));
+          const store = join(work, `${builder.name}-${workload}-${run}`);
+          record(builder, 'push cold', builder.build(store, repository, true));
+          record(builder, 'push no-change', builder.build(store, repository, true));
+          changeOneFile(workload, context, original, run + 1);
+          try {
+            record(builder, 'push one-file', builder.build(store, repository, true));
+          } finally {
+            changeOneFile(workload, context, original, 0);
+          }
+          builder.remove(store);
         }
-        if (rebuilds) {
-          record('buildah no-change', timed('buildah', buildahBuild));
-        }
-        if (oneFile) {
-          prepareContext(workload, context, 2);
-          record('buildah one-file', timed('buildah', buildahBuild));
-          prepareContext(workload, context, 1);
-        }
-        // Rootless buildah's files belong to sub-ids: remove them from inside its namespace.
-        spawnSync('buildah', ['unshare', 'rm', '-rf', buildahRoot]);
-        if (existsSync(buildahRoot)) rmSync(buildahRoot, { recursive: true, force: true });
       }
       const summary = (list: Measurement[]): Measurement => ({ seconds: median(list.map((m) => m.seconds)), peakMB: median(list.map((m) => m.peakMB)) });
-      for (const variant of ['', ' no-change', ' one-file', ' push (W7)']) {
-        const hoist = runsOf[`hoist${variant}`];
-        if (!hoist) continue;
-        const buildah = runsOf[`buildah${variant}`];
-        results.push({ workload: `${workload}${variant}`, hoist: summary(hoist), ...(buildah ? { buildah: summary(buildah) } : {}) });
+      for (const phase of PHASES) {
+        const buildah = runsOf.get(`buildah ${phase}`);
+        results.push({ workload, phase, hoist: summary(runsOf.get(`hoist ${phase}`)!), ...(buildah ? { buildah: summary(buildah) } : {}) });
       }
     }
     return results;

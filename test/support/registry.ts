@@ -2,7 +2,7 @@
 // port, for tests and benchmarks. Nothing already running on the machine is used.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, randomUUID, sign, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -121,20 +121,24 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
     'version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${dir}/data`, '  delete:', '    enabled: true',
     'http:', `  addr: 127.0.0.1:${port}`, ...tls, ...auth, '',
   ].join('\n'));
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  // Its log goes to a file, not a pipe: a caller blocked in spawnSync (the benchmark) would not
+  // drain a pipe, and the registry would stop when the pipe filled.
+  const log = join(dir, 'registry.log');
+  const logFd = openSync(log, 'w');
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', logFd] });
+  closeSync(logFd);
+  const stderr = (): string => readFileSync(log, 'utf8');
   const host = `127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr()}`);
     const ok = certificates
       ? spawnSync('curl', ['-s', '-o', '/dev/null', '--cacert', certificates.ca, `https://${host}/v2/`]).status === 0
       : await fetch(`http://${host}/v2/`).then((response) => response.ok || response.status === 401, () => false);
     if (ok) break;
     if (Date.now() > deadline) {
       child.kill();
-      throw new Error(`docker-registry did not answer on ${host}: ${stderr}`);
+      throw new Error(`docker-registry did not answer on ${host}: ${stderr()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
