@@ -1,43 +1,17 @@
 // The merged view of an image's file tree (metadata only), for questions a build asks without
 // extracting anything: does /app exist, is the destination a directory, who owns /usr.
-import { followSymlinks, layerTar, parentOf, readTar, whiteoutOf, type EntryType, type Layer, type Store } from '../layers/index.ts';
-
-export interface NodeInfo {
-  type: EntryType | 'char' | 'block' | 'fifo';
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  /** A symlink's target as written. */
-  linkname?: string;
-}
-
-/** The entries of one layer, in tar order, with whiteouts as they were written. */
-type LayerListing = [path: string, info: NodeInfo][];
-const listings = new Map<string, Promise<LayerListing>>();
-
-async function listLayer(store: Store, layer: Layer): Promise<LayerListing> {
-  const listing: LayerListing = [];
-  for await (const { header } of readTar(layerTar(store, layer))) {
-    const path = header.path.split('/').filter((part) => part !== '' && part !== '.').join('/');
-    const { type, mode, uid, gid, mtime, linkname } = header;
-    listing.push([path, type === 'symlink' ? { type, mode, uid, gid, mtime, linkname } : { type, mode, uid, gid, mtime }]);
-  }
-  return listing;
-}
+import { followSymlinks, layerListing, parentOf, whiteoutOf, type EntryInfo, type Layer, type Store } from '../layers/index.ts';
 
 export class FileTree {
-  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly nodes = new Map<string, EntryInfo>();
 
-  /** Applies a stored layer on top, reading its tar's headers (once per layer and process). */
+  /** Applies a stored layer on top, by its listing (layerListing). */
   async applyLayer(store: Store, layer: Layer): Promise<void> {
-    let listing = listings.get(layer.digest);
-    if (!listing) listings.set(layer.digest, (listing = listLayer(store, layer)));
-    this.apply(await listing);
+    this.apply(await layerListing(store, layer));
   }
 
   /** Applies one layer's entries on top, whiteouts included. */
-  apply(entries: Iterable<[string, NodeInfo]>): void {
+  apply(entries: Iterable<[string, EntryInfo]>): void {
     const addedHere = new Set<string>();
     for (const [path, info] of entries) {
       const parent = parentOf(path);
@@ -66,7 +40,7 @@ export class FileTree {
   }
 
   /** Metadata of an absolute or relative path, not following symlinks. */
-  get(path: string): NodeInfo | undefined {
+  get(path: string): EntryInfo | undefined {
     return this.nodes.get(path.split('/').filter(Boolean).join('/'));
   }
 

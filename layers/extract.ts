@@ -1,15 +1,15 @@
 // Applying layers to a directory, refusing any entry that would land outside it: `..`, absolute
 // paths, a path through a symlink, a hardlink to outside. Whiteouts delete what lower layers made.
 import {
-  chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync,
+  chmodSync, createWriteStream, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync,
   type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { UnsafeLayerError, whiteoutOf } from './entry.ts';
 import type { Layer } from './layer.ts';
+import { layerTar } from './compression.ts';
+import { keepListing, listingRow, type LayerListing } from './listing.ts';
 import type { Store } from './store.ts';
 import { readTar, type TarHeader } from './tar.ts';
 
@@ -22,22 +22,6 @@ export function safeComponents(path: string, what = 'entry'): string[] {
   const parts = path.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) throw new UnsafeLayerError(`refusing layer ${what} "${path}": it would land outside the root (..)`);
   return parts;
-}
-
-/** The decompressed tar stream of a layer blob (gzip or plain, by magic bytes). */
-export async function* layerTar(store: Store, layer: Layer): AsyncGenerator<Buffer> {
-  const source = store.stream(layer.digest);
-  if (!/(\.tar|tar\+gzip|tar\.gzip)$/.test(layer.mediaType)) throw new Error(`unsupported layer media type ${layer.mediaType}`);
-  // Decompressed in large pieces, and ahead of their use: gunzip runs on the thread pool while this
-  // thread writes the files (with 16 KB pieces on demand, a Debian base took half as long again).
-  let stream: Readable = source;
-  if (layer.mediaType.endsWith('gzip')) {
-    const decompressed = new PassThrough({ highWaterMark: 8 << 20 });
-    // A failure destroys every stream of the pipeline: the loop below sees it on `decompressed`.
-    pipeline(source, createGunzip({ chunkSize: 1 << 20 }), decompressed).catch(() => undefined);
-    stream = decompressed;
-  }
-  for await (const chunk of stream) yield chunk as Buffer;
 }
 
 export interface ApplyOptions {
@@ -93,6 +77,8 @@ async function applyLayer(
   // Directory modes and times are set last: adding children changes the times, and a read-only
   // mode would stop the children being added.
   const directories: [string, TarHeader][] = [];
+  // What the layer holds, kept for later builds (layerListing) unless the store has it already.
+  const listing: LayerListing | undefined = existsSync(store.listingPath(layer.digest)) ? undefined : [];
 
   /** Checks that every parent of `parts` is a real directory inside root, creating missing ones. */
   const parentDir = (parts: string[], entryPath: string): string => {
@@ -117,6 +103,7 @@ async function applyLayer(
   };
 
   for await (const { header, body } of readTar(layerTar(store, layer))) {
+    listing?.push(listingRow(header));
     const parts = safeComponents(header.path);
     if (parts.length === 0) continue; // the root itself
     const name = parts[parts.length - 1]!;
@@ -187,6 +174,7 @@ async function applyLayer(
   // After owners and modes: a chown would clear security.capability.
   if (xattrs.length > 0 && setXattrs) await setXattrs(xattrs);
   else if (xattrs.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
+  if (listing) await keepListing(store, layer.digest, listing);
 }
 
 function setMetadata(target: string, header: TarHeader, owner: Owner, warn: (key: string, message: string) => void): void {

@@ -9,8 +9,10 @@ export {
   type Image, type ImageConfig, type ImageIndex, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice,
 } from './image.ts';
 export { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
-export { applyLayers, layerTar, readImageFile } from './extract.ts';
+export { applyLayers, readImageFile } from './extract.ts';
+export { layerTar } from './compression.ts';
 export { readTar, type TarHeader } from './tar.ts';
+export { layerListing, type EntryInfo, type LayerListing } from './listing.ts';
 export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';
 export { parseReference, formatReference, familiarReference, familiarRepository, normalizeReference, type Reference } from './reference.ts';
 export { importOciLayout, type Imported } from './import.ts';

@@ -177,6 +177,7 @@ class Pruner {
     const size = await this.removeFile(this.store.blobPath(digest));
     if (size === undefined) return 0;
     await rm(this.store.sourcesPath(digest), { force: true });
+    await rm(this.store.listingPath(digest), { force: true });
     this.count(this.result.blobs, size);
     return size;
   }

@@ -97,6 +97,7 @@ interface AreaLayout {
 const AREAS = {
   blobs: { dir: 'blobs/sha256', name: (file) => (HEX64.test(file) ? `sha256:${file}` : undefined) },
   sources: { dir: 'sources' },
+  listings: { dir: 'listings' },
   rootfs: { dir: 'rootfs' },
   records: { dir: 'cache/records', name: (file) => (file.endsWith('.json') && isCacheKey(file.slice(0, -5)) ? file.slice(0, -5) : undefined) },
   steps: { dir: 'cache/steps', nested: true },
@@ -237,6 +238,14 @@ export class Store implements BlobSource {
   /** The file that lists the repositories known to hold a blob (see noteBlobRepository). */
   sourcesPath(digest: string): string {
     return join(this.root, AREAS.sources.dir, parseDigest(digest, 'store blob').slice(7));
+  }
+
+  /**
+   * The file that lists a layer blob's entries (their metadata, no content), kept beside the blob so
+   * that a later build need not read the whole blob to know what the layer holds.
+   */
+  listingPath(digest: string): string {
+    return join(this.root, AREAS.listings.dir, parseDigest(digest, 'store blob').slice(7));
   }
 
   /**
