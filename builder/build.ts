@@ -8,7 +8,7 @@ import {
   dependencyOrder, DockerfileError, goQuote, parseInstructions, planBuild, StageVariables, unusedBuildArgs,
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage,
 } from '../parser/index.ts';
-import { writeImage, writeLayer, type Image, type ImageConfig, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
+import { writeImage, writeLayer, type Compression, type Image, type ImageConfig, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { BuildCache, cacheKey, sha256 } from './cache.ts';
 import { CopySteps } from './copy-step.ts';
@@ -54,6 +54,8 @@ export interface BuildRequest {
   buildContexts?: ReadonlyMap<string, NamedContext>;
   /** What this host allows (found once by the caller; detected here when not given). */
   host?: Host;
+  /** How the layers this build makes are compressed (default gzip); reused layers keep theirs. */
+  compression?: Compression;
 }
 
 /** Builds the target stage and returns its image (written to the store, not tagged). */
@@ -237,7 +239,7 @@ class BuildRun {
     const created = this.session.times.now();
     const contentHashes = new Map<string, string>();
     const clamped = this.session.times.clamp(entries);
-    const made = clamped.length > 0 ? await writeLayer(this.store, clamped, { contentHashes }) : undefined;
+    const made = clamped.length > 0 ? await writeLayer(this.store, clamped, { contentHashes, ...(this.request.compression ? { compression: this.request.compression } : {}) }) : undefined;
     if (!missed) {
       missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes) });
       if (missed.hit) return;

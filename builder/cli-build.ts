@@ -3,17 +3,32 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parsePlatform, type Platform } from '../parser/index.ts';
-import { applyLayers, changedEntries, familiarReference, parseReference, Store, writeDockerArchive, writeFilesystemTar, writeOciLayout, type Image } from '../layers/index.ts';
+import { applyLayers, changedEntries, familiarReference, parseReference, recompressed, Store, writeDockerArchive, writeFilesystemTar, writeOciLayout, type Image } from '../layers/index.ts';
 import { inGithubActions, StageGroups } from './actions.ts';
 import { build } from './build.ts';
 import { parseNamedContext, type NamedContext } from './images.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache } from './cache-transfer.ts';
 import { detectHost } from './host.ts';
-import { parse, openStore, keyValues, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
+import { parse, openStore, keyValues, type OutputCompression, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
 import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 import { pushAndReport } from './cli-images.ts';
+
+/**
+ * The compression of the build's new layers (and, with force-compression, of every layer), which
+ * every image output must agree on: a build makes its layers once.
+ */
+function layerCompression(outputs: OutputSpec[]): OutputCompression | undefined {
+  const imageOutputs = outputs.filter((output) => output.type !== 'local' && output.type !== 'tar');
+  const asked = imageOutputs.map((output): OutputCompression => output.compression ?? { type: 'gzip', force: false });
+  const [first] = asked;
+  const same = (a: OutputCompression, b: OutputCompression): boolean => a.type === b.type && a.level === b.level && a.force === b.force;
+  if (first && asked.some((each) => !same(each, first))) {
+    throw new UsageError('the outputs ask for different layer compressions: a build makes its layers one way, so give every image output the same compression=, compression-level= and force-compression=');
+  }
+  return imageOutputs.some((output) => output.compression) ? first : undefined;
+}
 
 export async function buildCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('build', args, {
@@ -58,6 +73,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     if (output.push && namesOf(output).length === 0) throw new UsageError('pushing needs a name to push to: -t REF, or name= in --output');
   }
   const registry = registryOptions(values);
+  const compression = layerCompression(outputs);
 
   const fileOption = values.file as string | undefined;
   const dockerfilePath = fileOption === undefined ? resolve(contextDir, 'Dockerfile') : fileOption === '-' ? undefined : resolve(fileOption);
@@ -102,9 +118,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     buildArgs, target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
     ...(epochText ? { timestamp: Number(epochText) } : {}),
-    noCache: values['no-cache'] === true, secrets, cache, buildContexts,
+    noCache: values['no-cache'] === true, secrets, cache, buildContexts, ...(compression ? { compression } : {}),
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
-  }).finally(() => groups?.end());
+  }).finally(() => groups?.end()).then((built) => (compression?.force ? recompressed(store, built, compression) : built));
 
   const created = image.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);

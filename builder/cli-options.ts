@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { splitCsv } from '../parser/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
-import { defaultStoreRoot, normalizeReference, Store } from '../layers/index.ts';
+import { defaultStoreRoot, MAX_LEVEL, normalizeReference, Store, type Compression } from '../layers/index.ts';
 import type { CacheSpec } from './cache-transfer.ts';
 import { UsageError } from './errors.ts';
 
@@ -83,17 +83,28 @@ export interface OutputSpec {
   names: string[];
   /** type=registry, or type=image,push=true: the names are pushed. */
   push: boolean;
+  /** compression=, compression-level=, force-compression=, when given. */
+  compression?: OutputCompression;
+}
+
+/**
+ * The compression of the layers an output gets. As in BuildKit, the layers a build makes are
+ * compressed so; layers it reuses (a base image's, cached steps') keep theirs unless `force`.
+ */
+export interface OutputCompression extends Compression {
+  force: boolean;
 }
 
 /**
  * The keys each --output type takes. Those buildx has and hoist does not honour are refused by
- * name, never ignored; `oci-mediatypes` and `compression` only with the values hoist writes.
+ * name, never ignored; `oci-mediatypes` only with the value hoist writes.
  */
+const COMPRESSION_KEYS = ['compression', 'compression-level', 'force-compression'];
 const OUTPUT_KEYS: Record<OutputSpec['type'] | 'registry', string[]> = {
-  image: ['name', 'push', 'oci-mediatypes', 'compression'],
-  registry: ['name', 'push', 'oci-mediatypes', 'compression'],
-  oci: ['dest', 'tar', 'name', 'oci-mediatypes', 'compression'],
-  docker: ['dest', 'name', 'compression'],
+  image: ['name', 'push', 'oci-mediatypes', ...COMPRESSION_KEYS],
+  registry: ['name', 'push', 'oci-mediatypes', ...COMPRESSION_KEYS],
+  oci: ['dest', 'tar', 'name', 'oci-mediatypes', ...COMPRESSION_KEYS],
+  docker: ['dest', 'name', ...COMPRESSION_KEYS],
   local: ['dest'],
   tar: ['dest'],
 };
@@ -120,14 +131,30 @@ function outputOf(spec: string): OutputSpec {
   }
   checkKeys('output', spec, fields, OUTPUT_KEYS[type]);
   onlyValue('output', spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
-  onlyValue('output', spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
+  const compression = outputCompression(spec, fields);
   const dest = fields.get('dest');
   if ((type === 'oci' || type === 'docker' || type === 'local' || type === 'tar') && !dest) throw new UsageError(`--output ${spec}: type=${type} needs dest=PATH`);
   const tar = type !== 'local' && !(fields.has('tar') && !parseBoolean(fields.get('tar')!, `--output ${spec}: tar`));
   if (dest === '-' && !tar) throw new UsageError(`--output ${spec}: standard output (dest=-) takes a tarball only`);
   const push = fields.has('push') ? parseBoolean(fields.get('push')!, `--output ${spec}: push`) : type === 'registry';
   const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
-  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push };
+  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push, ...(compression ? { compression } : {}) };
+}
+
+/** compression=gzip|zstd|uncompressed, compression-level=N, force-compression=BOOL, checked as buildx's. */
+function outputCompression(spec: string, fields: Map<string, string>): OutputCompression | undefined {
+  if (!COMPRESSION_KEYS.some((key) => fields.has(key))) return undefined;
+  const type = fields.get('compression') ?? 'gzip';
+  if (type !== 'gzip' && type !== 'zstd' && type !== 'uncompressed') {
+    throw new UsageError(`--output ${spec}: compression=${type} is not supported (use gzip, zstd or uncompressed)`);
+  }
+  const force = fields.has('force-compression') && parseBoolean(fields.get('force-compression')!, `--output ${spec}: force-compression`);
+  const levelText = fields.get('compression-level');
+  if (levelText === undefined) return { type, force };
+  if (type === 'uncompressed') throw new UsageError(`--output ${spec}: compression-level has no meaning with compression=uncompressed`);
+  const level = /^\d+$/.test(levelText) ? Number(levelText) : NaN;
+  if (!(level <= MAX_LEVEL[type])) throw new UsageError(`--output ${spec}: compression-level=${levelText}: ${type} takes a level from 0 to ${MAX_LEVEL[type]}`);
+  return { type, level, force };
 }
 
 /** Refuses, by name, the keys of a CSV spec that hoist does not honour. */

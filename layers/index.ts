@@ -10,7 +10,7 @@ export {
 } from './image.ts';
 export { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
 export { applyLayers, readImageFile } from './extract.ts';
-export { layerTar } from './compression.ts';
+export { compressionOf, layerTar, MAX_LEVEL, recompressed, type Compression, type CompressionType } from './compression.ts';
 export { readTar, type TarHeader } from './tar.ts';
 export { layerListing, type EntryInfo, type LayerListing } from './listing.ts';
 export { writeFilesystemTar, writeOciLayout, writeDockerArchive, type Named, type NamedManifest } from './export.ts';

@@ -28,6 +28,7 @@ export const MediaTypes = {
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayer: 'application/vnd.oci.image.layer.v1.tar',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',

@@ -8,7 +8,7 @@ cd "$repo"
 
 # Test-only judges and fixtures (skopeo, umoci, buildah, docker-registry, busybox-static,
 # mmdebstrap) are installed too, so the same machine can run the tests.
-packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl curl skopeo umoci buildah docker-registry busybox-static mmdebstrap)
+packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl curl skopeo umoci buildah docker-registry busybox-static mmdebstrap zstd)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -76,7 +76,7 @@ describe('keys and values hoist does not honour are refused by name, before anyt
     return file;
   };
   test.each([
-    ['-o', 'type=oci,dest=out.tar,compression=zstd', 'compression=zstd is not supported'],
+    ['-o', 'type=oci,dest=out.tar,compression=estargz', 'compression=estargz is not supported'],
     ['-o', 'type=image,oci-mediatypes=false', 'oci-mediatypes=false is not supported'],
     ['-o', 'type=image,annotation.org.opencontainers.image.title=x', 'hoist does not support "annotation.org.opencontainers.image.title" here'],
     ['-o', 'type=local,dest=out,platform-split=true', 'hoist does not support "platform-split" here'],

@@ -6,8 +6,7 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { gzipParallel } from '../../layers/gzip.ts';
-import { DEFAULT_LEVEL } from '../../layers/layer.ts';
+import { DEFAULT_GZIP_LEVEL, gzipParallel } from '../../layers/compression.ts';
 import { MediaTypes, Store, writeImage, writeLayer, type Layer, type LayerEntry } from '../../layers/index.ts';
 
 /** Every date in these images: the epoch, so the same input always gives the same digests. */
@@ -83,7 +82,7 @@ export async function tarballLayout(tarball: string, dest: string, tag: string, 
         yield chunk as Buffer;
       }
     }
-    const { digest, size } = await store.writeBlob(Readable.from(gzipParallel(hashed(), DEFAULT_LEVEL)));
+    const { digest, size } = await store.writeBlob(Readable.from(gzipParallel(hashed(), DEFAULT_GZIP_LEVEL)));
     return { mediaType: MediaTypes.ociLayerGzip, digest, size, diffId: `sha256:${diffId.digest('hex')}` };
   });
 }
