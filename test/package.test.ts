@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeBusyboxLayout, removeTree, writeContext, type Run } from './support/hoist.ts';
 import { repoRoot } from './support/paths.ts';
@@ -19,14 +19,14 @@ let tarballFiles: string[];
 let prefix: string;
 let installed: string;
 
-function run(command: string, args: string[], cwd = dir): Run {
-  const result = spawnSync(command, args, { cwd, env, encoding: 'utf8', maxBuffer: 1 << 26 });
+function run(command: string, args: string[], cwd = dir, extraEnv: Record<string, string> = {}): Run {
+  const result = spawnSync(command, args, { cwd, env: { ...env, ...extraEnv }, encoding: 'utf8', maxBuffer: 1 << 26 });
   if (result.error) throw result.error;
   return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
-function ok(command: string, args: string[], cwd = dir): Run {
-  const result = run(command, args, cwd);
+function ok(command: string, args: string[], cwd = dir, extraEnv: Record<string, string> = {}): Run {
+  const result = run(command, args, cwd, extraEnv);
   if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.code}:\n${result.stderr}`);
   return result;
 }
@@ -61,7 +61,7 @@ afterAll(() => removeTree(dir));
 
 describe('the npm package', () => {
   test('holds the compiled JavaScript, the helper\'s C source and build script, and nothing else', () => {
-    expect(tarballFiles).toEqual(expect.arrayContaining(['bin/hoist', 'bin/package.json', 'builder/main.js', 'userns-native/index.js', 'userns-native/hoist-sandbox.c', 'userns-native/build.sh', 'README.md', 'package.json']));
+    expect(tarballFiles).toEqual(expect.arrayContaining(['bin/hoist', 'builder/main.js', 'userns-native/index.js', 'userns-native/hoist-sandbox.c', 'userns-native/build.sh', 'README.md', 'package.json']));
     expect(tarballFiles.filter((path) => path.startsWith('test/') || path.startsWith('userns-native/build/') || path.endsWith('.ts'))).toEqual([]);
   });
 
@@ -102,7 +102,8 @@ describe('the npm package', () => {
   test('with an old Node, says in one line which Node it needs', ({ skip }) => {
     const node = oldNode('/usr/bin/node');
     skip(!node, 'no Node older than 22.18 at /usr/bin/node');
-    const result = run(node!, [join(installed, 'bin', 'hoist'), '--version']);
+    // `node` on PATH is the old one: what the user's shell finds first.
+    const result = run(join(installed, 'bin', 'hoist'), ['--version'], dir, { PATH: `${dirname(node!)}:/usr/bin:/bin` });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/^hoist needs Node 22\.18 or newer \(this is Node v\d+\.\d+\.\d+\): [^\n]+\n$/);
@@ -111,6 +112,6 @@ describe('the npm package', () => {
   test('in a clone, runs with the Node that setup.sh installed when the system\'s is too old', ({ skip }) => {
     const node = oldNode('/usr/bin/node');
     skip(!node || !existsSync(join(repoRoot, '.node')), 'no Node older than 22.18 at /usr/bin/node, or no .node/ from setup.sh');
-    expect(ok(node!, [join(repoRoot, 'bin', 'hoist'), '--version']).stdout.trim()).toBe(`hoist ${version}`);
+    expect(ok(join(repoRoot, 'bin', 'hoist'), ['--version'], dir, { PATH: `${dirname(node!)}:/usr/bin:/bin` }).stdout.trim()).toBe(`hoist ${version}`);
   });
 });
