@@ -237,11 +237,13 @@ class BuildRun {
     const started = performance.now();
     const { entries, dir } = await step.make();
     const created = this.session.times.now();
-    const contentHashes = new Map<string, string>();
+    // The content hashes of the files read, for a key that waits for them (COPY's); RUN's need none.
+    const contentHashes = missed ? undefined : new Map<string, string>();
     const clamped = this.session.times.clamp(entries);
-    const made = clamped.length > 0 ? await writeLayer(this.store, clamped, { contentHashes, ...(this.request.compression ? { compression: this.request.compression } : {}) }) : undefined;
+    const layerOptions = { ...(contentHashes ? { contentHashes } : {}), ...(this.request.compression ? { compression: this.request.compression } : {}) };
+    const made = clamped.length > 0 ? await writeLayer(this.store, clamped, layerOptions) : undefined;
     if (!missed) {
-      missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes) });
+      missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes!) });
       if (missed.hit) return;
     }
     if (made) {

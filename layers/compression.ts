@@ -5,7 +5,7 @@
 // compressed in zlib's thread pool, and the pieces joined in order. For gzip each block is deflated
 // with the previous block's last 32 KiB as its dictionary and ended with a sync flush, so the
 // blocks join into one deflate stream in one gzip member; a block that looks incompressible
-// (random or already compressed data) is stored instead of deflated, which is nearly free. For
+// (random or already compressed data) is written as deflate's stored blocks, which is nearly free. For
 // zstd each block is a frame of its own, and a zstd stream may hold any number of frames. Either
 // way the output depends only on the input and the level, never on timing, so layer digests stay
 // reproducible.
@@ -80,16 +80,17 @@ function compress(block: Buffer, level: number, dictionary: Buffer | undefined, 
   });
 }
 
-/** Regroups a stream of chunks into blocks of `size` bytes (the last may be shorter). */
+/** Regroups a stream of chunks into blocks of `size` bytes (the last may be shorter); a block in one chunk is not copied. */
 async function* blocks(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
   let parts: Buffer[] = [];
   let held = 0;
+  const joined = (): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   for await (const chunk of source) {
     let rest = chunk;
     while (held + rest.length >= size) {
       parts.push(rest.subarray(0, size - held));
       rest = rest.subarray(size - held);
-      yield Buffer.concat(parts);
+      yield joined();
       parts = [];
       held = 0;
     }
@@ -98,14 +99,35 @@ async function* blocks(source: AsyncIterable<Buffer>, size: number): AsyncGenera
       held += rest.length;
     }
   }
-  if (held > 0) yield Buffer.concat(parts);
+  if (held > 0) yield joined();
+}
+
+/** Deflate's largest stored block. */
+const STORED_MAX = 0xffff;
+
+/**
+ * A block as deflate stored blocks, not final, written here rather than by zlib at level 0 (which
+ * costs a thread-pool trip and a copy per 16 KiB): a 5-byte header before each piece of at most
+ * 65,535 bytes, the pieces themselves not copied. The stream is byte-aligned where it starts,
+ * after the gzip header or a block ended with a sync flush, and where it ends.
+ */
+function storedBlocks(block: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < block.length; at += STORED_MAX) {
+    const piece = block.subarray(at, at + STORED_MAX);
+    const header = Buffer.alloc(5); // BFINAL 0, BTYPE 00 (stored), padding bits
+    header.writeUInt16LE(piece.length, 1);
+    header.writeUInt16LE(~piece.length & 0xffff, 3);
+    parts.push(header, piece);
+  }
+  return parts;
 }
 
 /** gzip (one member) on every core. */
 export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
   const inFlight = 2 * availableParallelism();
-  const pending: Promise<Buffer>[] = [];
-  const queue = (promise: Promise<Buffer>): void => {
+  const pending: Promise<Buffer[]>[] = [];
+  const queue = (promise: Promise<Buffer[]>): void => {
     promise.catch(() => undefined); // awaited in order below; this only stops an early "unhandled" report
     pending.push(promise);
   };
@@ -116,12 +138,12 @@ export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number
   for await (const block of blocks(source, BLOCK_SIZE)) {
     crc = crc32(block, crc);
     length += block.length;
-    queue(compress(block, incompressible(block) ? 0 : level, dictionary, constants.Z_SYNC_FLUSH));
+    queue(incompressible(block) ? Promise.resolve(storedBlocks(block)) : compress(block, level, dictionary, constants.Z_SYNC_FLUSH).then((out) => [out]));
     dictionary = block.subarray(Math.max(0, block.length - WINDOW));
-    while (pending.length >= inFlight) yield await pending.shift()!;
+    while (pending.length >= inFlight) yield* await pending.shift()!;
   }
-  queue(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH));
-  while (pending.length > 0) yield await pending.shift()!;
+  queue(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH).then((out) => [out]));
+  while (pending.length > 0) yield* await pending.shift()!;
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(length % 2 ** 32, 4);

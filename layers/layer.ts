@@ -2,10 +2,12 @@
 // (the diffID) and the blob's sha256 (the digest) are computed as the bytes go by, so a layer is
 // never held in memory and never compressed twice.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
 import { compressed, LAYER_MEDIA_TYPES, type Compression } from './compression.ts';
+import { keepListing, listingRow } from './listing.ts';
 import type { Descriptor, Store } from './store.ts';
 import { END_OF_ARCHIVE, encodeHeader, padding } from './tar.ts';
 
@@ -29,13 +31,21 @@ export function sortEntries(entries: Iterable<LayerEntry>): LayerEntry[] {
 /** Files up to this size are read in one call; larger ones are streamed. */
 const SMALL_FILE = 1 << 20;
 
+/**
+ * Large files are read in pieces that end on the tar's 1 MiB boundaries, the compressors' block
+ * size (compression.ts), so that their blocks are these pieces, never copies joined from two.
+ */
+const ALIGNMENT = 1 << 20;
+
 /** The bytes of a tar holding `entries` in the order given. */
 export async function* tarChunks(entries: LayerEntry[], contentHashes?: Map<string, string>): AsyncGenerator<Buffer> {
+  let offset = 0;
   for (const entry of entries) {
     const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
     const header = encodeHeader({ ...entry, size });
     if (size === 0) {
       yield header;
+      offset += header.length;
       continue;
     }
     const source = entry.source;
@@ -47,14 +57,17 @@ export async function* tarChunks(entries: LayerEntry[], contentHashes?: Map<stri
       const content = readFileSync(source);
       if (content.length !== size) throw changed(content.length);
       contentHashes?.set(source, createHash('sha256').update(content).digest('hex'));
-      yield Buffer.concat([header, content, padding(size)]);
+      const chunk = Buffer.concat([header, content, padding(size)]);
+      yield chunk;
+      offset += chunk.length;
       continue;
     }
     yield header;
-    let written = 0;
-    const stream = typeof source === 'string' ? createReadStream(source, { highWaterMark: SMALL_FILE }) : source();
+    offset += header.length;
     const contentHash = typeof source === 'string' && contentHashes ? createHash('sha256') : undefined;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let written = 0;
+    const pieces = typeof source === 'string' ? alignedPieces(source, size, offset, changed) : source();
+    for await (const chunk of pieces as AsyncIterable<Buffer>) {
       written += chunk.length;
       if (written > size) break;
       contentHash?.update(chunk);
@@ -62,9 +75,29 @@ export async function* tarChunks(entries: LayerEntry[], contentHashes?: Map<stri
     }
     if (written !== size) throw changed(written);
     if (contentHash) contentHashes!.set(source as string, contentHash.digest('hex'));
-    yield padding(size);
+    const end = padding(size);
+    yield end;
+    offset += size + end.length;
   }
   yield END_OF_ARCHIVE;
+}
+
+/** A file's `size` bytes, in pieces ending where the tar (the file starting at `offset`) reaches a multiple of ALIGNMENT. */
+async function* alignedPieces(path: string, size: number, offset: number, changed: (read: number) => Error): AsyncGenerator<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    for (let position = 0; position < size;) {
+      const want = Math.min(size - position, ALIGNMENT - ((offset + position) % ALIGNMENT));
+      const { buffer, bytesRead } = await file.read(Buffer.allocUnsafeSlow(want), 0, want, position);
+      if (bytesRead === 0) throw changed(position);
+      position += bytesRead;
+      yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
+    }
+    // A file that grew while it was read is not the file that was planned either.
+    if ((await file.stat()).size !== size) throw changed((await file.stat()).size);
+  } finally {
+    await file.close();
+  }
 }
 
 /** Writes the entries (in path order) as a layer blob, compressed as asked. */
@@ -76,8 +109,10 @@ export async function writeLayer(store: Store, entries: LayerEntry[], options: L
       yield chunk;
     }
   }
-  const tar = hashed(tarChunks(sortEntries(entries), options.contentHashes));
+  const sorted = sortEntries(entries);
+  const tar = hashed(tarChunks(sorted, options.contentHashes));
   const compression = options.compression ?? { type: 'gzip' };
   const { digest, size } = await store.writeBlob(Readable.from(compressed(tar, compression)));
+  await keepListing(store, digest, sorted.map(listingRow));
   return { mediaType: LAYER_MEDIA_TYPES[compression.type], digest, size, diffId: `sha256:${tarHash.digest('hex')}` };
 }

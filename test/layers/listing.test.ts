@@ -1,6 +1,6 @@
 // Layer listings: what a layer holds, kept in the store beside its blob so that a later build
 // reads a small file instead of the whole blob; checked against the tar itself.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -38,16 +38,18 @@ async function fromTar(layer: Layer): Promise<[string, string, number, number, n
 
 const rowsOf = (listing: Awaited<ReturnType<typeof layerListing>>) => listing.map(([path, info]) => [path, info.type, info.mode, info.uid, info.gid, info.linkname]);
 
-test('a listing is kept beside the blob and matches the tar, whiteouts included', async () => {
+test('writing a layer keeps its listing beside the blob, matching the tar, whiteouts included', async () => {
   const layer = await sampleLayer('kept');
+  expect(existsSync(store.listingPath(layer.digest))).toBe(true);
   const listing = await layerListing(store, layer);
   expect(rowsOf(listing)).toEqual(await fromTar(layer));
   expect(listing.map(([path]) => path)).toContain('etc/.wh.old');
   expect(JSON.parse(readFileSync(store.listingPath(layer.digest), 'utf8'))).toHaveLength(listing.length);
 });
 
-test('applying a layer keeps its listing', async () => {
+test('applying a layer keeps its listing when the store has none', async () => {
   const layer = await sampleLayer('applied');
+  rmSync(store.listingPath(layer.digest));
   await applyLayers(store, [layer], join(dir, 'applied'), { asRoot: false });
   const kept = JSON.parse(readFileSync(store.listingPath(layer.digest), 'utf8')) as unknown[][];
   expect(kept.map((row) => row[0])).toEqual((await fromTar(layer)).map((row) => row[0]));
@@ -62,7 +64,11 @@ test('a kept listing that is not one is ignored: the blob is read again and the 
 
 test('prune removes a listing with its blob', async () => {
   const layer = await sampleLayer('pruned');
-  await layerListing(store, layer);
+  expect(existsSync(store.listingPath(layer.digest))).toBe(true);
+  // Older than prune's own start, so that it is not taken for a running build's.
+  const past = new Date(Date.now() - 3600_000);
+  utimesSync(store.blobPath(layer.digest), past, past);
   await prune(store, { all: true });
+  expect(existsSync(store.blobPath(layer.digest))).toBe(false);
   expect(() => readFileSync(store.listingPath(layer.digest))).toThrow(/ENOENT/);
 });
