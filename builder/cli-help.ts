@@ -52,7 +52,7 @@ Options:
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
-      --jobs N             Stages built at the same time (default: the number of cores)
+      --jobs N             Stages built at the same time (default: all that are ready)
       --push               Push the image to every -t REF (boolean flags also take =true or =false)
       --pull               Pull base images even when the store has them
       --insecure-registry HOST  Reach HOST over plain HTTP (loopback hosts always are)

@@ -53,6 +53,8 @@ export function compressed(tar: AsyncIterable<Buffer>, compression: Compression)
 
 const BLOCK_SIZE = 1 << 20;
 const WINDOW = 32 * 1024;
+/** zlib's output pieces: with its default 16 KiB, a block's output came back in some 30 callbacks and a join. */
+const OUTPUT_CHUNK = 256 * 1024;
 /** Magic, deflate, no flags, mtime 0, no extra flags, OS unix: what `gzip -n` writes. */
 const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
 
@@ -76,7 +78,7 @@ function incompressible(block: Buffer): boolean {
 
 function compress(block: Buffer, level: number, dictionary: Buffer | undefined, flush: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    deflateRaw(block, { level, finishFlush: flush, ...(dictionary ? { dictionary } : {}) }, (error, out) => (error ? reject(error) : resolve(out)));
+    deflateRaw(block, { level, finishFlush: flush, chunkSize: OUTPUT_CHUNK, ...(dictionary ? { dictionary } : {}) }, (error, out) => (error ? reject(error) : resolve(out)));
   });
 }
 
@@ -152,7 +154,7 @@ export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number
 
 function zstdFrame(block: Buffer, level: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    zstdCompress(block, { params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }, (error, out) => (error ? reject(error) : resolve(out)));
+    zstdCompress(block, { chunkSize: OUTPUT_CHUNK, params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }, (error, out) => (error ? reject(error) : resolve(out)));
   });
 }
 

@@ -8,5 +8,9 @@ as_unprivileged() {
   id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
   grep -q "^$user:" /etc/subuid || echo "$user:200000:65536" >> /etc/subuid
   grep -q "^$user:" /etc/subgid || echo "$user:200000:65536" >> /etc/subgid
-  exec su "$user" -s /bin/bash -c "cd '$repo' && PATH='$PATH' bash '$script' $*"
+  # The user's own HOME, as a login would give: hoist keeps Node's compile cache under it, and one
+  # it cannot write (root's) would make every command compile hoist again.
+  local home
+  home=$(getent passwd "$user" | cut -d: -f6)
+  exec su "$user" -s /bin/bash -c "cd '$repo' && HOME='$home' PATH='$PATH' bash '$script' $*"
 }
