@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
 import { startRegistry, type Registry } from '../support/registry.ts';
-import { deadTemps, hashFile, readdirSafe, startTmpfsNamespace, storeProblems, storeTags, type TmpfsNamespace } from '../support/reliability.ts';
+import { deadTemps, hashFile, readdirSafe, startTmpfsNamespace, STORE_ENTRIES, storeProblems, storeTags, type TmpfsNamespace } from '../support/reliability.ts';
 
 const SIZE = 48 << 20;
 const PAGE = 4096;
@@ -137,7 +137,7 @@ function expectTagIsQuick(): void {
 function expectStoreWhole(): void {
   expect(storeProblems(outside)).toEqual([]);
   expect(deadTemps(outside), 'temp files of dead processes, after the next build').toEqual([]);
-  expect(readdirSync(outside).filter((name) => !['blobs', 'index.json', 'oci-layout', 'tmp', 'rootfs', 'cache', 'sources'].includes(name))).toEqual([]);
+  expect(readdirSync(outside).filter((name) => !STORE_ENTRIES.includes(name))).toEqual([]);
 }
 
 /** A context on the ordinary disk (read from inside the namespace, which sees it too). */

@@ -16,7 +16,7 @@ import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../
 import { repoRoot } from '../support/paths.ts';
 import { startRegistry, type Registry } from '../support/registry.ts';
 import {
-  deadTemps, hashFile, kill, prng, processesMentioning, readdirSafe, sleep, storeProblems, storeTags, waitForNoMounts, waitForNoProcesses, watch,
+  deadTemps, hashFile, kill, prng, processesMentioning, readdirSafe, sleep, STORE_ENTRIES, storeProblems, storeTags, waitForNoMounts, waitForNoProcesses, watch,
   type ProcessInfo, type Watched,
 } from '../support/reliability.ts';
 
@@ -115,7 +115,6 @@ interface Attempt {
 }
 
 /** What the top of a store holds (layers/store.ts, layers/cache.ts, the RUN steps' root dirs). */
-const STORE_ENTRIES = ['blobs', 'index.json', 'oci-layout', 'tmp', 'rootfs', 'cache', 'sources'];
 /** Left-over entries already reported (each is reported once, by the kill that left it). */
 const litterSeen = new Set<string>();
 

@@ -10,6 +10,9 @@ import { repoRoot } from './paths.ts';
 // The suites take the builder's hashFile from here, with the other helpers.
 export { hashFile };
 
+/** What a store's root holds (layers/store.ts): anything else there is litter. */
+export const STORE_ENTRIES = ['blobs', 'index.json', 'oci-layout', 'tmp', 'rootfs', 'cache', 'sources', 'listings'];
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same kill moments. */
