@@ -2,6 +2,9 @@
 // extracting anything: does /app exist, is the destination a directory, who owns /usr.
 import { followSymlinks, layerListing, parentOf, whiteoutOf, type EntryInfo, type Layer, type Store } from '../layers/index.ts';
 
+/** A relative path with no empty component: no leading, trailing or doubled slash. */
+const CLEAN = /^[^/]+(\/[^/]+)*$/;
+
 export class FileTree {
   private readonly nodes = new Map<string, EntryInfo>();
 
@@ -41,7 +44,9 @@ export class FileTree {
 
   /** Metadata of an absolute or relative path, not following symlinks. */
   get(path: string): EntryInfo | undefined {
-    return this.nodes.get(path.split('/').filter(Boolean).join('/'));
+    // Most paths asked for are already clean (a COPY asks once per entry): no split and join then.
+    const clean = CLEAN.test(path) ? path : path.split('/').filter(Boolean).join('/');
+    return this.nodes.get(clean);
   }
 
   /** Whether `path`, with symlinks followed, is a directory. */

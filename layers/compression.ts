@@ -5,14 +5,14 @@
 // compressed in zlib's thread pool, and the pieces joined in order. For gzip each block is deflated
 // with the previous block's last 32 KiB as its dictionary and ended with a sync flush, so the
 // blocks join into one deflate stream in one gzip member; a block that looks incompressible
-// (random or already compressed data) is written as deflate's stored blocks, which is nearly free. For
-// zstd each block is a frame of its own, and a zstd stream may hold any number of frames. Either
-// way the output depends only on the input and the level, never on timing, so layer digests stay
-// reproducible.
+// (random or already compressed data) is written as deflate's stored blocks, which is nearly
+// free. For zstd each block is a frame of its own, and a zstd stream may hold any number of
+// frames. Either way the output depends only on the input and the level, never on timing, so
+// layer digests stay reproducible.
 import { availableParallelism } from 'node:os';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, crc32, createGunzip, createZstdDecompress, deflateRaw, zstdCompress } from 'node:zlib';
-import { Readable, PassThrough } from 'node:stream';
 import { writeImage, type Image } from './image.ts';
 import type { Layer } from './layer.ts';
 import { MediaTypes, type Store } from './store.ts';
