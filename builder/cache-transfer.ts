@@ -31,6 +31,8 @@ export interface CacheSpec {
   mounts: boolean;
   /** --cache-to: a failed export is a warning, not a failed build. */
   ignoreError: boolean;
+  /** --cache-to: compression=gzip was given (the cache holds layers as the build made them). */
+  gzipAsked?: boolean;
 }
 
 /** A cache's config as read from elsewhere: every key, digest and record checked before use. */

@@ -86,6 +86,9 @@ export async function buildCommand(args: string[]): Promise<number> {
 
   const cacheFrom = ((values['cache-from'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-from'));
   const cacheTo = ((values['cache-to'] as string[] | undefined) ?? []).map((spec) => parseCacheSpec(spec, 'cache-to'));
+  if (compression && compression.type !== 'gzip' && cacheTo.some((spec) => spec.gzipAsked)) {
+    throw new UsageError(`--cache-to compression=gzip: this build makes its layers ${compression.type} (--output), and the cache holds layers as the build made them; leave compression= out of --cache-to`);
+  }
   const secrets = await readSecrets((values.secret as string[] | undefined) ?? []);
   const buildContexts = new Map<string, NamedContext>();
   for (const [name, value] of keyValues(values['build-context'], 'build-context')) {

@@ -213,13 +213,16 @@ export function parseCacheSpec(spec: string, flag: 'cache-to' | 'cache-from'): C
   checkKeys(flag, spec, fields, flag === 'cache-to' ? [pathKey, 'mode', 'mounts', 'ignore-error', 'oci-mediatypes', 'image-manifest', 'compression'] : [pathKey]);
   onlyValue(flag, spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
   onlyValue(flag, spec, fields, 'image-manifest', 'true', 'hoist writes the cache as an OCI image manifest');
-  onlyValue(flag, spec, fields, 'compression', 'gzip', 'hoist compresses layers with gzip');
+  onlyValue(flag, spec, fields, 'compression', 'gzip', 'the cache holds layers as the build made them: choose their compression on --output');
   const where = fields.get(pathKey);
   if (!where) throw new UsageError(`--${flag} ${spec}: type=${type} needs ${pathKey}=${type === 'registry' ? 'REF' : 'DIR'}`);
   const mode = fields.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') throw new UsageError(`--${flag} ${spec}: mode must be min or max`);
   const flagValue = (key: string): boolean => fields.has(key) && parseBoolean(fields.get(key)!, `--${flag} ${spec}: ${key}`);
-  return { type, where: type === 'local' ? resolve(where) : where, mode, mounts: flagValue('mounts'), ignoreError: flagValue('ignore-error') };
+  return {
+    type, where: type === 'local' ? resolve(where) : where, mode, mounts: flagValue('mounts'), ignoreError: flagValue('ignore-error'),
+    ...(fields.has('compression') ? { gzipAsked: true } : {}),
+  };
 }
 
 /** buildx's --secret: id=ID with src=FILE, env=VAR, or (neither) the variable named ID. */

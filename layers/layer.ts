@@ -94,7 +94,8 @@ async function* alignedPieces(path: string, size: number, offset: number, change
       yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
     }
     // A file that grew while it was read is not the file that was planned either.
-    if ((await file.stat()).size !== size) throw changed((await file.stat()).size);
+    const now = (await file.stat()).size;
+    if (now !== size) throw changed(now);
   } finally {
     await file.close();
   }

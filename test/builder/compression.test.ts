@@ -121,6 +121,7 @@ describe('--output compression=', () => {
       [['-o', `type=oci,dest=${layout},compression=zstd,force-compression=maybe`], /force-compression/],
       [['-o', `type=local,dest=${layout},compression=zstd`], /hoist does not support "compression" here/],
       [['-o', `type=oci,dest=${layout},compression=zstd`, '-o', `type=image,name=${registry.host}/x:1,push=true`], /the outputs ask for different layer compressions/],
+      [['-o', `type=oci,dest=${layout},compression=zstd`, '--cache-to', `type=local,dest=${join(dir, 'cache')},compression=gzip`], /the cache holds layers as the build made them; leave compression= out of --cache-to/],
     ];
     for (const [flags, message] of refused) {
       const run = hoist(['build', '--root', join(dir, 'refused-store'), ...flags, context]);
