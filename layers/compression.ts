@@ -125,14 +125,24 @@ function storedBlocks(block: Buffer): Buffer[] {
   return parts;
 }
 
+/** Compression jobs, started in block order and their outputs taken in it: at most two per core at once. */
+class InOrder {
+  private readonly pending: Promise<Buffer[]>[] = [];
+
+  add(job: Promise<Buffer[]>): void {
+    job.catch(() => undefined); // awaited in order by take; this only stops an early "unhandled" report
+    this.pending.push(job);
+  }
+
+  /** The outputs of the oldest jobs, until `left` are still pending (2 per core by default). */
+  async *take(left = 2 * availableParallelism() - 1): AsyncGenerator<Buffer> {
+    while (this.pending.length > left) yield* await this.pending.shift()!;
+  }
+}
+
 /** gzip (one member) on every core. */
 export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
-  const inFlight = 2 * availableParallelism();
-  const pending: Promise<Buffer[]>[] = [];
-  const queue = (promise: Promise<Buffer[]>): void => {
-    promise.catch(() => undefined); // awaited in order below; this only stops an early "unhandled" report
-    pending.push(promise);
-  };
+  const jobs = new InOrder();
   let crc = 0;
   let length = 0;
   let dictionary: Buffer | undefined;
@@ -140,12 +150,12 @@ export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number
   for await (const block of blocks(source, BLOCK_SIZE)) {
     crc = crc32(block, crc);
     length += block.length;
-    queue(incompressible(block) ? Promise.resolve(storedBlocks(block)) : compress(block, level, dictionary, constants.Z_SYNC_FLUSH).then((out) => [out]));
+    jobs.add(incompressible(block) ? Promise.resolve(storedBlocks(block)) : compress(block, level, dictionary, constants.Z_SYNC_FLUSH).then((out) => [out]));
     dictionary = block.subarray(Math.max(0, block.length - WINDOW));
-    while (pending.length >= inFlight) yield* await pending.shift()!;
+    yield* jobs.take();
   }
-  queue(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH).then((out) => [out]));
-  while (pending.length > 0) yield* await pending.shift()!;
+  jobs.add(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH).then((out) => [out]));
+  yield* jobs.take(0);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
   trailer.writeUInt32LE(length % 2 ** 32, 4);
@@ -160,19 +170,16 @@ function zstdFrame(block: Buffer, level: number): Promise<Buffer> {
 
 /** zstd (one frame per block) on every core. */
 export async function* zstdParallel(source: AsyncIterable<Buffer>, level: number): AsyncGenerator<Buffer> {
-  const inFlight = 2 * availableParallelism();
-  const pending: Promise<Buffer>[] = [];
+  const jobs = new InOrder();
   let empty = true;
   for await (const block of blocks(source, BLOCK_SIZE)) {
     empty = false;
-    const frame = zstdFrame(block, level);
-    frame.catch(() => undefined); // awaited in order below; this only stops an early "unhandled" report
-    pending.push(frame);
-    while (pending.length >= inFlight) yield await pending.shift()!;
+    jobs.add(zstdFrame(block, level).then((frame) => [frame]));
+    yield* jobs.take();
   }
-  while (pending.length > 0) yield await pending.shift()!;
   // An empty input is one empty frame, as zstd writes it, never zero bytes.
-  if (empty) yield await zstdFrame(Buffer.alloc(0), level);
+  if (empty) jobs.add(zstdFrame(Buffer.alloc(0), level).then((frame) => [frame]));
+  yield* jobs.take(0);
 }
 
 /** The decompressed tar stream of a layer blob (by its media type: gzip, zstd or plain). */

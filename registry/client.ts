@@ -54,8 +54,9 @@ const http = (): Promise<typeof import('undici')> => (undici ??= import('undici'
 
 /** How requests leave: the CAs trusted, the timeouts, and whether through a proxy. */
 interface Connections {
-  /** SSL_CERT_FILE's certificates (PEM text), which replace the system's; then --tls-ca's. */
+  /** SSL_CERT_FILE's certificates (PEM text), which replace the system's. */
   certFile: string | undefined;
+  /** --tls-ca's certificates (PEM text), trusted besides. */
   caFile: string | undefined;
   timeouts: { connectTimeout: number; headersTimeout: number; bodyTimeout: number };
   proxied: boolean;
@@ -77,9 +78,9 @@ function connectionsFor(caFile: string | undefined, limits: Timeouts): Connectio
 
 /**
  * The TLS context trusting Node's CAs, the system's (or SSL_CERT_FILE's instead, as OpenSSL and Go
- * read it) and --tls-ca's, each certificate once. It is made at the first TLS connection and
- * shared by all: made per connection from some 400 certificates it cost 50 to 90 ms each, and a
- * command that talks only plain HTTP to a loopback registry never needs it.
+ * read it) and --tls-ca's, each certificate once. It is made at the first TLS connection (the
+ * HTTPS attempt to a loopback registry included, some 14 ms) and shared by all: made per
+ * connection from some 400 certificates it cost 50 to 90 ms each.
  */
 const tlsContexts = new Map<string, SecureContext>();
 function trustedContext({ certFile, caFile }: Connections): SecureContext {
