@@ -6,6 +6,8 @@ import { relative, sep } from 'node:path';
 import { CacheStore, type CacheRecord, type Layer, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 
 export const sha256 = (text: string | Buffer): string => createHash('sha256').update(text).digest('hex');
+/** The first 128 bits of sha256 in hex: a string of its own (a slice of the full hex would keep all 64 characters alive). */
+const shortSha256 = (text: string): string => createHash('sha256').update(text).digest().toString('hex', 0, 16);
 
 /** A cache imported with --cache-from: its records, and a way to get a record's layer into the store. */
 export interface CacheSource {
@@ -31,7 +33,7 @@ export function cacheKey(inputs: StepInputs): string {
 
 /** Each value replaced by its sha256, so that records name variables without keeping their values. */
 export function hashedValues(values: Iterable<[string, string]>): Record<string, string> {
-  return Object.fromEntries([...values].map(([key, value]) => [key, sha256(value).slice(0, 32)]));
+  return Object.fromEntries([...values].map(([key, value]) => [key, shortSha256(value)]));
 }
 
 export class BuildCache {
@@ -124,6 +126,10 @@ function changedNames(before: Record<string, string>, after: Record<string, stri
  * timestamp tick would not show in its stat data; such a hint is checked by reading (as git does). */
 type Hint = [size: number, mtimeMs: number, ctimeMs: number, ino: number, hash: string, racy: boolean];
 
+/** What of a file's stat data a hint compares: 4 numbers, not a Stats object of 20 (30,000 files made 13 MB of them). */
+type Stamp = [size: number, mtimeMs: number, ctimeMs: number, ino: number];
+const stampOf = (stats: Stats): Stamp => [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino];
+
 /**
  * Content hashes of a context's files, kept between builds by stat data: a file whose size,
  * mtime, ctime and inode are unchanged is not read again. The stat data is only a hint; the
@@ -137,7 +143,7 @@ export class ContentHashes {
   private hints: Record<string, Hint> = {};
   private changed = false;
   /** Stat data seen by this build (COPY's walk), so that files are not stat'ed twice. */
-  private readonly stats = new Map<string, Stats>();
+  private readonly stamps = new Map<string, Stamp>();
   /** Hashes learnt by this build, by absolute path. */
   private readonly known = new Map<string, string>();
   private readonly startedMs = Date.now();
@@ -157,7 +163,7 @@ export class ContentHashes {
   }
 
   noteStats(path: string, stats: Stats): void {
-    this.stats.set(path, stats);
+    this.stamps.set(path, stampOf(stats));
   }
 
   /**
@@ -169,7 +175,7 @@ export class ContentHashes {
     if (known !== undefined) return known;
     const rel = relative(this.root, path);
     const hint = path.startsWith(this.root + sep) ? this.hints[rel] : undefined;
-    const same = hint !== undefined && sameFile(hint, this.statsOf(path));
+    const same = hint !== undefined && sameFile(hint, this.stampOf(path));
     if (same && !hint[5]) return hint[4];
     // A racy hint's file is read even when `read` is false: it most likely did not change.
     return read || same ? this.learnOne(path, hashFile(path)) : undefined;
@@ -177,23 +183,26 @@ export class ContentHashes {
 
   /** Takes hashes computed elsewhere (as a layer was written); returns the entries' hashes. */
   learn(hashes: ReadonlyMap<string, string>, entries: LayerEntry[]): Record<string, string> {
-    for (const [path, hash] of hashes) this.learnOne(path, hash);
+    for (const [path, hash] of hashes) {
+      this.learnOne(path, hash);
+      this.stamps.delete(path); // now in the hints
+    }
     return this.entryHashes(entries, { readChanged: true })!;
   }
 
   private learnOne(path: string, hash: string): string {
     this.known.set(path, hash);
     if (!path.startsWith(this.root + sep)) return hash;
-    const stats = this.statsOf(path);
+    const [size, mtimeMs, ctimeMs, ino] = this.stampOf(path);
     // Linux file times advance with the kernel's tick (1 to 10 ms); 100 ms leaves a wide margin.
-    const racy = Math.max(stats.mtimeMs, stats.ctimeMs) >= this.startedMs - 100;
-    this.hints[relative(this.root, path)] = [stats.size, stats.mtimeMs, stats.ctimeMs, stats.ino, hash, racy];
+    const racy = Math.max(mtimeMs, ctimeMs) >= this.startedMs - 100;
+    this.hints[relative(this.root, path)] = [size, mtimeMs, ctimeMs, ino, hash, racy];
     this.changed = true;
     return hash;
   }
 
-  private statsOf(path: string): Stats {
-    return this.stats.get(path) ?? lstatSync(path);
+  private stampOf(path: string): Stamp {
+    return this.stamps.get(path) ?? stampOf(lstatSync(path));
   }
 
   /**
@@ -207,7 +216,7 @@ export class ContentHashes {
       if (content === undefined) return undefined;
       const xattrs = Object.entries(entry.xattrs ?? {}).map(([name, value]) => `${name}=${value.toString('hex')}`).join(',');
       const label = typeof entry.source === 'string' && entry.source.startsWith(this.root + sep) ? relative(this.root, entry.source) : `/${entry.path}`;
-      result[label in result ? `${label} -> /${entry.path}` : label] = sha256(`${entry.path}\0${entry.type}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.linkname ?? ''}\0${entry.size ?? 0}\0${xattrs}\0${content}`).slice(0, 32);
+      result[label in result ? `${label} -> /${entry.path}` : label] = shortSha256(`${entry.path}\0${entry.type}\0${entry.mode}\0${entry.uid}\0${entry.gid}\0${entry.linkname ?? ''}\0${entry.size ?? 0}\0${xattrs}\0${content}`);
     }
     return result;
   }
@@ -227,6 +236,6 @@ export function hashFile(path: string): string {
   return hash.digest('hex');
 }
 
-function sameFile(hint: Hint, stats: Stats): boolean {
-  return hint[0] === stats.size && hint[1] === stats.mtimeMs && hint[2] === stats.ctimeMs && hint[3] === stats.ino;
+function sameFile(hint: Hint, stamp: Stamp): boolean {
+  return hint[0] === stamp[0] && hint[1] === stamp[1] && hint[2] === stamp[2] && hint[3] === stamp[3];
 }

@@ -1,7 +1,7 @@
 // Applying layers to a directory, refusing any entry that would land outside it: `..`, absolute
 // paths, a path through a symlink, a hardlink to outside. Whiteouts delete what lower layers made.
 import {
-  chmodSync, createWriteStream, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync,
+  chmodSync, closeSync, createWriteStream, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeSync,
   type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -141,9 +141,10 @@ async function applyLayer(
         directories.push([target, header]);
         continue;
       case 'file':
-        // Small files in one synchronous write: a base image holds thousands of them, and a
-        // thread-pool round trip per call would dominate. Large ones are streamed.
-        if (header.size <= SMALL_FILE) writeFileSync(target, Buffer.concat(await Array.fromAsync(body)), { mode: 0o600 });
+        // Small files with synchronous writes: a base image holds thousands of them, and a
+        // thread-pool round trip per call would dominate. Their pieces are written as they are,
+        // not joined into a buffer for the garbage collector. Large ones are streamed.
+        if (header.size <= SMALL_FILE) await writeSmallFile(target, body);
         else await pipeline(body, createWriteStream(target, { mode: 0o600 }));
         break;
       case 'symlink':
@@ -190,6 +191,15 @@ function setMetadata(target: string, header: TarHeader, owner: Owner, warn: (key
   }
   if (header.type !== 'symlink') chmodSync(target, header.mode);
   lutimesSync(target, header.mtime, header.mtime);
+}
+
+async function writeSmallFile(target: string, pieces: AsyncIterable<Buffer>): Promise<void> {
+  const fd = openSync(target, 'w', 0o600);
+  try {
+    for await (const piece of pieces) for (let at = 0; at < piece.length;) at += writeSync(fd, piece, at);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const lstatOrUndefined = (path: string): Stats | undefined => lstatSync(path, { throwIfNoEntry: false });

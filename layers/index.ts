@@ -21,4 +21,5 @@ export { Layout } from './layout.ts';
 export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
 export { atomicWrite, chainKey, isCacheKey } from './store.ts';
 export { CacheStore, type CacheRecord, type StepInputs } from './cache-records.ts';
+export { countedChunks } from './garbage.ts';
 export { prune, parseSize, type PruneResult, type PruneOptions, type Removed } from './prune.ts';

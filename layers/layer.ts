@@ -2,14 +2,14 @@
 // (the diffID) and the blob's sha256 (the digest) are computed as the bytes go by, so a layer is
 // never held in memory and never compressed twice.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
-import { compressed, LAYER_MEDIA_TYPES, type Compression } from './compression.ts';
+import { BLOCK_SIZE, BlockPool, compressed, LAYER_MEDIA_TYPES, type Compression } from './compression.ts';
 import { keepListing, listingRow } from './listing.ts';
 import type { Descriptor, Store } from './store.ts';
-import { END_OF_ARCHIVE, encodeHeader, padding } from './tar.ts';
+import { BLOCK, END_OF_ARCHIVE, encodeHeader } from './tar.ts';
 
 export interface Layer extends Descriptor {
   /** sha256 of the uncompressed tar, as the image config's rootfs.diff_ids lists it. */
@@ -28,77 +28,112 @@ export function sortEntries(entries: Iterable<LayerEntry>): LayerEntry[] {
   return [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Files up to this size are read in one call; larger ones are streamed. */
+/** Files up to this size are read with synchronous calls: for many small files that costs far less than a stream, and compression runs in zlib's threads meanwhile. */
 const SMALL_FILE = 1 << 20;
 
-/**
- * Large files are read in pieces that end on the tar's 1 MiB boundaries, the compressors' block
- * size (compression.ts), so that their blocks are these pieces, never copies joined from two.
- */
-const ALIGNMENT = 1 << 20;
 
-/** The bytes of a tar holding `entries` in the order given. */
-export async function* tarChunks(entries: LayerEntry[], contentHashes?: Map<string, string>): AsyncGenerator<Buffer> {
-  let offset = 0;
+const readAsync = promisify(read);
+
+/**
+ * The tar's bytes gathered into blocks of the compressors' size, taken from a pool when there is
+ * one: file contents are read straight into them, so a block is the one copy of its bytes that
+ * writing a layer makes.
+ */
+class Pieces {
+  private readonly pool: BlockPool | undefined;
+  buffer: Buffer;
+  used = 0;
+
+  constructor(pool: BlockPool | undefined) {
+    this.pool = pool;
+    this.buffer = this.newBuffer();
+  }
+
+  private newBuffer(): Buffer {
+    return this.pool ? this.pool.take() : Buffer.allocUnsafeSlow(BLOCK_SIZE);
+  }
+
+  get room(): number {
+    return BLOCK_SIZE - this.used;
+  }
+
+  /** What is written so far, and a new buffer to go on in. */
+  take(): Buffer {
+    const piece = this.used === BLOCK_SIZE ? this.buffer : this.buffer.subarray(0, this.used);
+    this.buffer = this.newBuffer();
+    this.used = 0;
+    return piece;
+  }
+
+  /** Copies `bytes` in, yielding each piece it fills. */
+  *copy(bytes: Buffer): Generator<Buffer> {
+    for (let at = 0; at < bytes.length;) {
+      const copied = bytes.copy(this.buffer, this.used, at);
+      this.used += copied;
+      at += copied;
+      if (this.room === 0) yield this.take();
+    }
+  }
+
+  /** Writes `count` zero bytes (the buffers are not zeroed when made), yielding each piece it fills. */
+  *zeros(count: number): Generator<Buffer> {
+    while (count > 0) {
+      const n = Math.min(count, this.room);
+      this.buffer.fill(0, this.used, this.used + n);
+      this.used += n;
+      count -= n;
+      if (this.room === 0) yield this.take();
+    }
+  }
+}
+
+/**
+ * The bytes of a tar holding `entries` in the order given, in blocks of BLOCK_SIZE bytes (the last
+ * shorter), taken from `pool` if given (see `compressed`).
+ */
+export async function* tarChunks(entries: LayerEntry[], options: { contentHashes?: Map<string, string>; pool?: BlockPool } = {}): AsyncGenerator<Buffer> {
+  const { contentHashes } = options;
+  const out = new Pieces(options.pool);
   for (const entry of entries) {
     const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
-    const header = encodeHeader({ ...entry, size });
-    if (size === 0) {
-      yield header;
-      offset += header.length;
-      continue;
-    }
+    yield* out.copy(encodeHeader({ ...entry, size }));
+    if (size === 0) continue;
     const source = entry.source;
     if (source === undefined) throw new Error(`layer entry ${entry.path} has no content source`);
     const changed = (read: number): Error => new Error(`${entry.path} changed while it was being added to a layer (expected ${size} bytes, read ${read})`);
-    if (typeof source === 'string' && size <= SMALL_FILE) {
-      // Many small files: a synchronous read costs far less than a stream, and compression runs
-      // in zlib's threads meanwhile.
-      const content = readFileSync(source);
-      if (content.length !== size) throw changed(content.length);
-      contentHashes?.set(source, createHash('sha256').update(content).digest('hex'));
-      const chunk = Buffer.concat([header, content, padding(size)]);
-      yield chunk;
-      offset += chunk.length;
-      continue;
+    if (typeof source === 'string') {
+      const hash = contentHashes ? createHash('sha256') : undefined;
+      const fd = openSync(source, 'r');
+      try {
+        for (let position = 0; position < size;) {
+          const want = Math.min(size - position, out.room);
+          const read = size <= SMALL_FILE ? readSync(fd, out.buffer, out.used, want, position) : (await readAsync(fd, out.buffer, out.used, want, position)).bytesRead;
+          if (read === 0) throw changed(position);
+          hash?.update(out.buffer.subarray(out.used, out.used + read));
+          out.used += read;
+          position += read;
+          if (out.room === 0) yield out.take();
+        }
+        // A file that grew while it was read is not the file that was planned either.
+        const now = fstatSync(fd).size;
+        if (now !== size) throw changed(now);
+      } finally {
+        closeSync(fd);
+      }
+      if (hash) contentHashes!.set(source, hash.digest('hex'));
+    } else {
+      let written = 0;
+      for await (const chunk of source() as AsyncIterable<Buffer>) {
+        written += chunk.length;
+        if (written > size) break;
+        yield* out.copy(chunk);
+      }
+      if (written !== size) throw changed(written);
     }
-    yield header;
-    offset += header.length;
-    const contentHash = typeof source === 'string' && contentHashes ? createHash('sha256') : undefined;
-    let written = 0;
-    const pieces = typeof source === 'string' ? alignedPieces(source, size, offset, changed) : source();
-    for await (const chunk of pieces as AsyncIterable<Buffer>) {
-      written += chunk.length;
-      if (written > size) break;
-      contentHash?.update(chunk);
-      yield chunk;
-    }
-    if (written !== size) throw changed(written);
-    if (contentHash) contentHashes!.set(source as string, contentHash.digest('hex'));
-    const end = padding(size);
-    yield end;
-    offset += size + end.length;
+    yield* out.zeros((BLOCK - (size % BLOCK)) % BLOCK);
   }
-  yield END_OF_ARCHIVE;
-}
-
-/** A file's `size` bytes, in pieces ending where the tar (the file starting at `offset`) reaches a multiple of ALIGNMENT. */
-async function* alignedPieces(path: string, size: number, offset: number, changed: (read: number) => Error): AsyncGenerator<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    for (let position = 0; position < size;) {
-      const want = Math.min(size - position, ALIGNMENT - ((offset + position) % ALIGNMENT));
-      const { buffer, bytesRead } = await file.read(Buffer.allocUnsafeSlow(want), 0, want, position);
-      if (bytesRead === 0) throw changed(position);
-      position += bytesRead;
-      yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
-    }
-    // A file that grew while it was read is not the file that was planned either.
-    const now = (await file.stat()).size;
-    if (now !== size) throw changed(now);
-  } finally {
-    await file.close();
-  }
+  yield* out.copy(END_OF_ARCHIVE);
+  if (out.used > 0) yield out.take();
 }
 
 /** Writes the entries (in path order) as a layer blob, compressed as asked. */
@@ -111,9 +146,10 @@ export async function writeLayer(store: Store, entries: LayerEntry[], options: L
     }
   }
   const sorted = sortEntries(entries);
-  const tar = hashed(tarChunks(sorted, options.contentHashes));
+  const pool = new BlockPool();
+  const tar = hashed(tarChunks(sorted, { contentHashes: options.contentHashes, pool }));
   const compression = options.compression ?? { type: 'gzip' };
-  const { digest, size } = await store.writeBlob(Readable.from(compressed(tar, compression)));
+  const { digest, size } = await store.writeBlob(Readable.from(compressed(tar, compression, pool)));
   await keepListing(store, digest, sorted.map(listingRow));
   return { mediaType: LAYER_MEDIA_TYPES[compression.type], digest, size, diffId: `sha256:${tarHash.digest('hex')}` };
 }

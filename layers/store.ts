@@ -19,6 +19,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { countTransientBytes } from './garbage.ts';
 import { checkedBytes, DigestMismatchError, type BlobSource, type ByteRange } from './source.ts';
 import { parseDigest, parseJson } from './untrusted.ts';
 
@@ -66,6 +67,7 @@ class Hasher extends Transform {
   override _transform(chunk: Buffer, _encoding: string, done: (error?: Error | null, data?: Buffer) => void): void {
     this.hash.update(chunk);
     this.size += chunk.length;
+    countTransientBytes(chunk.length);
     done(null, chunk);
   }
 

@@ -1,10 +1,10 @@
 // Pushing an image from the store or another source (an OCI layout, a tarball): blobs the registry
 // already has are skipped (HEAD), the others uploaded as they are (compressed once, when the layer
 // was made), then the manifest.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  DigestMismatchError, excerpt, parseIndex, parseJson, readImage, Store, type BlobSource, type ByteRange, type Descriptor, type Image, type Reference,
+  countedChunks, DigestMismatchError, excerpt, parseIndex, parseJson, readImage, Store, type BlobSource, type ByteRange, type Descriptor, type Image, type Reference,
 } from '../layers/index.ts';
 import { RegistryClient, RegistryError } from './client.ts';
 
@@ -56,9 +56,9 @@ async function pushBlob(client: RegistryClient, source: BlobSource, store: Store
   // A blob (from a layout) that does not match its digest fails the push with that error as it
   // is, not wrapped as a failed request's.
   let mismatch: DigestMismatchError | undefined;
-  const body = (range?: ByteRange) => (): Readable => source.stream(digest, range).once('error', (error) => {
+  const body = (range?: ByteRange) => (): Readable => Readable.from(countedChunks(source.stream(digest, range).once('error', (error) => {
     if (error instanceof DigestMismatchError) mismatch = error;
-  });
+  })));
   try {
     // Large blobs: consecutive PATCH requests, each a range of the (compressed) blob.
     for (let start = 0; size > CHUNK && start < size; start += CHUNK) {

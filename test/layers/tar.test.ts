@@ -1,5 +1,6 @@
 // The layer tar codec, checked against GNU tar as an independent reader.
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,5 +79,42 @@ describe('layer tars', () => {
     expect(a.diffId).not.toBe(a.digest);
     const wrongSize = entries().map((entry) => (entry.path === 'bin/ping' ? { ...entry, size: 7 } : entry));
     await expect(writeLayer(store, wrongSize)).rejects.toThrow('bin/ping changed while it was being added to a layer (expected 7 bytes, read 6)');
+  });
+});
+
+describe('layers written through reused 1 MiB blocks', () => {
+  // Files of every size, straddling block boundaries, text and random, small and streamed: if a
+  // block went back to the pool while a compressor or the output still used it, contents would differ.
+  function tree(): { root: string; entries: LayerEntry[] } {
+    const root = mkdtempSync(join(dir, 'tree-'));
+    const entries: LayerEntry[] = [];
+    const sizes = [0, 1, 511, 512, 513, 4095, 70_000, 300_000, 1_048_575, 1_048_576, 1_048_577, 2_500_000];
+    for (let i = 0; i < 120; i++) {
+      const size = sizes[i % sizes.length]! + i;
+      const content = i % 3 === 0 ? randomBytes(size) : Buffer.from(`line ${i} of a text file\n`.repeat(Math.ceil(size / 20) + 1)).subarray(0, size);
+      const name = `f${String(i).padStart(3, '0')}`;
+      writeFileSync(join(root, name), content);
+      entries.push({ path: name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size, source: join(root, name) });
+    }
+    // Whole blocks of random data: gzip writes them as stored blocks, pieces of the block itself.
+    writeFileSync(join(root, 'random'), randomBytes(6_000_000));
+    entries.push({ path: 'random', type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 6_000_000, source: join(root, 'random') });
+    return { root, entries };
+  }
+
+  test.each(['gzip', 'zstd'] as const)('%s: GNU tar extracts every file exactly, and the digest is the same again', async (type) => {
+    const { root, entries } = tree();
+    const layer = await writeLayer(store, entries, { compression: { type } });
+    expect((await writeLayer(store, entries, { compression: { type } })).digest).toBe(layer.digest);
+    const out = mkdtempSync(join(dir, 'out-'));
+    execFileSync('tar', [type === 'gzip' ? '-xzf' : '--zstd', ...(type === 'zstd' ? ['-xf'] : []), store.blobPath(layer.digest), '-C', out]);
+    execFileSync('diff', ['-r', root, out]);
+  });
+
+  test('a file that grew after it was listed is caught', async () => {
+    const { entries } = tree();
+    const grown = entries[5]!;
+    writeFileSync(grown.source as string, Buffer.alloc(grown.size! + 10));
+    await expect(writeLayer(store, entries)).rejects.toThrow(`${grown.path} changed while it was being added to a layer (expected ${grown.size} bytes, read ${grown.size! + 10})`);
   });
 });
