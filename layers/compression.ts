@@ -47,22 +47,31 @@ export function compressionOf(mediaType: string): CompressionType | undefined {
 
 /**
  * A tar stream compressed as asked. Blocks of `pool` that the tar holds are given back to it once
- * compressed, so the tar's writer must take each block from the pool and not touch it after
- * yielding it.
+ * what was made of them has been consumed: the tar's writer takes each block from the pool and
+ * leaves it alone once yielded, and the consumer is done with each chunk before it asks for the
+ * next (Store.writeBlob is).
  */
 export function compressed(tar: AsyncIterable<Buffer>, compression: Compression, pool?: BlockPool): AsyncIterable<Buffer> {
   if (compression.type === 'gzip') return gzipParallel(tar, compression.level ?? DEFAULT_GZIP_LEVEL, pool);
   if (compression.type === 'zstd') return zstdParallel(tar, compression.level ?? DEFAULT_ZSTD_LEVEL, pool);
-  return tar;
+  return passedOn(tar, pool);
+}
+
+/** The tar as it is, each block given back once consumed. */
+async function* passedOn(tar: AsyncIterable<Buffer>, pool: BlockPool | undefined): AsyncGenerator<Buffer> {
+  for await (const block of tar) {
+    yield block;
+    pool?.give(block);
+  }
 }
 
 /** The compressors' block size: a tar written in blocks of it is compressed without copies. */
 export const BLOCK_SIZE = 1 << 20;
 
 /**
- * Blocks of BLOCK_SIZE bytes that a tar is written into and that a compressor gives back once it
- * has compressed them. A new buffer for each megabyte left dead buffers that only a full garbage
- * collection frees: a 30,000-file COPY peaked with 60 MB of them.
+ * Blocks of BLOCK_SIZE bytes that a tar is written into and that `compressed` gives back once
+ * their output has been consumed. A new buffer for each megabyte left dead buffers that only a
+ * full garbage collection frees (layers/garbage.ts).
  */
 export class BlockPool {
   private readonly free: Buffer[] = [];
@@ -103,9 +112,16 @@ function incompressible(block: Buffer): boolean {
   return starts.every((start) => entropy(block.subarray(start, start + SAMPLE)) > 7.9);
 }
 
-function compress(block: Buffer, level: number, dictionary: Buffer | undefined, flush: number): Promise<Buffer> {
+/** zlib's one-shot calls leave an output buffer of OUTPUT_CHUNK and the output behind them: garbage. */
+const zlibGarbage = (out: Buffer): number => OUTPUT_CHUNK + out.length;
+
+function compress(block: Buffer, level: number, dictionary: Buffer | undefined, flush: number): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
-    deflateRaw(block, { level, finishFlush: flush, chunkSize: OUTPUT_CHUNK, ...(dictionary ? { dictionary } : {}) }, (error, out) => (error ? reject(error) : resolve(out)));
+    deflateRaw(block, { level, finishFlush: flush, chunkSize: OUTPUT_CHUNK, ...(dictionary ? { dictionary } : {}) }, (error, out) => {
+      if (error) return reject(error);
+      countTransientBytes(zlibGarbage(out));
+      resolve([out]);
+    });
   });
 }
 
@@ -152,41 +168,50 @@ function storedBlocks(block: Buffer): Buffer[] {
   return parts;
 }
 
-/** Compression jobs, started in block order and their outputs taken in it: at most two per core at once. */
+/**
+ * Compression jobs, started in block order and their outputs taken in it: at most two per core at
+ * once. A job's block goes back to the pool once its outputs have been consumed (the generator
+ * is resumed after the last of them), stored blocks being pieces of the block itself.
+ */
 class InOrder {
-  private readonly pending: Promise<Buffer[]>[] = [];
+  private readonly pending: { outputs: Promise<Buffer[]>; block?: Buffer }[] = [];
+  private readonly pool: BlockPool | undefined;
 
-  add(job: Promise<Buffer[]>): void {
-    job.catch(() => undefined); // awaited in order by take; this only stops an early "unhandled" report
-    this.pending.push(job);
+  constructor(pool: BlockPool | undefined) {
+    this.pool = pool;
+  }
+
+  add(outputs: Promise<Buffer[]>, block?: Buffer): void {
+    outputs.catch(() => undefined); // awaited in order by take; this only stops an early "unhandled" report
+    this.pending.push({ outputs, ...(block ? { block } : {}) });
   }
 
   /** The outputs of the oldest jobs, until `left` are still pending (2 per core by default). */
   async *take(left = 2 * availableParallelism() - 1): AsyncGenerator<Buffer> {
-    while (this.pending.length > left) yield* await this.pending.shift()!;
+    while (this.pending.length > left) {
+      const { outputs, block } = this.pending.shift()!;
+      yield* await outputs;
+      if (block) this.pool?.give(block);
+    }
   }
 }
 
 /** gzip (one member) on every core; blocks of `pool` go back to it once compressed. */
 export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number, pool?: BlockPool): AsyncGenerator<Buffer> {
-  const jobs = new InOrder();
+  const jobs = new InOrder(pool);
   let crc = 0;
   let length = 0;
   let dictionary: Buffer | undefined;
   yield HEADER;
   for await (const block of blocks(source, BLOCK_SIZE)) {
-    countTransientBytes(block.length);
     crc = crc32(block, crc);
     length += block.length;
-    // Stored blocks are pieces of the block itself, so it is not given back.
-    jobs.add(incompressible(block) ? Promise.resolve(storedBlocks(block)) : compress(block, level, dictionary, constants.Z_SYNC_FLUSH).then((out) => {
-      pool?.give(block);
-      return [out];
-    }));
+    jobs.add(incompressible(block) ? Promise.resolve(storedBlocks(block)) : compress(block, level, dictionary, constants.Z_SYNC_FLUSH), block);
+    // A copy: the block may go back to the pool before the next block's job has read it.
     dictionary = Buffer.from(block.subarray(Math.max(0, block.length - WINDOW)));
     yield* jobs.take();
   }
-  jobs.add(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH).then((out) => [out]));
+  jobs.add(compress(Buffer.alloc(0), level, dictionary, constants.Z_FINISH));
   yield* jobs.take(0);
   const trailer = Buffer.alloc(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
@@ -194,27 +219,27 @@ export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number
   yield trailer;
 }
 
-function zstdFrame(block: Buffer, level: number): Promise<Buffer> {
+function zstdFrame(block: Buffer, level: number): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
-    zstdCompress(block, { chunkSize: OUTPUT_CHUNK, params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }, (error, out) => (error ? reject(error) : resolve(out)));
+    zstdCompress(block, { chunkSize: OUTPUT_CHUNK, params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }, (error, out) => {
+      if (error) return reject(error);
+      countTransientBytes(zlibGarbage(out));
+      resolve([out]);
+    });
   });
 }
 
 /** zstd (one frame per block) on every core; blocks of `pool` go back to it once compressed. */
 export async function* zstdParallel(source: AsyncIterable<Buffer>, level: number, pool?: BlockPool): AsyncGenerator<Buffer> {
-  const jobs = new InOrder();
+  const jobs = new InOrder(pool);
   let empty = true;
   for await (const block of blocks(source, BLOCK_SIZE)) {
-    countTransientBytes(block.length);
     empty = false;
-    jobs.add(zstdFrame(block, level).then((frame) => {
-      pool?.give(block);
-      return [frame];
-    }));
+    jobs.add(zstdFrame(block, level), block);
     yield* jobs.take();
   }
   // An empty input is one empty frame, as zstd writes it, never zero bytes.
-  if (empty) jobs.add(zstdFrame(Buffer.alloc(0), level).then((frame) => [frame]));
+  if (empty) jobs.add(zstdFrame(Buffer.alloc(0), level));
   yield* jobs.take(0);
 }
 
@@ -249,7 +274,7 @@ export async function recompressed(store: Store, image: Image, compression: Comp
       layers.push(layer);
       continue;
     }
-    const { digest, size } = await store.writeBlob(Readable.from(compressed(layerTar(store, layer), compression)));
+    const { digest, size } = await store.writeBlob(compressed(layerTar(store, layer), compression));
     layers.push({ mediaType: LAYER_MEDIA_TYPES[compression.type], digest, size, diffId: layer.diffId });
   }
   return writeImage(store, image.config, layers, image.manifest.annotations);

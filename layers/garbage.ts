@@ -5,7 +5,7 @@
 // buffers counts them here, and every 16 MiB of them starts an incremental full collection. That
 // needs `gc`, which bin/hoist exposes (--expose-gc); without it (modules imported by tests) this
 // does nothing.
-const STEP = 16 << 20;
+const STEP = 32 << 20;
 
 const gc = (globalThis as { gc?: (options: { type: 'major'; execution: 'async' }) => Promise<void> }).gc;
 let sinceLast = 0;

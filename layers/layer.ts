@@ -4,7 +4,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { Readable } from 'node:stream';
 import type { LayerEntry } from './entry.ts';
 import { BLOCK_SIZE, BlockPool, compressed, LAYER_MEDIA_TYPES, type Compression } from './compression.ts';
 import { keepListing, listingRow } from './listing.ts';
@@ -149,7 +148,7 @@ export async function writeLayer(store: Store, entries: LayerEntry[], options: L
   const pool = new BlockPool();
   const tar = hashed(tarChunks(sorted, { contentHashes: options.contentHashes, pool }));
   const compression = options.compression ?? { type: 'gzip' };
-  const { digest, size } = await store.writeBlob(Readable.from(compressed(tar, compression, pool)));
+  const { digest, size } = await store.writeBlob(compressed(tar, compression, pool));
   await keepListing(store, digest, sorted.map(listingRow));
   return { mediaType: LAYER_MEDIA_TYPES[compression.type], digest, size, diffId: `sha256:${tarHash.digest('hex')}` };
 }

@@ -13,13 +13,11 @@
 // leaves half a file under a real name. The mtime of a rootfs dir, cache record or cache mount is its
 // last use (markUsed), by which prune removes the least recently used first.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync, type Stats } from 'node:fs';
-import { link, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createReadStream, readFileSync, type Stats } from 'node:fs';
+import { link, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { countTransientBytes } from './garbage.ts';
+import { Readable } from 'node:stream';
 import { checkedBytes, DigestMismatchError, type BlobSource, type ByteRange } from './source.ts';
 import { parseDigest, parseJson } from './untrusted.ts';
 
@@ -55,26 +53,6 @@ interface OciIndex {
 export function defaultStoreRoot(): string {
   const data = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
   return join(data, 'hoist');
-}
-
-/** A Transform that passes bytes through and computes their sha256 and count. */
-class Hasher extends Transform {
-  private readonly hash = createHash('sha256');
-  size = 0;
-  /** `sha256:<hex>` of the bytes, once they have all passed. */
-  digest = '';
-
-  override _transform(chunk: Buffer, _encoding: string, done: (error?: Error | null, data?: Buffer) => void): void {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    countTransientBytes(chunk.length);
-    done(null, chunk);
-  }
-
-  override _flush(done: () => void): void {
-    this.digest = `sha256:${this.hash.digest('hex')}`;
-    done();
-  }
 }
 
 const HEX64 = /^[a-f0-9]{64}$/;
@@ -183,18 +161,31 @@ export class Store implements BlobSource {
   }
 
   /**
-   * Streams `source` into a blob. With `expected`, bytes that do not match its digest are refused
-   * and nothing is kept.
+   * Streams `source` into a blob, each chunk written before the next is asked for (a layer's
+   * compressor reuses its buffers then). With `expected`, bytes that do not match its digest are
+   * refused and nothing is kept.
    */
-  async writeBlob(source: Readable | AsyncIterable<Buffer>, options: { expected?: string } = {}): Promise<{ digest: string; size: number }> {
-    const hasher = new Hasher();
-    await atomicWrite(this.tmp, () => this.blobPath(hasher.digest), async (temp) => {
-      await pipeline(source, hasher, createWriteStream(temp));
-      if (options.expected !== undefined && hasher.digest !== options.expected) {
-        throw new DigestMismatchError(`content does not match its digest: expected ${options.expected}, got ${hasher.digest}`);
+  async writeBlob(source: AsyncIterable<Buffer>, options: { expected?: string } = {}): Promise<{ digest: string; size: number }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    let digest = '';
+    await atomicWrite(this.tmp, () => this.blobPath(digest), async (temp) => {
+      const file = await open(temp, 'w');
+      try {
+        for await (const chunk of source) {
+          hash.update(chunk);
+          size += chunk.length;
+          for (let at = 0; at < chunk.length;) at += (await file.write(chunk, at)).bytesWritten;
+        }
+      } finally {
+        await file.close();
+      }
+      digest = `sha256:${hash.digest('hex')}`;
+      if (options.expected !== undefined && digest !== options.expected) {
+        throw new DigestMismatchError(`content does not match its digest: expected ${options.expected}, got ${digest}`);
       }
     }, 'blob');
-    return { digest: hasher.digest, size: hasher.size };
+    return { digest, size };
   }
 
   /** Stores a JSON document exactly as serialised here, and returns its descriptor. */

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import {
-  choosePlatform, formatReference, isRecord, MediaTypes, parseImageDocument, parseJson, readImage,
+  choosePlatform, countedChunks, formatReference, isRecord, MediaTypes, parseImageDocument, parseJson, readImage,
   type Descriptor, type Image, type ImageIndex, type Manifest, type PlatformChoice, type Reference, type Store,
 } from '../layers/index.ts';
 import { readUpTo, RegistryClient, RegistryError } from './client.ts';
@@ -49,7 +49,7 @@ async function fetchImageManifest(client: RegistryClient, store: Store, reposito
 /** Fetches a blob into the store; a body cut short or stalled is fetched again (by the client), bytes that lie are never kept. */
 async function fetchBlob(client: RegistryClient, store: Store, repository: string, digest: string, scope: string): Promise<void> {
   if (!(await store.hasBlob(digest))) {
-    await client.receive(`${repository}/blobs/${digest}`, { scope }, (response) => store.writeBlob(response.body, { expected: digest }));
+    await client.receive(`${repository}/blobs/${digest}`, { scope }, (response) => store.writeBlob(countedChunks(response.body), { expected: digest }));
   }
   await store.noteBlobRepository(digest, `${client.domain}/${repository}`);
 }
