@@ -202,7 +202,8 @@ export class Store implements BlobSource {
 
   /** A blob, or a range of it, as it is: blobs were checked on their way in. */
   stream(digest: string, range?: ByteRange): Readable {
-    return createReadStream(this.blobPath(digest), range);
+    // In 1 MiB reads: a 1 GiB layer pushed in 64 KiB ones spent a tenth of its time per chunk.
+    return createReadStream(this.blobPath(digest), { ...range, highWaterMark: 1 << 20 });
   }
 
   /** A whole blob (a manifest, an index, a config), checked against its digest. */
