@@ -55,6 +55,8 @@ export interface BuildRequest {
   host?: Host;
   /** How the layers this build makes are compressed (default gzip); reused layers keep theirs. */
   compression?: Compression;
+  /** Paths the build reads or writes besides the store: with --isolation=container, kept out of the image's way. */
+  keep?: string[];
 }
 
 /** Builds the target stage and returns its image (written to the store, not tagged). */
@@ -63,8 +65,10 @@ export async function build(request: BuildRequest): Promise<Image> {
   const plan = planBuild(dockerfile, { buildArgs: request.buildArgs, target: request.target, platform: request.platform });
   const unused = unusedBuildArgs(plan);
   if (unused.length > 0) request.log(`warning: build-args not consumed by any ARG: ${unused.join(', ')}`);
+  const host = request.host ?? await detectHost();
+  request.log(host.isolation.summary);
   const session = new BuildSession({
-    store: request.store, host: request.host ?? detectHost(), times: new Timestamps(request.timestamp), log: request.log,
+    store: request.store, host, times: new Timestamps(request.timestamp), log: request.log,
     contextDir: request.contextDir, dockerfilePath: request.dockerfile.path,
   });
   const run = new BuildRun(request, session, dockerfile, plan);
@@ -104,7 +108,7 @@ class BuildRun {
     this.cache = request.cache ?? new BuildCache(request.store);
     this.images = new Images(session, request, dockerfile, (index) => this.stageResult(index));
     this.copies = new CopySteps(session, this.images, this.cache, request.registry);
-    this.runs = new RunSteps(session, this.images, this.cache, { secrets: request.secrets ?? new Map(), output: request.output });
+    this.runs = new RunSteps(session, this.images, this.cache, { secrets: request.secrets ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output });
     // As in BuildKit, every stage whose dependencies are built runs unless --jobs caps them: a RUN's
     // work is its own processes', which the kernel shares out (W5's three 3 s stages on 2 cores took
     // 9.6 s two at a time, 8.2 s all at once).

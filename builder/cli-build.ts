@@ -10,6 +10,7 @@ import { parseNamedContext, type NamedContext } from './images.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache } from './cache-transfer.ts';
 import { detectHost } from './host.ts';
+import { ISOLATION_MODES, type IsolationMode } from './isolation.ts';
 import { parse, openStore, keyValues, type OutputCompression, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
 import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
@@ -37,7 +38,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
     secret: { type: 'string', multiple: true }, 'build-context': { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
-    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, ...REGISTRY_FLAGS,
+    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, isolation: { type: 'string' }, ...REGISTRY_FLAGS,
   });
   if (values.help) return help('build');
   if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
@@ -49,6 +50,8 @@ export async function buildCommand(args: string[]): Promise<number> {
   const quiet = values.quiet === true || progress === 'quiet';
   const jobs = values.jobs === undefined ? undefined : Number(values.jobs);
   if (jobs !== undefined && !(Number.isInteger(jobs) && jobs > 0)) throw new UsageError(`--jobs ${values.jobs}: expected a whole number above 0`);
+  const isolation = (values.isolation as string | undefined) ?? 'auto';
+  if (isolation !== 'auto' && !(ISOLATION_MODES as readonly string[]).includes(isolation)) throw new UsageError(`--isolation ${isolation}: use auto, userns, container or none`);
   let platform: Platform | undefined;
   if (values.platform !== undefined) {
     try {
@@ -113,7 +116,13 @@ export async function buildCommand(args: string[]): Promise<number> {
   // Reproducible builds: --timestamp, else SOURCE_DATE_EPOCH as a build arg (buildx) or in the environment.
   const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
   if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
-  const host = detectHost();
+  const host = await detectHost(isolation === 'auto' ? undefined : isolation as IsolationMode);
+  // What the build reads and writes besides the store: with --isolation=container, kept out of the image's way.
+  const keep = [
+    contextDir, dockerfilePath, values['tls-ca'], values.iidfile, values['metadata-file'], ...outputs.map((output) => output.dest),
+    ...[...cacheFrom, ...cacheTo].filter((spec) => spec.type === 'local').map((spec) => spec.where),
+    ...[...buildContexts.values()].map((named) => ('path' in named ? named.path : undefined)),
+  ].filter((path): path is string => typeof path === 'string' && path !== '-').map((path) => resolve(path));
   const image = await build({
     store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
     pull: values.pull === true, registry,
@@ -121,7 +130,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     buildArgs, target: values.target as string | undefined,
     labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
     ...(epochText ? { timestamp: Number(epochText) } : {}),
-    noCache: values['no-cache'] === true, secrets, cache, buildContexts, ...(compression ? { compression } : {}),
+    noCache: values['no-cache'] === true, secrets, cache, buildContexts, keep, ...(compression ? { compression } : {}),
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
   }).finally(() => groups?.end()).then((built) => (compression?.force ? recompressed(store, built, compression) : built));
 

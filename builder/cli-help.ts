@@ -53,6 +53,9 @@ Options:
       --metadata-file F    Write build results (digests, names) as JSON to F
       --progress MODE      auto, plain, tty or quiet
       --jobs N             Stages built at the same time (default: all that are ready)
+      --isolation MODE     How RUN steps are isolated: userns (hoist's sandbox), container (in this
+                           container's own root, where namespaces are refused: root with Docker's default
+                           capabilities), none (no RUN), or auto (default: the first that works here)
       --push               Push the image to every -t REF (boolean flags also take =true or =false)
       --pull               Pull base images even when the store has them
       --insecure-registry HOST  Reach HOST over plain HTTP (loopback hosts always are)

@@ -1,16 +1,19 @@
 // RUN: a command in the user-namespace sandbox, on an overlay of the stage's layers (or a copy of
 // them where overlay mounts are refused); what it changed becomes the layer.
-import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PlannedStage, RunInstruction } from '../parser/index.ts';
 import { applyLayers, CacheStore, changedEntries, chainKey, snapshot, upperDirEntries, type Layer, type LayerEntry, type Snapshot } from '../layers/index.ts';
-import { helper, readXattrs, runStep, type SandboxMount } from '../userns-native/index.ts';
+import { credentialFiles } from '../registry/index.ts';
+import { helper, readXattrs, runStep, type SandboxMount, type StepResult } from '../userns-native/index.ts';
 import { hashedValues, type BuildCache } from './cache.ts';
+import { ContainerRoot } from './container-root.ts';
 import { diskFullMessage, spaceAt } from './disk.ts';
 import { BuildError } from './errors.ts';
 import type { Images } from './images.ts';
 import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
+import { CONTAINER_MARKERS, INSTALL_ROOT } from './isolation.ts';
 import { once, type BuildSession } from './session.ts';
 import type { CachedStep, StageState } from './stage.ts';
 import { resolveUser } from './users.ts';
@@ -22,6 +25,8 @@ const HOSTNAME = 'hoist';
 export interface RunOptions {
   /** Secrets for RUN --mount=type=secret, by id: never in a layer, the history or a key. */
   secrets: ReadonlyMap<string, Buffer>;
+  /** With --isolation=container: files and directories the build reads or writes besides the store, kept out of the image's way. */
+  keep: string[];
   /** Where the steps' output goes, each line after its stage's name. */
   output?: (chunk: Buffer) => void;
 }
@@ -39,6 +44,8 @@ export class RunSteps {
   private readonly upperDirs = new Map<string, string>();
   private readonly layerDirs = new Map<string, Promise<string>>();
   private sandbox?: Promise<string>;
+  /** With --isolation=container: the container's root, where steps run. */
+  private readonly containerRoot?: ContainerRoot;
 
   constructor(session: BuildSession, images: Images, cache: BuildCache, options: RunOptions) {
     this.session = session;
@@ -46,20 +53,28 @@ export class RunSteps {
     this.cache = cache;
     this.options = options;
     this.overlay = session.host.overlay;
+    if (session.host.isolation.mode === 'container') {
+      const kept = [session.store.root, INSTALL_ROOT, ...CONTAINER_MARKERS, ...credentialFiles(), ...options.keep];
+      for (const name of ['SSL_CERT_FILE', 'NODE_COMPILE_CACHE']) if (process.env[name]) kept.push(process.env[name]);
+      this.containerRoot = new ContainerRoot(session.store, () => session.applyOptions(), kept);
+    }
   }
 
-  /** Notes a layer this build wrote, and the directory that already holds it (a RUN's upper dir). */
+  /**
+   * Notes a layer this build wrote, and the directory that already holds it (a RUN's upper dir; in
+   * the container's root, where the step's files were copied).
+   */
   madeLayer(layer: Layer, dir?: string): void {
     this.madeHere.add(layer.diffId);
-    if (dir) this.upperDirs.set(layer.diffId, dir);
+    if (dir && this.containerRoot) this.containerRoot.made(dir, layer.diffId);
+    else if (dir) this.upperDirs.set(layer.diffId, dir);
   }
 
   /** A RUN as a step of the stage: its cache inputs, and how to run it. */
   async step(planned: PlannedStage, state: StageState, instruction: RunInstruction): Promise<CachedStep> {
-    if (!this.session.host.root) {
-      helper();
-      throw new BuildError(`RUN needs hoist's user namespace: start hoist as bin/hoist, which enters one`);
-    }
+    helper();
+    const { isolation } = this.session.host;
+    if (isolation.mode === 'none') throw new BuildError(isolation.refusal!);
     const container = state.config.config;
     const { argv, script } = runCommand(instruction, container.Shell ?? ['/bin/sh', '-c']);
     const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
@@ -78,6 +93,7 @@ export class RunSteps {
         ...(mounts && Object.keys(mounts.files).length > 0 ? { files: mounts.files } : {}),
       },
       make: async () => {
+        if (this.containerRoot) return this.runInContainerRoot(this.containerRoot, planned, state, instruction, argv, script);
         const prepared = await prepareMounts(instruction.mounts, mountContext);
         try {
           return await this.runInSandbox(planned, state, instruction, argv, script, prepared);
@@ -159,16 +175,74 @@ export class RunSteps {
     }
     lines.end();
     if (result!.exitCode !== 0) {
-      const how = result!.signal !== undefined ? `was killed by signal ${result!.signal}` : `exited with code ${result!.exitCode}`;
-      const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
       const hint = session.host.ids === 'single'
         ? '\n(only your own user and group ids are mapped, so chown to any other id fails: give your user a range in /etc/subuid and /etc/subgid)'
         : '';
-      throw failure(`RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}${hint}`);
+      throw failure(`${stepFailure(result!, argv, tail)}${hint}`);
     }
     const diffOptions = { xattrs: await readXattrs(before ? rootfs : upper), warn: (message: string) => session.warn(message) };
     if (before) return { entries: changedEntries(rootfs, before, diffOptions) };
-    return { entries: upperDirEntries(upper, diffOptions), dir: upper };
+    // What the step only copied up is left out, as a snapshot leaves it out: the same rows in every mode.
+    const tree = await state.tree(session.store);
+    const below = {
+      info: (path: string) => tree.get(path),
+      file: (path: string) => lower.map((dir) => join(dir, path)).find((candidate) => lstatSync(candidate, { throwIfNoEntry: false })?.isFile()),
+    };
+    return { entries: upperDirEntries(upper, { ...diffOptions, below }), dir: upper };
+  }
+
+  /**
+   * Runs a RUN's command in the container's own root (--isolation=container): `/` made to hold the
+   * stage's layers, a snapshot, the command, and what changed since, its files copied aside so that
+   * the layer is written from them while another step may use `/`. No mounts and no network of its
+   * own can be made here: RUN --mount and --network=none are refused, by name.
+   */
+  private async runInContainerRoot(
+    root: ContainerRoot, planned: PlannedStage, state: StageState, instruction: RunInstruction, argv: string[],
+    script: { path: string; content: string } | undefined,
+  ): Promise<{ entries: LayerEntry[]; dir: string }> {
+    const { session } = this;
+    const cannot = (what: string): BuildError => new BuildError(`${what} needs a mount, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container): RUN steps with it build with --isolation=userns, where user namespaces are allowed`);
+    if (instruction.mounts.length > 0) throw cannot(`RUN --mount=type=${instruction.mounts[0]!.type}`);
+    if (instruction.network === 'none') throw new BuildError('RUN --network=none needs a network namespace, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container)');
+    const container = state.config.config;
+    const user = await resolveUser(session.store, state.layers, container.User || '0');
+    const step = await session.tempDir('run');
+    if (script) {
+      // A heredoc script runs from a file of its own: here from the store, not at /dev/pipes.
+      await writeFile(join(step, 'script'), script.content, { mode: 0o755 });
+      argv = [join(step, 'script'), ...argv.slice(1)];
+    }
+    let tail = '';
+    const lines = new LinePrefixer(`[${planned.stage.name ?? `stage-${planned.stage.index}`}] `, (chunk) => this.options.output?.(chunk));
+    return root.use(state.layers, async () => {
+      const before = snapshot('/', root.keep);
+      const result = await runStep({
+        root: { inPlace: true }, rootfs: '/', hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, mounts: [],
+        env: withDefaultPath(state.variables.runEnv()), network: 'host', argv, signal: session.signal,
+        output: (chunk: Buffer) => {
+          lines.write(chunk);
+          tail = (tail + chunk.toString('utf8')).slice(-4000);
+        },
+      });
+      lines.end();
+      if (result.exitCode !== 0) throw new BuildError(stepFailure(result, argv, tail));
+      const entries = changedEntries('/', before, { xattrs: new Map(), warn: (message) => session.warn(message), keep: root.keep });
+      // Extended attributes of what changed only: a walk of `/` would read the store's too.
+      const paths = entries.map((entry) => `/${entry.path}`).filter((path) => lstatSync(path, { throwIfNoEntry: false }));
+      const xattrs = await readXattrs(paths);
+      for (const entry of entries) if (xattrs.has(`/${entry.path}`)) entry.xattrs = xattrs.get(`/${entry.path}`);
+      const copies = join(step, 'files');
+      await mkdir(copies);
+      entries.forEach((entry, index) => {
+        if (entry.type !== 'file' || typeof entry.source !== 'string') return;
+        const copy = join(copies, String(index));
+        copyFileSync(entry.source, copy);
+        entry.source = copy;
+      });
+      root.stepped(state.layers, entries.length > 0 ? copies : undefined);
+      return { entries, dir: copies };
+    });
   }
 
   /**
@@ -221,6 +295,13 @@ export class RunSteps {
     });
     return this.sandbox;
   }
+}
+
+/** How a step's command ended, and its last lines of output. */
+function stepFailure(result: StepResult, argv: string[], tail: string): string {
+  const how = result.signal !== undefined ? `was killed by signal ${result.signal}` : `exited with code ${result.exitCode}`;
+  const lastLines = tail.trimEnd().split('\n').slice(-10).map((text) => `  ${text}`).join('\n');
+  return `RUN ${how}: ${argv.join(' ')}${lastLines ? `\nlast output:\n${lastLines}` : ''}`;
 }
 
 /** Writes output with a prefix at the start of every line, so that stages running together stay apart. */

@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { UnsafeLayerError, whiteoutOf } from './entry.ts';
 import type { Layer } from './layer.ts';
 import { layerTar } from './compression.ts';
+import type { KeptPaths } from './kept.ts';
 import { keepListing, listingRow, type LayerListing } from './listing.ts';
 import type { Store } from './store.ts';
 import { readTar, type TarHeader } from './tar.ts';
@@ -40,6 +41,8 @@ export interface ApplyOptions {
    * an overlay mount shows it; without them, root's and 0755.
    */
   below?: string[];
+  /** Paths left as they are, with all below them (applied in place: hoist's own, the container's mounts). */
+  keep?: KeptPaths;
 }
 
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
@@ -69,7 +72,7 @@ function directoryBelow(below: string[], rel: string): Stats | undefined {
 }
 
 async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [] }: ApplyOptions,
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [], keep }: ApplyOptions,
 ): Promise<void> {
   const xattrs: [string, string, Buffer][] = [];
   const verifiedDirs = new Set<string>(['']);
@@ -107,21 +110,30 @@ async function applyLayer(
     const parts = safeComponents(header.path);
     if (parts.length === 0) continue; // the root itself
     const name = parts[parts.length - 1]!;
-    const parent = parentDir(parts, header.path);
     const rel = parts.join('/');
+    const left = (): void => warn('kept', `layer entries at or above what hoist keeps while it builds here (its own files, the store, the container's mounts), such as /${rel}, are left as they are`);
+    if (keep?.has(rel) || (keep?.isAbove(rel) && header.type !== 'directory')) {
+      left();
+      continue;
+    }
+    const parent = parentDir(parts, header.path);
 
     const whiteout = whiteoutOf(name, header.path);
     if (whiteout?.kind === 'aufs-metadata') continue;
     if (whiteout?.kind === 'opaque') {
       for (const child of readdirSync(join(root, parent))) {
         const childRel = parent ? `${parent}/${child}` : child;
-        if (!addedHere.has(childRel)) rmSync(join(root, childRel), { recursive: true, force: true });
+        if (addedHere.has(childRel)) continue;
+        if (keep) keep.remove(root, childRel);
+        else rmSync(join(root, childRel), { recursive: true, force: true });
       }
       continue;
     }
     if (whiteout?.kind === 'whiteout') {
       const hidden = parent ? `${parent}/${whiteout.hidden}` : whiteout.hidden;
-      rmSync(join(root, hidden), { recursive: true, force: true });
+      if (keep?.has(hidden)) left();
+      else if (keep) keep.remove(root, hidden);
+      else rmSync(join(root, hidden), { recursive: true, force: true });
       forget(verifiedDirs, hidden);
       continue;
     }

@@ -18,7 +18,8 @@ export { parseReference, formatReference, familiarReference, familiarRepository,
 export { importOciLayout, type Imported } from './import.ts';
 export { DigestMismatchError, type BlobSource, type ByteRange } from './source.ts';
 export { Layout } from './layout.ts';
-export { upperDirEntries, snapshot, changedEntries, type Snapshot } from './diff.ts';
+export { upperDirEntries, snapshot, changedEntries, type Below, type Snapshot } from './diff.ts';
+export { KeptPaths } from './kept.ts';
 export { atomicWrite, chainKey, isCacheKey } from './store.ts';
 export { CacheStore, type CacheRecord, type StepInputs } from './cache-records.ts';
 export { countedChunks } from './garbage.ts';

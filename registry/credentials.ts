@@ -26,7 +26,8 @@ function keysFor(host: string): string[] {
   return [host, `https://${host}`, `http://${host}`, `https://${host}/v1/`, `https://${host}/v2/`];
 }
 
-function authFiles(): string[] {
+/** The files credentials are read from, in the order they are looked in. */
+export function credentialFiles(): string[] {
   const files: string[] = [];
   if (process.env.REGISTRY_AUTH_FILE) files.push(process.env.REGISTRY_AUTH_FILE);
   if (process.env.XDG_RUNTIME_DIR) files.push(join(process.env.XDG_RUNTIME_DIR, 'containers', 'auth.json'));
@@ -56,7 +57,7 @@ function fromHelper(helper: string, serverUrl: string): Credentials | undefined 
 
 /** The credentials for a registry host, or undefined for anonymous access. */
 export function findCredentials(host: string): Credentials | undefined {
-  for (const path of authFiles()) {
+  for (const path of credentialFiles()) {
     const file = readAuthFile(path);
     if (!file) continue;
     for (const key of keysFor(host)) {

@@ -4,11 +4,19 @@
  *   hoist-sandbox enter -- CMD...
  *     Runs CMD as root of a new user namespace whose maps cover the caller's /etc/subuid and
  *     /etc/subgid ranges (set by newuidmap/newgidmap), in a private mount namespace. Without a
- *     range, only the caller's own ids are mapped (one warning).
+ *     range, only the caller's own ids are mapped (one warning). Where the kernel refuses the
+ *     user namespace, CMD runs as the caller, with HOIST_USERNS_REFUSED saying why.
+ *
+ *   hoist-sandbox probe
+ *     Exits 0 when `run` could set a step up here, else prints the setup step refused.
  *
  *   hoist-sandbox xattrs DIR
- *     Lists the extended attributes of everything under DIR (not following symlinks) as
+ *     Lists the extended attributes of everything under DIR (not following symlinks, not crossing
+ *     into other mounts) as
  *     NUL-terminated fields: path, name, value in hex; Node has no call for them.
+ *
+ *   hoist-sandbox xattrs-of
+ *     The same for the paths read from standard input (NUL-terminated), and nothing below them.
  *
  *   hoist-sandbox setxattrs
  *     Sets extended attributes read from standard input in the same form.
@@ -26,11 +34,15 @@
  *     The step's environment is read from --env-fd (NUL-terminated KEY=VALUE entries until end of
  *     file), never from the command line: every local user can read a process's command line, and
  *     the environment holds secrets. The command is found on the step's own PATH.
+ *     With --in-place yes (no --rootfs, mounts or network): no namespaces and no mounts, the step
+ *     runs in this process's own root, as a locked-down container allows; the helper is the
+ *     step's subreaper and kills what it leaves behind.
  *
  * Setup is a list of steps applied in order; every call is checked, and a failure ends the
  * program with the step that failed and why.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -170,7 +182,16 @@ static int enter(char **command) {
   }
 
   close(ready[0]);
-  if (unshare(CLONE_NEWUSER) < 0) die("unshare user namespace (are unprivileged user namespaces enabled?)");
+  if (unshare(CLONE_NEWUSER) < 0) {
+    /* Refused (a locked-down container, a sysctl): hoist runs as the user, without RUN, and says why. */
+    char reason[160];
+    snprintf(reason, sizeof reason, "unshare(CLONE_NEWUSER): %s", strerror(errno));
+    close(ready[1]);
+    waitpid(helper, NULL, 0);
+    setenv("HOIST_USERNS_REFUSED", reason, 1);
+    execvp(command[0], command);
+    die("exec %s", command[0]);
+  }
   if (write(ready[1], "x", 1) != 1) die("signal the mapper");
   close(ready[1]);
   int status;
@@ -208,6 +229,8 @@ struct run_options {
   const char **lowers;
   size_t lower_count, lower_capacity;
   int copied_root;
+  /* No namespaces and no mounts: the step runs in this process's own root (a locked-down container). */
+  int in_place;
   /* In the order given: a mount inside another's target comes after it. */
   struct mount_item *mounts;
   size_t mount_count, mount_capacity;
@@ -416,11 +439,52 @@ static pid_t command_pid;
 /* A pipe whose write end only the helper's first process holds (see run). */
 static int alive[2];
 
+/* In place, a signal (hoist stopping the build, or dying: see run) ends the step at once. */
+static int kill_on_signal;
+
 static void forward_signal(int sig) {
-  if (command_pid > 0) kill(command_pid, sig);
+  if (command_pid > 0) kill(command_pid, kill_on_signal ? SIGKILL : sig);
 }
 
-/* As pid 1 of the step: start the command, reap everything, end with the command's status. */
+/* The pid in /proc/PID/stat's parent field, or -1. */
+static pid_t parent_of(pid_t pid) {
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t length = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (length <= 0) return -1;
+  text[length] = '\0';
+  /* "PID (COMM) STATE PPID ...": the name may hold spaces and parentheses, so from the last ')'. */
+  char *end = strrchr(text, ')');
+  int parent;
+  return end && sscanf(end + 1, " %*c %d", &parent) == 1 ? parent : -1;
+}
+
+/*
+ * In place there is no pid namespace whose end ends the step's processes: this process is their
+ * subreaper (what they leave behind becomes its child), so it kills its children until none is left.
+ */
+static void end_descendants(void) {
+  pid_t self = getpid();
+  for (;;) {
+    DIR *proc = opendir("/proc");
+    if (!proc) die("open /proc");
+    struct dirent *entry;
+    while ((entry = readdir(proc))) {
+      pid_t pid = (pid_t)strtol(entry->d_name, NULL, 10);
+      if (pid > 0 && parent_of(pid) == self) kill(pid, SIGKILL);
+    }
+    closedir(proc);
+    pid_t reaped = waitpid(-1, NULL, WNOHANG);
+    if (reaped < 0 && errno == ECHILD) return;
+    if (reaped < 0 && errno != EINTR) die("wait for what the step left");
+    if (reaped == 0) usleep(1000);
+  }
+}
+
+/* As pid 1 of the step (or its subreaper, in place): start the command, reap everything, end with the command's status. */
 static void init_and_exec(struct run_options *o, char **command) {
   signal(SIGINT, forward_signal);
   signal(SIGTERM, forward_signal);
@@ -459,7 +523,8 @@ static void init_and_exec(struct run_options *o, char **command) {
       break;
     }
   }
-  /* Leaving pid 1 ends every other process of the step. */
+  /* Leaving pid 1 ends every other process of the step; in place, they are ended here. */
+  if (o->in_place) end_descendants();
   if (WIFSIGNALED(status)) {
     dprintf(o->status_fd, "signal %d\n", WTERMSIG(status));
     _exit(128 + WTERMSIG(status));
@@ -546,6 +611,7 @@ static int run(int argc, char **argv) {
     else if (!strcmp(key, "--hostname")) o.hostname = value;
     else if (!strcmp(key, "--network")) o.network = value;
     else if (!strcmp(key, "--copied-root")) o.copied_root = !strcmp(value, "yes");
+    else if (!strcmp(key, "--in-place")) o.in_place = !strcmp(value, "yes");
     else if (!strcmp(key, "--uid")) o.uid = (uid_t)parse_number(value, "uid");
     else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_number(value, "gid");
     else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_number(value, "fd");
@@ -563,9 +629,21 @@ static int run(int argc, char **argv) {
     else die("unknown option %s", key);
   }
   if (i >= argc - 1) die("usage: hoist-sandbox run OPTIONS -- COMMAND...");
-  if (!o.rootfs || (!o.copied_root && (!o.lower_count || !o.upper || !o.work))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
+  if (!o.in_place && (!o.rootfs || (!o.copied_root && (!o.lower_count || !o.upper || !o.work)))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
   o.single_gid = mapped_ids("/proc/self/gid_map") == 1;
   if (env_fd >= 0) o.env = read_env(env_fd);
+  if (o.in_place) {
+    if (o.mount_count > 0 || (o.network && strcmp(o.network, "host") != 0)) die("--in-place takes no mounts and no network of its own");
+    /* Told of hoist's death by a signal it can act on: the step and all it started are killed
+       (end_descendants) rather than left running with nothing to end them. */
+    kill_on_signal = 1;
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) die("prctl PDEATHSIG");
+    if (other_end_gone(o.status_fd)) _exit(125);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("prctl CHILD_SUBREAPER");
+    if (o.cwd) make_directories(o.cwd);
+    if (chdir(o.cwd ? o.cwd : "/") < 0) die("chdir %s", o.cwd ? o.cwd : "/");
+    init_and_exec(&o, argv + i + 1);
+  }
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;
   if (other_end_gone(o.status_fd)) _exit(125);
@@ -586,6 +664,36 @@ static int run(int argc, char **argv) {
     if (errno != EINTR) die("wait for the step");
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- probe ------------------------------------------------------------------------------- */
+
+/*
+ * Whether `run` could set a step up here: its namespaces, a private mount table, a tmpfs and a
+ * /proc, tried in a child so nothing here changes. A container's seccomp profile or missing
+ * CAP_SYS_ADMIN fails one of them; the first refused is printed.
+ */
+static int probe(void) {
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare namespaces");
+    pid_t init = fork();
+    if (init < 0) die("fork pid 1");
+    if (init == 0) {
+      if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
+      if (mount("hoist-probe", "/tmp", "tmpfs", 0, NULL) < 0) die("mount a tmpfs");
+      if (mkdir("/tmp/proc", 0755) < 0) die("mkdir /tmp/proc");
+      if (mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+      _exit(0);
+    }
+    int status;
+    if (waitpid(init, &status, 0) < 0) die("wait");
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 125);
+  }
+  int status;
+  if (waitpid(child, &status, 0) < 0) die("wait");
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 125;
 }
 
 /* ---- xattrs ------------------------------------------------------------------------------ */
@@ -638,14 +746,25 @@ static int set_xattrs(void) {
   return 0;
 }
 
+/* Lists the extended attributes of the paths read from standard input (NUL-terminated), as xattrs does. */
+static int list_xattrs_of(void) {
+  char *path = NULL;
+  size_t size = 0;
+  while (read_field(&path, &size)) print_xattrs(path, NULL, 0, NULL);
+  free(path);
+  return fflush(stdout) == 0 ? 0 : 125;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "setxattrs")) return set_xattrs();
+  if (argc == 2 && !strcmp(argv[1], "xattrs-of")) return list_xattrs_of();
   if (argc == 3 && !strcmp(argv[1], "xattrs")) {
-    if (nftw(argv[2], print_xattrs, 64, FTW_PHYS) < 0) die("walk %s", argv[2]);
+    if (nftw(argv[2], print_xattrs, 64, FTW_PHYS | FTW_MOUNT) < 0) die("walk %s", argv[2]);
     return fflush(stdout) == 0 ? 0 : 125;
   }
   if (argc >= 4 && !strcmp(argv[1], "enter") && !strcmp(argv[2], "--")) return enter(argv + 3);
   if (argc >= 2 && !strcmp(argv[1], "run")) return run(argc - 2, argv + 2);
-  fprintf(stderr, "usage: hoist-sandbox enter -- CMD... | run OPTIONS -- CMD... | xattrs DIR | setxattrs\n");
+  if (argc == 2 && !strcmp(argv[1], "probe")) return probe();
+  fprintf(stderr, "usage: hoist-sandbox enter -- CMD... | run OPTIONS -- CMD... | probe | xattrs DIR | xattrs-of | setxattrs\n");
   return 2;
 }

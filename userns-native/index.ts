@@ -45,9 +45,11 @@ export type SandboxMount =
 export interface StepOptions {
   /**
    * The root filesystem: an overlay of lower layer directories (topmost first) under a fresh upper
-   * dir, mounted on the empty directory `rootfs`; or `rootfs` itself, filled by the caller.
+   * dir, mounted on the empty directory `rootfs`; or `rootfs` itself, filled by the caller; or, in
+   * place, this process's own root, with no namespaces, no mounts and no network of the step's own
+   * (`rootfs` then unused).
    */
-  root: { overlay: { lower: string[]; upper: string; work: string } } | { copied: true };
+  root: { overlay: { lower: string[]; upper: string; work: string } } | { copied: true } | { inPlace: true };
   rootfs: string;
   /** Host files and directories bound over paths of the root filesystem (`/etc/hosts`...), and tmpfs mounts, in order. */
   mounts: SandboxMount[];
@@ -77,7 +79,7 @@ export interface StepResult {
 export function runStep(options: StepOptions): Promise<StepResult> {
   const root = 'overlay' in options.root
     ? [...options.root.overlay.lower.flatMap((dir) => ['--lower', dir]), '--upper', options.root.overlay.upper, '--work', options.root.overlay.work]
-    : ['--copied-root', 'yes'];
+    : 'copied' in options.root ? ['--copied-root', 'yes'] : ['--in-place', 'yes'];
   const args = [
     'run', '--rootfs', options.rootfs, ...root,
     '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
@@ -91,7 +93,9 @@ export function runStep(options: StepOptions): Promise<StepResult> {
   for (const entry of options.env) if (entry.includes('\0')) throw new Error(`an environment variable cannot hold a NUL byte: ${entry.split('=')[0]}`);
   // The helper and the step's pid 1 get no environment of hoist's: the step could read theirs.
   return new Promise((resolve, reject) => {
-    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, signal: options.signal, killSignal: 'SIGKILL' });
+    // In place, the helper ends the step and what it started on SIGTERM; a sandbox ends with its pid 1.
+    const killSignal = 'inPlace' in options.root ? 'SIGTERM' : 'SIGKILL';
+    const child = spawn(helper(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {}, signal: options.signal, killSignal });
     let status = '';
     // A helper that fails before reading its environment is reported when it exits.
     child.stdio[4]!.on('error', () => undefined);
@@ -109,14 +113,28 @@ export function runStep(options: StepOptions): Promise<StepResult> {
   });
 }
 
-/** Extended attributes under `dir`, by absolute path. */
-export function readXattrs(dir: string): Promise<Map<string, Record<string, Buffer>>> {
+/** Why the helper cannot set a RUN sandbox up here (what it printed), or undefined when it can. */
+export function probeSandbox(): Promise<string | undefined> {
+  if (!existsSync(helperPath)) return Promise.resolve(`the sandbox helper is not built (${helperPath})`);
   return new Promise((resolve, reject) => {
-    const child = spawn(helper(), ['xattrs', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(helperPath, ['probe'], { stdio: ['ignore', 'ignore', 'pipe'], env: {} });
+    let errors = '';
+    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code === 0 ? undefined : errors.trim().replace(/^hoist-sandbox: /, '') || `the probe exited ${code}`));
+  });
+}
+
+/** Extended attributes by absolute path: of everything under a directory, or of the paths listed. */
+export function readXattrs(where: string | string[]): Promise<Map<string, Record<string, Buffer>>> {
+  return new Promise((resolve, reject) => {
+    const listed = Array.isArray(where);
+    const child = spawn(helper(), listed ? ['xattrs-of'] : ['xattrs', where], { stdio: [listed ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    if (listed) child.stdin!.end(where.map((path) => `${path}\0`).join(''));
     const chunks: Buffer[] = [];
     let errors = '';
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => (errors += chunk));
+    child.stdout!.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => (errors += chunk));
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(errors.trim() || `hoist-sandbox xattrs exited ${code}`));
