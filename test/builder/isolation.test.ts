@@ -84,11 +84,11 @@ async function layerRows(image: string): Promise<string[][]> {
 }
 
 describe('in a locked-down container (root with Docker\'s default capabilities, no user namespaces)', () => {
-  test('RUN runs in the container\'s own root: real owners, /proc, /dev and the resolver work, and none of them reach the layer', async () => {
+  test('RUN runs in the container\'s own root: real owners; /proc, /dev/null, /dev/zero, /dev/urandom, hosts and resolv.conf work, and none of them reach the layer', async () => {
     const ctx = context('locked', [
       'FROM busybox',
       'COPY hello /hello',
-      'RUN echo hi > /hi && chown 1000:1001 /hi && readlink /proc/self/exe && ls /proc/self/fd > /fds && head -c 8 /dev/urandom | wc -c && cat /dev/null && test -e /etc/resolv.conf && test -e /etc/hosts',
+      'RUN echo hi > /hi && chown 1000:1001 /hi && readlink /proc/self/exe && ls /proc/self/fd > /fds && head -c 8 /dev/urandom | wc -c && head -c 3 /dev/zero | wc -c && cat /dev/null && test -e /etc/resolv.conf && test -e /etc/hosts',
       // A daemon a step leaves behind is ended with the step.
       'RUN (busybox setsid sleep 1000 > /dev/null 2>&1 &) && sleep 0.2',
       'RUN for p in /proc/[0-9]*; do if [ "$(cat $p/comm 2>/dev/null)" = sleep ]; then echo "left running: $p"; exit 1; fi; done',
