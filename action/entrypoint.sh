@@ -24,12 +24,8 @@ if is_true "${INPUT_PROVENANCE-false}"; then
   echo "::error::hoist does not make provenance attestations: leave provenance false"
   exit 1
 fi
-mapfile -t platforms < <(commas "${INPUT_PLATFORMS-}")
-if [ "${#platforms[@]}" -gt 1 ]; then
-  echo "::error::hoist builds one platform at a time: run the action once per platform"
-  exit 1
-fi
-[ "${#platforms[@]}" -eq 1 ] && args+=(--platform "${platforms[0]}")
+# Several platforms make one index; RUN for another platform needs QEMU (docker/setup-qemu-action).
+while IFS= read -r platform; do args+=(--platform "$platform"); done < <(commas "${INPUT_PLATFORMS-}")
 while IFS= read -r tag; do args+=(-t "$tag"); done < <(commas "${INPUT_TAGS-}")
 while IFS= read -r arg; do args+=(--build-arg "$arg"); done < <(items "${INPUT_BUILD_ARGS-}")
 while IFS= read -r label; do args+=(--label "$label"); done < <(items "${INPUT_LABELS-}")

@@ -13,11 +13,12 @@ import { BuildCache, cacheKey, sha256 } from './cache.ts';
 import { CopySteps } from './copy-step.ts';
 import { imagePath, withParentsBelow } from './copy.ts';
 import { abbreviate, BuildError } from './errors.ts';
+import { checkEmulation } from './emulation.ts';
 import { detectHost, type Host } from './host.ts';
 import { Images, type NamedContext } from './images.ts';
 import { DEFAULT_PATH, RunSteps } from './run.ts';
 import { BuildSession } from './session.ts';
-import { StageState, type CachedStep } from './stage.ts';
+import { StageState, stageLabel, type CachedStep } from './stage.ts';
 import { Timestamps } from './timestamps.ts';
 import type { FileTree } from './tree.ts';
 import { resolveUser } from './users.ts';
@@ -36,8 +37,10 @@ export interface BuildRequest {
   log: (line: string) => void;
   /** Where RUN output goes, whole and as it comes, each line after its stage's name. */
   output?: (chunk: Buffer) => void;
-  /** Stages built at the same time (default: no limit). */
-  jobs?: number;
+  /** Stages built at the same time, shared by the builds of several platforms (default: no limit). */
+  limit?: LimitFunction;
+  /** Shown in every line of the build, before the stage's name: the platform, when a build makes several. */
+  label?: string;
   /** Pull base images even when the store has them (`--pull`). */
   pull?: boolean;
   /** How registries (and ADD's URLs) are reached: plain-HTTP hosts, extra CAs. */
@@ -63,10 +66,10 @@ export interface BuildRequest {
 export async function build(request: BuildRequest): Promise<Image> {
   const dockerfile = parseInstructions(request.dockerfile.text, request.dockerfile.name);
   const plan = planBuild(dockerfile, { buildArgs: request.buildArgs, target: request.target, platform: request.platform });
+  checkEmulation(plan);
   const unused = unusedBuildArgs(plan);
   if (unused.length > 0) request.log(`warning: build-args not consumed by any ARG: ${unused.join(', ')}`);
   const host = request.host ?? await detectHost();
-  request.log(host.isolation.summary);
   const session = new BuildSession({
     store: request.store, host, times: new Timestamps(request.timestamp), log: request.log,
     contextDir: request.contextDir, dockerfilePath: request.dockerfile.path,
@@ -108,11 +111,13 @@ class BuildRun {
     this.cache = request.cache ?? new BuildCache(request.store);
     this.images = new Images(session, request, dockerfile, (index) => this.stageResult(index));
     this.copies = new CopySteps(session, this.images, this.cache, request.registry);
-    this.runs = new RunSteps(session, this.images, this.cache, { secrets: request.secrets ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output });
+    this.runs = new RunSteps(session, this.images, this.cache, {
+      secrets: request.secrets ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output, label: request.label,
+    });
     // As in BuildKit, every stage whose dependencies are built runs unless --jobs caps them: a RUN's
     // work is its own processes', which the kernel shares out (W5's three 3 s stages on 2 cores took
     // 9.6 s two at a time, 8.2 s all at once).
-    this.limit = pLimit(request.jobs ?? Infinity);
+    this.limit = request.limit ?? pLimit(Infinity);
     this.totalSteps = plan.order.reduce((sum, index) => sum + 1 + plan.stages[index]!.stage.instructions.length, 0);
   }
 
@@ -139,7 +144,7 @@ class BuildRun {
   }
 
   private stageLabel(planned: PlannedStage): string {
-    return planned.stage.name ?? `stage-${planned.stage.index}`;
+    return stageLabel(planned, this.request.label);
   }
 
   /** Rethrows an instruction's failure as a BuildError that names its line. */
@@ -240,28 +245,39 @@ class BuildRun {
     };
     let missed = typeof step.inputs === 'function' ? undefined : await lookUp({ parent, ...step.inputs });
     if (missed?.hit) return;
-    const started = performance.now();
-    const { entries, dir } = await step.make();
-    const created = this.session.times.now();
-    // The content hashes of the files read, for a key that waits for them (COPY's); RUN's need none.
-    const contentHashes = missed ? undefined : new Map<string, string>();
-    const clamped = this.session.times.clamp(entries);
-    const layerOptions = { ...(contentHashes ? { contentHashes } : {}), ...(this.request.compression ? { compression: this.request.compression } : {}) };
-    const made = clamped.length > 0 ? await writeLayer(this.store, clamped, layerOptions) : undefined;
-    if (!missed) {
-      missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes!) });
+    const taken = missed && useCache ? this.cache.take(missed.key) : undefined;
+    if (taken && 'busy' in taken) {
+      // Another platform's build is making this very step: its record will do.
+      await taken.busy;
+      missed = await lookUp(missed!.inputs);
       if (missed.hit) return;
     }
-    if (made) {
-      state.addLayer(made, clamped);
-      this.runs.madeLayer(made, dir);
+    try {
+      const started = performance.now();
+      const { entries, dir } = await step.make();
+      const created = this.session.times.now();
+      // The content hashes of the files read, for a key that waits for them (COPY's); RUN's need none.
+      const contentHashes = missed ? undefined : new Map<string, string>();
+      const clamped = this.session.times.clamp(entries);
+      const layerOptions = { ...(contentHashes ? { contentHashes } : {}), ...(this.request.compression ? { compression: this.request.compression } : {}) };
+      const made = clamped.length > 0 ? await writeLayer(this.store, clamped, layerOptions) : undefined;
+      if (!missed) {
+        missed = await lookUp({ parent, ...(step.inputs as (hashes: ReadonlyMap<string, string>) => Omit<StepInputs, 'parent'>)(contentHashes!) });
+        if (missed.hit) return;
+      }
+      if (made) {
+        state.addLayer(made, clamped);
+        this.runs.madeLayer(made, dir);
+      }
+      state.addHistory(step.createdBy, !made, created);
+      const { inputs, key } = missed;
+      const record = { layer: made ?? null, created, inputs };
+      await this.cache.save(key, record);
+      await this.cache.remember(locator, key, record, final);
+      this.request.log(`${prefix} DONE ${((performance.now() - started) / 1000).toFixed(2)}s`);
+    } finally {
+      if (taken && 'release' in taken) taken.release();
     }
-    state.addHistory(step.createdBy, !made, created);
-    const { inputs, key } = missed;
-    const record = { layer: made ?? null, created, inputs };
-    await this.cache.save(key, record);
-    await this.cache.remember(locator, key, record, final);
-    this.request.log(`${prefix} DONE ${((performance.now() - started) / 1000).toFixed(2)}s`);
   }
 
   private async dispatch(planned: PlannedStage, state: StageState, raw: Instruction, stepId: string, prefix: string): Promise<void> {

@@ -44,6 +44,8 @@ export class BuildCache {
   readonly used = new Map<string, { record: CacheRecord; final: boolean; locator: string }>();
   /** Cache mounts this build used: directory name → contents directory. */
   readonly usedMounts = new Map<string, string>();
+  /** Steps being made now by the builds that share this cache (one per platform), by key. */
+  private readonly making = new Map<string, Promise<void>>();
 
   constructor(store: Store, sources: CacheSource[] = []) {
     this.store = store;
@@ -66,6 +68,24 @@ export class BuildCache {
       return record;
     }
     return undefined;
+  }
+
+  /**
+   * Takes the step `key` for the caller to make, or, when another build sharing this cache is
+   * making it, gives the promise of that build's end: a stage that does not depend on the target
+   * platform is then built once for every platform, the others taking its record.
+   */
+  take(key: string): { release: () => void } | { busy: Promise<void> } {
+    const other = this.making.get(key);
+    if (other) return { busy: other };
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.making.set(key, promise);
+    return {
+      release: () => {
+        this.making.delete(key);
+        resolve();
+      },
+    };
   }
 
   /** Whether caches from elsewhere (--cache-from) were imported. */

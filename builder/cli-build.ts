@@ -2,8 +2,9 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { parsePlatform, type Platform } from '../parser/index.ts';
-import { applyLayers, changedEntries, familiarReference, parseReference, recompressed, Store, writeDockerArchive, writeFilesystemTar, writeOciLayout, type Image } from '../layers/index.ts';
+import pLimit from 'p-limit';
+import { formatPlatform, parsePlatforms, type Platform } from '../parser/index.ts';
+import { applyLayers, changedEntries, familiarReference, parseReference, recompressed, Store, writeDockerArchive, writeFilesystemTar, writeIndex, writeOciLayout, type Image } from '../layers/index.ts';
 import { inGithubActions, StageGroups } from './actions.ts';
 import { build } from './build.ts';
 import { parseNamedContext, type NamedContext } from './images.ts';
@@ -35,7 +36,7 @@ export async function buildCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse('build', args, {
     file: { type: 'string', short: 'f' }, tag: { type: 'string', short: 't', multiple: true },
     'build-arg': { type: 'string', multiple: true }, target: { type: 'string' }, label: { type: 'string', multiple: true },
-    platform: { type: 'string' }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
+    platform: { type: 'string', multiple: true }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
     secret: { type: 'string', multiple: true }, 'build-context': { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
     jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, isolation: { type: 'string' }, ...REGISTRY_FLAGS,
@@ -52,13 +53,11 @@ export async function buildCommand(args: string[]): Promise<number> {
   if (jobs !== undefined && !(Number.isInteger(jobs) && jobs > 0)) throw new UsageError(`--jobs ${values.jobs}: expected a whole number above 0`);
   const isolation = (values.isolation as string | undefined) ?? 'auto';
   if (isolation !== 'auto' && !(ISOLATION_MODES as readonly string[]).includes(isolation)) throw new UsageError(`--isolation ${isolation}: use auto, userns, container or none`);
-  let platform: Platform | undefined;
-  if (values.platform !== undefined) {
-    try {
-      platform = parsePlatform(values.platform as string);
-    } catch (error) {
-      throw new UsageError(`--platform: ${(error as Error).message}`);
-    }
+  let platforms: Platform[];
+  try {
+    platforms = parsePlatforms((values.platform as string[] | undefined) ?? []);
+  } catch (error) {
+    throw new UsageError(`--platform: ${(error as Error).message}`);
   }
   const tags = ((values.tag as string[] | undefined) ?? []).map((tag) => reference(tag, '-t'));
   const outputs = ((values.output as string[] | undefined) ?? []).map(parseOutput);
@@ -74,6 +73,9 @@ export async function buildCommand(args: string[]): Promise<number> {
   const destination = (output: OutputSpec): string | Writable => (output.dest === '-' ? process.stdout : output.dest!);
   for (const output of outputs) {
     if (output.push && namesOf(output).length === 0) throw new UsageError('pushing needs a name to push to: -t REF, or name= in --output');
+    if (output.type === 'docker' && platforms.length > 1) {
+      throw new UsageError(`--output type=docker holds one image, and --platform asks for ${platforms.length}: use type=oci (an index of them all), or one --platform`);
+    }
   }
   const registry = registryOptions(values);
   const compression = layerCompression(outputs);
@@ -117,34 +119,44 @@ export async function buildCommand(args: string[]): Promise<number> {
   const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
   if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
   const host = await detectHost(isolation === 'auto' ? undefined : isolation as IsolationMode);
+  log(host.isolation.summary);
   // What the build reads and writes besides the store: with --isolation=container, kept out of the image's way.
   const keep = [
     contextDir, dockerfilePath, values['tls-ca'], values.iidfile, values['metadata-file'], ...outputs.map((output) => output.dest),
     ...[...cacheFrom, ...cacheTo].filter((spec) => spec.type === 'local').map((spec) => spec.where),
     ...[...buildContexts.values()].map((named) => ('path' in named ? named.path : undefined)),
   ].filter((path): path is string => typeof path === 'string' && path !== '-').map((path) => resolve(path));
-  const image = await build({
-    store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), ...(jobs ? { jobs } : {}),
+  // Several platforms: one build each, at the same time, sharing the stage limit and the cache;
+  // their lines say which platform they are of.
+  const limit = pLimit(jobs ?? Infinity);
+  const built = await Promise.all((platforms.length > 0 ? platforms : [undefined]).map((platform) => build({
+    store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), limit,
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs, target: values.target as string | undefined,
-    labels: Object.fromEntries(keyValues(values.label, 'label')), platform,
+    labels: Object.fromEntries(keyValues(values.label, 'label')), ...(platform ? { platform } : {}), ...(platforms.length > 1 ? { label: formatPlatform(platform!) } : {}),
     ...(epochText ? { timestamp: Number(epochText) } : {}),
     noCache: values['no-cache'] === true, secrets, cache, buildContexts, keep, ...(compression ? { compression } : {}),
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
-  }).finally(() => groups?.end()).then((built) => (compression?.force ? recompressed(store, built, compression) : built));
+  }).then((image) => (compression?.force ? recompressed(store, image, compression) : image)))).finally(() => groups?.end());
+  const images = built.map((image, i) => ({ image, platform: platforms[i] }));
+  // One image is the result as it is; several are an OCI index of them.
+  const result = images.length === 1 ? images[0]!.image.descriptor : await writeIndex(store, images.map(({ image, platform }) => ({ descriptor: image.descriptor, platform: platform! })));
+  const timestamped = built[0]!.config.created;
 
-  const created = image.config.created ?? new Date().toISOString();
+  const created = timestamped ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
+  // type=local and type=tar: a directory per platform when there are several, named as buildx names them.
+  const filesystems = images.map(({ image, platform }) => ({ image, dir: images.length > 1 ? formatPlatform(platform!).replaceAll('/', '_') : '' }));
   for (const output of outputs) {
     const names = namesOf(output);
-    if (output.type === 'image') for (const name of names) await store.tag(name, image.descriptor);
-    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: image.descriptor, refs: names }], destination(output), { tar: output.tar, created, mtime });
-    if (output.type === 'docker') await writeDockerArchive(store, [{ image, refs: names }], destination(output), { mtime });
-    if (output.type === 'local') await applyLayers(store, image.layers, output.dest!, { warn: log, asRoot: host.root });
-    if (output.type === 'tar') await exportFilesystem(store, image, destination(output), { warn: log, asRoot: host.root });
+    if (output.type === 'image') for (const name of names) await store.tag(name, result);
+    if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: result, refs: names }], destination(output), { tar: output.tar, created, mtime });
+    if (output.type === 'docker') await writeDockerArchive(store, [{ image: built[0]!, refs: names }], destination(output), { mtime });
+    if (output.type === 'local') for (const { image, dir } of filesystems) await applyLayers(store, image.layers, join(output.dest!, dir), { warn: log, asRoot: host.root });
+    if (output.type === 'tar') await exportFilesystems(store, filesystems, destination(output), { warn: log, asRoot: host.root });
     if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
-    if (output.push) for (const name of names) await pushAndReport(store, image, name, registry, log);
+    if (output.push) for (const name of names) await pushAndReport(store, result, name, registry, log);
   }
   for (const spec of cacheTo) {
     await exportCache(store, cache, spec, registry, log).catch((error: Error) => {
@@ -153,27 +165,33 @@ export async function buildCommand(args: string[]): Promise<number> {
     });
   }
   if (outputs.length === 0) log('warning: no output specified: the image is in the store, unnamed (use -t or --output)');
-  if (values.iidfile) await writeResult(values.iidfile as string, image.manifest.config.digest);
+  // An image's ID is its config's digest; an index has no config, and buildx gives its digest.
+  const id = images.length === 1 ? built[0]!.manifest.config.digest : result.digest;
+  if (values.iidfile) await writeResult(values.iidfile as string, id);
   if (values['metadata-file']) {
     await writeResult(values['metadata-file'] as string, JSON.stringify({
-      'containerimage.digest': image.descriptor.digest,
-      'containerimage.config.digest': image.manifest.config.digest,
-      'containerimage.descriptor': image.descriptor,
+      'containerimage.digest': result.digest,
+      ...(images.length === 1 ? { 'containerimage.config.digest': built[0]!.manifest.config.digest } : {}),
+      'containerimage.descriptor': result,
       ...(outputs.some((output) => namesOf(output).length > 0) ? { 'image.name': [...new Set(outputs.flatMap(namesOf))].join(',') } : {}),
     }, null, 2));
   }
-  (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? image.manifest.config.digest : `built ${image.descriptor.digest}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
+  const what = images.length > 1 ? ` (${platforms.map(formatPlatform).join(', ')})` : '';
+  (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? id : `built ${result.digest}${what}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
   return 0;
 }
 
-/** The image's file system as one tarball (`type=tar`): its layers applied to a temp dir, then read back. */
-async function exportFilesystem(store: Store, image: Image, dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
-  const dir = await store.tempDir('tar');
+/**
+ * The images' file systems as one tarball (`type=tar`): each one's layers applied to a directory
+ * of a temp dir (its `dir`, or the top for a single image), then read back.
+ */
+async function exportFilesystems(store: Store, filesystems: { image: Image; dir: string }[], dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
+  const temp = await store.tempDir('tar');
   try {
-    const root = join(dir, 'root');
-    await applyLayers(store, image.layers, root, options);
+    const root = join(temp, 'root');
+    for (const { image, dir } of filesystems) await applyLayers(store, image.layers, join(root, dir), options);
     await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: options.warn }), dest);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(temp, { recursive: true, force: true });
   }
 }

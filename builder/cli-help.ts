@@ -35,7 +35,8 @@ Options:
       --build-arg K=V      Set a build-time variable (repeatable)
       --target STAGE       Build this stage
       --label K=V          Add a label to the image (repeatable)
-      --platform P         Target platform, e.g. linux/amd64
+      --platform P         Target platform, e.g. linux/amd64; several (repeatable, or comma-separated) make
+                           one OCI index of an image each; RUN for another platform needs QEMU's binfmt_misc
       --no-cache           Do not use the build cache (results are still cached for later builds)
       --cache-from SPEC    Use a shared cache: type=registry,ref=REF (or just REF) | type=local,src=DIR (repeatable)
       --cache-to SPEC      Write the build's cache: type=registry,ref=REF | type=local,dest=DIR,

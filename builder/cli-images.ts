@@ -9,9 +9,18 @@ import { parse, openStore, readStdin, REGISTRY_FLAGS, registryOptions } from './
 import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 
-export async function pushAndReport(from: BlobSource, image: Image, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
+/** Pushes an image, or each platform of an index and then the index, to `name`; says what went up. */
+export async function pushAndReport(from: BlobSource, descriptor: Descriptor, name: string, registry: ClientOptions, log: (line: string) => void): Promise<string> {
   const ref = parseReference(name);
-  const result = await push(from, image, ref, new RegistryClient(ref.domain, registry));
+  const client = new RegistryClient(ref.domain, registry);
+  if (INDEX_TYPES.includes(descriptor.mediaType)) {
+    const result = await pushIndex(from, descriptor, ref, client);
+    const mounted = result.mounted > 0 ? `, ${result.mounted} mounted from another repository` : '';
+    log(`pushed ${familiarReference(ref)}@${result.digest} (an index: ${result.uploaded} blobs uploaded${mounted})`);
+    return result.digest;
+  }
+  const image = await readImage(from, descriptor);
+  const result = await push(from, image, ref, client);
   const mounted = result.mounted > 0 ? `, ${result.mounted} mounted from another repository` : '';
   log(`pushed ${familiarReference(ref)}@${result.digest} (${result.uploaded} of ${image.manifest.layers.length + 1} blobs uploaded${mounted})`);
   return result.digest;
@@ -26,20 +35,12 @@ export async function pushCommand(args: string[]): Promise<number> {
   if (layout && !target) throw new UsageError('pushing from an oci-layout:// source needs a DEST');
   // An image in an OCI layout or tarball (hoist save, a USB stick) goes up straight from it, each
   // blob checked against its digest as it is read; the store is not used.
-  const { from, descriptor, image } = layout?.kind === 'layout'
+  const { from, descriptor } = layout?.kind === 'layout'
     ? await layoutImage(source, layout.path, layout.select)
     : await openStore(values.root).then(async (store) => ({ from: store, ...(await imageByName(store, source)) }));
   const dest = normalizeReference(target ?? source);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  let digest: string;
-  if (INDEX_TYPES.includes(descriptor.mediaType)) {
-    // Every platform of an index goes up, then the index.
-    const ref = parseReference(dest);
-    const result = await pushIndex(from, descriptor, ref, new RegistryClient(ref.domain, registryOptions(values)));
-    log(`pushed ${familiarReference(ref)}@${result.digest} (an index: ${result.uploaded} blobs uploaded)`);
-    digest = result.digest;
-  } else digest = await pushAndReport(from, image, dest, registryOptions(values), log);
-  process.stdout.write(`${digest}\n`);
+  process.stdout.write(`${await pushAndReport(from, descriptor, dest, registryOptions(values), log)}\n`);
   return 0;
 }
 

@@ -1,7 +1,7 @@
 // Where a build's images come from: stages of this build, named contexts, OCI layouts, the store
 // and registries.
 import { resolve } from 'node:path';
-import { resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
+import { formatPlatform, resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
 import { applyLayers, importOciLayout, normalizeReference, parseReference, readImage, type Image } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import type { BuildContext } from './context.ts';
@@ -24,6 +24,17 @@ export function parseNamedContext(value: string, cwd: string): NamedContext {
   if (value.startsWith('docker-image://')) return { kind: 'image', ref: value.slice('docker-image://'.length) };
   if (/^[a-z][\w+.-]*:\/\//.test(value)) throw new BuildError(`build context ${value}: only oci-layout://, docker-image:// and directories are supported`);
   return { kind: 'dir', path: resolve(cwd, value) };
+}
+
+/**
+ * The image, when it is for `platform` (a missing variant matches any): an image of one platform
+ * is not used for another, as BuildKit does not. An index was resolved to the platform already.
+ */
+function forPlatform(image: Image, ref: string, platform: Platform): Image {
+  const { os, architecture, variant } = image.config;
+  if (!architecture || (os === platform.os && architecture === platform.architecture && (!variant || !platform.variant || variant === platform.variant))) return image;
+  const have = [os, architecture, variant].filter(Boolean).join('/');
+  throw new BuildError(`${ref} is an image for ${have} only, and this stage is for ${formatPlatform(platform)}: name an image (or an index) that has ${formatPlatform(platform)}`);
 }
 
 export interface ImageOptions {
@@ -91,12 +102,12 @@ export class Images {
     if (named?.kind === 'layout') return this.layout(named.path, named.select, platform);
     const name = normalizeReference(named?.kind === 'image' ? named.ref : ref);
     const descriptor = this.options.pull ? undefined : await store.resolve(name);
-    if (descriptor) return readImage(store, descriptor, platform);
+    if (descriptor) return forPlatform(await readImage(store, descriptor, platform), ref, platform);
     this.session.log(`pulling ${name}`);
     const parsed = parseReference(name);
     const image = await pull(store, parsed, platform, new RegistryClient(parsed.domain, this.options.registry));
     if (!parsed.digest) await store.tag(name, image.descriptor);
-    return image;
+    return forPlatform(image, ref, platform);
   }
 
   /** An image from an OCI layout, directory or tarball; its blobs are checked on the way into the store. */
@@ -104,7 +115,7 @@ export class Images {
     return once(this.layouts, `${path}\0${select ?? ''}`, async () => {
       const images = await importOciLayout(this.session.store, path, select, platform);
       if (images.length > 1) throw new BuildError(`oci-layout://${path} holds ${images.length} images: name one with :TAG or @DIGEST`);
-      return images[0]!.image;
+      return forPlatform(images[0]!.image, `oci-layout://${path}`, platform);
     });
   }
 }

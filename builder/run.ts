@@ -15,7 +15,7 @@ import type { Images } from './images.ts';
 import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } from './mounts.ts';
 import { CONTAINER_MARKERS, INSTALL_ROOT } from './isolation.ts';
 import { once, type BuildSession } from './session.ts';
-import type { CachedStep, StageState } from './stage.ts';
+import { stageLabel, type CachedStep, type StageState } from './stage.ts';
 import { resolveUser } from './users.ts';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -29,6 +29,8 @@ export interface RunOptions {
   keep: string[];
   /** Where the steps' output goes, each line after its stage's name. */
   output?: (chunk: Buffer) => void;
+  /** Before the stage's name in each line: the platform, when a build makes several. */
+  label?: string;
 }
 
 export class RunSteps {
@@ -141,7 +143,7 @@ export class RunSteps {
     const points = join(step, 'points');
     makePoints(points, prepared.points);
     let tail = '';
-    const lines = new LinePrefixer(`[${planned.stage.name ?? `stage-${planned.stage.index}`}] `, (chunk) => this.options.output?.(chunk));
+    const lines = new LinePrefixer(`[${stageLabel(planned, this.options.label)}] `, (chunk) => this.options.output?.(chunk));
     const common = {
       rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, mounts,
       env: withDefaultPath([...state.variables.runEnv(), ...prepared.env]), network: instruction.network === 'none' ? 'none' as const : 'host' as const, argv,
@@ -214,7 +216,7 @@ export class RunSteps {
       argv = [join(step, 'script'), ...argv.slice(1)];
     }
     let tail = '';
-    const lines = new LinePrefixer(`[${planned.stage.name ?? `stage-${planned.stage.index}`}] `, (chunk) => this.options.output?.(chunk));
+    const lines = new LinePrefixer(`[${stageLabel(planned, this.options.label)}] `, (chunk) => this.options.output?.(chunk));
     return root.use(state.layers, async () => {
       const before = snapshot('/', root.keep);
       const result = await runStep({

@@ -1,5 +1,5 @@
 // A stage while it is built: its image so far, and the steps that add to it.
-import type { StageVariables } from '../parser/index.ts';
+import type { PlannedStage, StageVariables } from '../parser/index.ts';
 import type { HistoryEntry, ImageConfig, Layer, LayerEntry, StepInputs, Store } from '../layers/index.ts';
 import { FileTree } from './tree.ts';
 
@@ -44,6 +44,12 @@ export class StageState {
   addHistory(createdBy: string, emptyLayer: boolean, created?: string): void {
     this.history.push({ ...(created ? { created } : {}), created_by: createdBy, ...(emptyLayer ? { empty_layer: true } : { comment: 'buildkit.dockerfile.v0' }) });
   }
+}
+
+/** A stage as the build's lines name it: `NAME` or `stage-N`, after the build's label (its platform) if it has one. */
+export function stageLabel(planned: PlannedStage, label?: string): string {
+  const name = planned.stage.name ?? `stage-${planned.stage.index}`;
+  return label ? `${label} ${name}` : name;
 }
 
 /** A step whose result can come from the cache: its inputs, and how to make its layer entries. */

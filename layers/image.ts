@@ -162,6 +162,14 @@ export async function writeImage(store: Store, config: ImageConfig, layers: Laye
   return { descriptor, manifest, config: withDiffIds, layers };
 }
 
+/** Writes an OCI index of images, one a platform, in the order given. */
+export async function writeIndex(store: Store, images: { descriptor: Descriptor; platform: { os: string; architecture: string; variant?: string } }[]): Promise<Descriptor> {
+  const manifests = images.map(({ descriptor: { mediaType, digest, size }, platform: { os, architecture, variant } }) => ({
+    mediaType, digest, size, platform: { architecture, os, ...(variant ? { variant } : {}) },
+  }));
+  return store.writeJson(MediaTypes.ociIndex, { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests });
+}
+
 /** The digests these descriptors need, following indexes to manifests and manifests to config and layers. */
 export async function referencedBlobs(roots: Descriptor[], source: BlobSource): Promise<string[]> {
   const seen = new Set<string>();

@@ -8,7 +8,7 @@ export type * from './instructions.ts';
 export { parseInstructions, type Dockerfile, type Stage } from './dockerfile.ts';
 export { expandInstruction } from './expand.ts';
 export {
-  planBuild, dependencyOrder, StageVariables, unusedBuildArgs, resolveStageRef, hostPlatform, parsePlatform, formatPlatform, PROXY_ARGS,
+  planBuild, dependencyOrder, StageVariables, unusedBuildArgs, resolveStageRef, hostPlatform, parsePlatform, parsePlatforms, formatPlatform, PROXY_ARGS,
   type BuildOptions, type BuildPlan, type PlannedStage, type Platform, type StageBase,
 } from './stages.ts';
 export { expandWord, expandWords, ShellExpansionError, type Env } from './shell.ts';

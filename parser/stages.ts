@@ -37,6 +37,16 @@ export function parsePlatform(text: string): Platform {
   return variant ? { os: os!, architecture: architecture!, variant } : { os: os!, architecture: architecture! };
 }
 
+/** `--platform` values, each one platform or a comma-separated list of them; duplicates dropped, in order. */
+export function parsePlatforms(values: string[]): Platform[] {
+  const platforms = new Map<string, Platform>();
+  for (const text of values.flatMap((value) => value.split(','))) {
+    const platform = parsePlatform(text.trim());
+    platforms.set(formatPlatform(platform), platform);
+  }
+  return [...platforms.values()];
+}
+
 export function formatPlatform(platform: Platform): string {
   return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
 }

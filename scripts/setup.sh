@@ -7,8 +7,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 # Test-only judges and fixtures (skopeo, umoci, buildah, docker-registry, busybox-static,
-# mmdebstrap) are installed too, so the same machine can run the tests.
-packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl curl skopeo umoci buildah docker-registry busybox-static mmdebstrap zstd)
+# mmdebstrap, QEMU) are installed too, so the same machine can run the tests.
+packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl curl skopeo umoci buildah docker-registry busybox-static mmdebstrap zstd qemu-user-static binfmt-support)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -17,6 +17,11 @@ if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # RUN for another platform runs under QEMU (as docker/setup-qemu-action arranges on GitHub):
+  # binfmt_misc mounted, QEMU's aarch64 handler on. Where the machine refuses, the emulation tests
+  # say so and skip.
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
+  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
 fi
 
 . "$repo/scripts/node-env.sh"

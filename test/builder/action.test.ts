@@ -115,10 +115,15 @@ describe('GitHub Action', () => {
     expect(run.status).not.toBe(0);
     expect(run.stderr).toContain('::error file=Dockerfile,line=3::RUN exited with code 3');
     expect(readFileSync(join(dir, 'fails-runner-temp', 'github-output'), 'utf8')).toBe('');
+  });
 
-    writeContext(dir, 'two-platforms', { Dockerfile: 'FROM scratch\n' });
-    const platforms = runAction('two-platforms', { platforms: 'linux/amd64,linux/arm64' });
-    expect(platforms.status).toBe(1);
-    expect(platforms.stdout).toContain('::error::hoist builds one platform at a time');
+  test('platforms: a list makes one index of them', () => {
+    writeContext(dir, 'two-platforms', { Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY Dockerfile /\n' });
+    const run = runAction('two-platforms', { platforms: 'linux/amd64,linux/arm64' });
+    expect(run.status, run.stderr).toBe(0);
+    const metadata = JSON.parse(run.outputs.metadata!);
+    expect(metadata['containerimage.descriptor'].mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(run.outputs.digest).toBe(metadata['containerimage.digest']);
+    expect(run.outputs.imageid).toBe(metadata['containerimage.digest']);
   });
 });

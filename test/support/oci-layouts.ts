@@ -35,13 +35,13 @@ function findOnPath(command: string, hint: string): string {
  * Writes an image of one layer to `dest` as an OCI image layout whose index.json names it by
  * `tag` alone (no repository, as `skopeo copy oci:DIR:TAG` expects).
  */
-async function writeLayout(dest: string, tag: string, cmd: string[], createdBy: string, makeLayer: (store: Store) => Promise<Layer>): Promise<string> {
+async function writeLayout(dest: string, tag: string, cmd: string[], createdBy: string, makeLayer: (store: Store) => Promise<Layer>, architecture = ociArchitecture()): Promise<string> {
   // hoist's store is itself an OCI image layout, plus a work directory removed at the end.
   const store = await Store.open(dest);
   const layer = await makeLayer(store);
   const image = await writeImage(store, {
     created: EPOCH,
-    architecture: ociArchitecture(),
+    architecture,
     os: 'linux',
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: cmd },
     rootfs: { type: 'layers', diff_ids: [] },
@@ -54,11 +54,12 @@ async function writeLayout(dest: string, tag: string, cmd: string[], createdBy: 
 
 /**
  * busybox as a one-layer image tagged `latest`: Debian's static busybox at /bin/busybox, the
- * applets as symlinks beside it, owned by root, dated the epoch; Cmd /bin/sh.
+ * applets as symlinks beside it, owned by root, dated the epoch; Cmd /bin/sh. The host's, or
+ * `foreign`: another architecture's busybox binary (from `apt-get download busybox-static:ARCH`).
  */
-export async function busyboxLayout(dest: string): Promise<string> {
+export async function busyboxLayout(dest: string, foreign?: { binary: string; architecture: string }): Promise<string> {
   // It must be the static build: the image has no C library.
-  const busybox = findOnPath('busybox', 'on Debian: apt-get install busybox-static');
+  const busybox = foreign?.binary ?? findOnPath('busybox', 'on Debian: apt-get install busybox-static');
   const { mode, size } = statSync(busybox);
   const owner = { uid: 0, gid: 0, mtime: 0 };
   const entries: LayerEntry[] = [
@@ -66,7 +67,7 @@ export async function busyboxLayout(dest: string): Promise<string> {
     { ...owner, path: 'bin/busybox', type: 'file', mode: mode & 0o7777, size, source: busybox },
     ...APPLETS.map((applet): LayerEntry => ({ ...owner, path: `bin/${applet}`, type: 'symlink', mode: 0o777, linkname: 'busybox' })),
   ];
-  return writeLayout(dest, 'latest', ['/bin/sh'], 'busybox-static, applets as symlinks in /bin', (store) => writeLayer(store, entries));
+  return writeLayout(dest, 'latest', ['/bin/sh'], 'busybox-static, applets as symlinks in /bin', (store) => writeLayer(store, entries), foreign?.architecture);
 }
 
 /**
