@@ -41,6 +41,8 @@ export interface BuildRequest {
   limit?: LimitFunction;
   /** Shown in every line of the build, before the stage's name: the platform, when a build makes several. */
   label?: string;
+  /** Stops the build (its steps killed, stages not started never started): another platform's build failed. */
+  signal?: AbortSignal;
   /** Pull base images even when the store has them (`--pull`). */
   pull?: boolean;
   /** How registries (and ADD's URLs) are reached: plain-HTTP hosts, extra CAs. */
@@ -75,12 +77,16 @@ export async function build(request: BuildRequest): Promise<Image> {
     contextDir: request.contextDir, dockerfilePath: request.dockerfile.path,
   });
   const run = new BuildRun(request, session, dockerfile, plan);
+  const stop = (): void => session.cancelled.abort();
+  if (request.signal?.aborted) stop();
+  request.signal?.addEventListener('abort', stop, { once: true });
   try {
     return await run.buildTarget();
   } catch (error) {
     session.cancelled.abort();
     throw error;
   } finally {
+    request.signal?.removeEventListener('abort', stop);
     await run.settled();
     await session.close();
   }

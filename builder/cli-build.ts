@@ -127,9 +127,12 @@ export async function buildCommand(args: string[]): Promise<number> {
     ...[...buildContexts.values()].map((named) => ('path' in named ? named.path : undefined)),
   ].filter((path): path is string => typeof path === 'string' && path !== '-').map((path) => resolve(path));
   // Several platforms: one build each, at the same time, sharing the stage limit and the cache;
-  // their lines say which platform they are of.
+  // their lines say which platform they are of. One failing stops the others, and the first
+  // failure is reported once they have all ended.
   const limit = pLimit(jobs ?? Infinity);
-  const built = await Promise.all((platforms.length > 0 ? platforms : [undefined]).map((platform) => build({
+  const stop = new AbortController();
+  let failure: unknown;
+  const builds = await Promise.allSettled((platforms.length > 0 ? platforms : [undefined]).map((platform) => build({
     store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), limit,
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
@@ -138,13 +141,19 @@ export async function buildCommand(args: string[]): Promise<number> {
     ...(epochText ? { timestamp: Number(epochText) } : {}),
     noCache: values['no-cache'] === true, secrets, cache, buildContexts, keep, ...(compression ? { compression } : {}),
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
-  }).then((image) => (compression?.force ? recompressed(store, image, compression) : image)))).finally(() => groups?.end());
+    signal: stop.signal,
+  }).then((image) => (compression?.force ? recompressed(store, image, compression) : image)).catch((error: unknown) => {
+    failure ??= error;
+    stop.abort();
+    throw error;
+  }))).finally(() => groups?.end());
+  if (failure !== undefined) throw failure;
+  const built = builds.map((settled) => (settled as PromiseFulfilledResult<Image>).value);
   const images = built.map((image, i) => ({ image, platform: platforms[i] }));
   // One image is the result as it is; several are an OCI index of them.
   const result = images.length === 1 ? images[0]!.image.descriptor : await writeIndex(store, images.map(({ image, platform }) => ({ descriptor: image.descriptor, platform: platform! })));
-  const timestamped = built[0]!.config.created;
 
-  const created = timestamped ?? new Date().toISOString();
+  const created = built[0]!.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
   // type=local and type=tar: a directory per platform when there are several, named as buildx names them.
   const filesystems = images.map(({ image, platform }) => ({ image, dir: images.length > 1 ? formatPlatform(platform!).replaceAll('/', '_') : '' }));

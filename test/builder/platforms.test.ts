@@ -163,3 +163,15 @@ test('with no binfmt_misc handler, a RUN for another platform stops before the f
   expect(result.stderr).toContain('docker/setup-qemu-action');
   expect(result.stderr).not.toContain('[stage-0 1/');
 }, 120_000);
+
+test('one platform failing stops the others and is reported, once they have ended', () => {
+  const ctx = writeContext(dir, 'one-fails', {
+    Dockerfile: 'FROM --platform=$BUILDPLATFORM busybox\nARG TARGETARCH\nRUN if [ "$TARGETARCH" = arm64 ]; then exit 3; else sleep 60; fi\n',
+  });
+  const started = Date.now();
+  const failed = hoist(['build', '--root', root, '--platform', 'linux/amd64,linux/arm64', ctx]);
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toContain('RUN exited with code 3');
+  // The amd64 build's 60 s sleep was killed, not waited for.
+  expect(Date.now() - started).toBeLessThan(30_000);
+}, 120_000);
