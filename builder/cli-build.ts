@@ -119,7 +119,14 @@ export async function buildCommand(args: string[]): Promise<number> {
   const epochText = (values.timestamp as string | undefined) ?? buildArgs.get('SOURCE_DATE_EPOCH') ?? process.env.SOURCE_DATE_EPOCH;
   if (epochText !== undefined && epochText !== '' && !/^\d+$/.test(epochText)) throw new UsageError(`timestamp ${epochText}: expected whole seconds since the epoch`);
   const host = await detectHost(isolation === 'auto' ? undefined : isolation as IsolationMode);
-  log(host.isolation.summary);
+  // How RUN steps are isolated, said once, before the build's first line (a Dockerfile that does
+  // not parse has none).
+  let announced = false;
+  const buildLog = (line: string): void => {
+    if (!announced) log(host.isolation.summary);
+    announced = true;
+    log(line);
+  };
   // What the build reads and writes besides the store: with --isolation=container, kept out of the image's way.
   const keep = [
     contextDir, dockerfilePath, values['tls-ca'], values.iidfile, values['metadata-file'], ...outputs.map((output) => output.dest),
@@ -133,7 +140,7 @@ export async function buildCommand(args: string[]): Promise<number> {
   const stop = new AbortController();
   let failure: unknown;
   const builds = await Promise.allSettled((platforms.length > 0 ? platforms : [undefined]).map((platform) => build({
-    store, host, contextDir, log, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), limit,
+    store, host, contextDir, log: buildLog, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), limit,
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
     buildArgs, target: values.target as string | undefined,
