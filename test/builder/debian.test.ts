@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
 import { hoistOk, removeTree, writeContext } from '../support/hoist.ts';
-import { tarballLayout } from '../support/oci-layouts.ts';
+import { debianLayout } from '../support/oci-layouts.ts';
 
 let dir: string;
 let root: string;
@@ -16,11 +16,8 @@ let root: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hoist-debian-'));
   root = join(dir, 'store');
-  const tarball = join(dir, 'bookworm.tar');
-  execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
-  await tarballLayout(tarball, join(dir, 'oci'), 'bookworm');
   const store = await Store.open(root);
-  const [debian] = await importOciLayout(store, join(dir, 'oci'), 'bookworm');
+  const [debian] = await importOciLayout(store, await debianLayout(join(dir, 'oci')), 'bookworm');
   await store.tag(normalizeReference('debian:bookworm'), debian!.image.descriptor);
 }, 300_000);
 afterAll(() => removeTree(dir));

@@ -13,7 +13,7 @@ import { createGunzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, readTar, Store } from '../../layers/index.ts';
 import { hoistOk, makeBusyboxLayout, removeTree, writeContext, type Run } from '../support/hoist.ts';
-import { tarballLayout } from '../support/oci-layouts.ts';
+import { debianLayout } from '../support/oci-layouts.ts';
 import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
@@ -168,11 +168,8 @@ test('as an ordinary user where user namespaces are refused: COPY builds, RUN sa
 
 describe('the same layers in every mode', () => {
   beforeAll(async () => {
-    const tarball = join(dir, 'bookworm.tar');
-    execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
-    await tarballLayout(tarball, join(dir, 'debian'), 'bookworm');
     const store = await Store.open(root);
-    const [debian] = await importOciLayout(store, join(dir, 'debian'), 'bookworm');
+    const [debian] = await importOciLayout(store, await debianLayout(join(dir, 'debian')), 'bookworm');
     await store.tag(normalizeReference('debian:bookworm'), debian!.image.descriptor);
   }, 300_000);
 

@@ -1,6 +1,7 @@
 // Base images for tests and benchmarks as one-layer OCI image layouts, made with hoist's own
 // layers/ code: busybox from the host's busybox-static, and a root file system tarball (such as
 // mmdebstrap's Debian) wrapped as it is.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -86,4 +87,14 @@ export async function tarballLayout(tarball: string, dest: string, tag: string, 
     const { digest, size } = await store.writeBlob(Readable.from(gzipParallel(hashed(), DEFAULT_GZIP_LEVEL)));
     return { mediaType: MediaTypes.ociLayerGzip, digest, size, diffId: `sha256:${diffId.digest('hex')}` };
   });
+}
+
+/**
+ * Debian bookworm minbase, made by mmdebstrap from Debian's mirror, as a one-layer image tagged
+ * `bookworm`; its tarball is kept beside `dest`.
+ */
+export async function debianLayout(dest: string): Promise<string> {
+  const tarball = `${dest}.tar`;
+  execFileSync('mmdebstrap', ['--quiet', '--variant=minbase', '--skip=output/dev', 'bookworm', tarball], { stdio: 'pipe', env: { ...process.env, SOURCE_DATE_EPOCH: '1747699200' } });
+  return tarballLayout(tarball, dest, 'bookworm');
 }
