@@ -2,7 +2,7 @@
 // and registries.
 import { resolve } from 'node:path';
 import { formatPlatform, resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
-import { applyLayers, importOciLayout, normalizeReference, parseReference, readImage, type Image } from '../layers/index.ts';
+import { applyLayers, importOciLayout, normalizeReference, parseReference, platformMatches, readImage, type Image } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import type { BuildContext } from './context.ts';
 import { BuildError } from './errors.ts';
@@ -32,7 +32,7 @@ export function parseNamedContext(value: string, cwd: string): NamedContext {
  */
 function forPlatform(image: Image, ref: string, platform: Platform): Image {
   const { os, architecture, variant } = image.config;
-  if (!architecture || (os === platform.os && architecture === platform.architecture && (!variant || !platform.variant || variant === platform.variant))) return image;
+  if (!architecture || platformMatches(image.config, platform)) return image;
   const have = [os, architecture, variant].filter(Boolean).join('/');
   throw new BuildError(`${ref} is an image for ${have} only, and this stage is for ${formatPlatform(platform)}: name an image (or an index) that has ${formatPlatform(platform)}`);
 }

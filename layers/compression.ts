@@ -196,7 +196,7 @@ class InOrder {
   }
 }
 
-/** gzip (one member) on every core; blocks of `pool` go back to it once compressed. */
+/** gzip (one member) on every core; blocks of `pool` go back to it once their output is consumed. */
 export async function* gzipParallel(source: AsyncIterable<Buffer>, level: number, pool?: BlockPool): AsyncGenerator<Buffer> {
   const jobs = new InOrder(pool);
   let crc = 0;
@@ -229,7 +229,7 @@ function zstdFrame(block: Buffer, level: number): Promise<Buffer[]> {
   });
 }
 
-/** zstd (one frame per block) on every core; blocks of `pool` go back to it once compressed. */
+/** zstd (one frame per block) on every core; blocks of `pool` go back to it once their output is consumed. */
 export async function* zstdParallel(source: AsyncIterable<Buffer>, level: number, pool?: BlockPool): AsyncGenerator<Buffer> {
   const jobs = new InOrder(pool);
   let empty = true;

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { UnsafeLayerError, whiteoutOf } from './entry.ts';
 import type { Layer } from './layer.ts';
 import { layerTar } from './compression.ts';
-import type { KeptPaths } from './kept.ts';
+import { KeptPaths } from './kept.ts';
 import { keepListing, listingRow, type LayerListing } from './listing.ts';
 import type { Store } from './store.ts';
 import { readTar, type TarHeader } from './tar.ts';
@@ -45,6 +45,9 @@ export interface ApplyOptions {
   keep?: KeptPaths;
 }
 
+/** Nothing kept: a path is removed whole (what applying to a directory of its own wants). */
+const NOTHING_KEPT = new KeptPaths([]);
+
 /** Applies layers in order to `root`, as a container runtime would see them merged. */
 export async function applyLayers(store: Store, layers: Layer[], root: string, options: ApplyOptions): Promise<void> {
   mkdirSync(root, { recursive: true });
@@ -72,7 +75,7 @@ function directoryBelow(below: string[], rel: string): Stats | undefined {
 }
 
 async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [], keep }: ApplyOptions,
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [], keep = NOTHING_KEPT }: ApplyOptions,
 ): Promise<void> {
   const xattrs: [string, string, Buffer][] = [];
   const verifiedDirs = new Set<string>(['']);
@@ -112,7 +115,7 @@ async function applyLayer(
     const name = parts[parts.length - 1]!;
     const rel = parts.join('/');
     const left = (): void => warn('kept', `layer entries at or above what hoist keeps while it builds here (its own files, the store, the container's mounts), such as /${rel}, are left as they are`);
-    if (keep?.has(rel) || (keep?.isAbove(rel) && header.type !== 'directory')) {
+    if (keep.has(rel) || (keep.isAbove(rel) && header.type !== 'directory')) {
       left();
       continue;
     }
@@ -123,17 +126,14 @@ async function applyLayer(
     if (whiteout?.kind === 'opaque') {
       for (const child of readdirSync(join(root, parent))) {
         const childRel = parent ? `${parent}/${child}` : child;
-        if (addedHere.has(childRel)) continue;
-        if (keep) keep.remove(root, childRel);
-        else rmSync(join(root, childRel), { recursive: true, force: true });
+        if (!addedHere.has(childRel)) keep.remove(root, childRel);
       }
       continue;
     }
     if (whiteout?.kind === 'whiteout') {
       const hidden = parent ? `${parent}/${whiteout.hidden}` : whiteout.hidden;
-      if (keep?.has(hidden)) left();
-      else if (keep) keep.remove(root, hidden);
-      else rmSync(join(root, hidden), { recursive: true, force: true });
+      if (keep.has(hidden)) left();
+      else keep.remove(root, hidden);
       forget(verifiedDirs, hidden);
       continue;
     }

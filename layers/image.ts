@@ -110,10 +110,14 @@ export function parseImageDocument(value: unknown, mediaType: string, what: stri
   return INDEX_TYPES.includes(type) || (isRecord(value) && 'manifests' in value) ? parseIndex(value, what) : parseManifest(value, what);
 }
 
+/** Whether an image's platform (`have`) serves the one asked for: the same OS and architecture, and a missing variant on either side matches any. */
+export function platformMatches(have: { os?: string; architecture?: string; variant?: string }, want: PlatformChoice): boolean {
+  return have.os === want.os && have.architecture === want.architecture && (!want.variant || !have.variant || have.variant === want.variant);
+}
+
 /** The manifest of an index for `platform` (a missing variant matches any); `what` names the index in the error. */
 export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice, what: string): Descriptor {
-  const chosen = manifests.find((m) => m.platform?.os === platform.os && m.platform.architecture === platform.architecture
-    && (!platform.variant || !m.platform.variant || m.platform.variant === platform.variant));
+  const chosen = manifests.find((m) => m.platform !== undefined && platformMatches(m.platform, platform));
   if (chosen) return chosen;
   const have = manifests.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?'));
   throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);

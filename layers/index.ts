@@ -5,7 +5,7 @@ export { LayerBuilder } from './layer-builder.ts';
 export { writeLayer, sortEntries, type Layer, type LayerOptions } from './layer.ts';
 export { Store, MediaTypes, REF_NAME, acquireLock, defaultStoreRoot, isAlive, type Descriptor } from './store.ts';
 export {
-  choosePlatform, INDEX_TYPES, parseImageDocument, parseIndex, parseManifest, readImage, writeImage, writeIndex,
+  choosePlatform, platformMatches, INDEX_TYPES, parseImageDocument, parseIndex, parseManifest, readImage, writeImage, writeIndex,
   type Image, type ImageConfig, type ImageIndex, type ContainerConfig, type HistoryEntry, type Manifest, type PlatformChoice,
 } from './image.ts';
 export { excerpt, isRecord, parseDescriptor, parseDigest, parseJson } from './untrusted.ts';
