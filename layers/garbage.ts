@@ -2,7 +2,7 @@
 // full collection for such memory (outside its heap) only once 64 MB of it has piled up: a layer
 // compressed or applied, or a blob written, raised a build's peak by that much in blocks, zlib's
 // output pieces and stream chunks nobody used any more. Code that makes megabytes of short-lived
-// buffers counts them here, and every 16 MiB of them starts an incremental full collection. That
+// buffers counts them here, and every 32 MiB of them starts an incremental full collection. That
 // needs `gc`, which bin/hoist exposes (--expose-gc); without it (modules imported by tests) this
 // does nothing.
 const STEP = 32 << 20;
