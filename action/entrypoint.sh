@@ -20,10 +20,16 @@ args=(build --progress plain --iidfile "$work/iid" --metadata-file "$work/metada
 [ -n "${INPUT_TARGET-}" ] && args+=(--target "$INPUT_TARGET")
 is_true "${INPUT_PUSH-false}" && args+=(--push)
 is_true "${INPUT_NO_CACHE-false}" && args+=(--no-cache)
-if is_true "${INPUT_PROVENANCE-false}"; then
-  echo "::error::hoist does not make provenance attestations: leave provenance false"
-  exit 1
-fi
+# Attestations as build-push-action makes them: provenance and sbom as given (true, false, or
+# keys such as mode=max), attests one --attest a line; provenance unset is hoist's default when
+# pushing (mode=min), and mode=max for a public repository. The builder ID is the run's URL.
+pushing=false
+is_true "${INPUT_PUSH-false}" && pushing=true
+items "${INPUT_OUTPUTS-}" | grep -Eq '(^|,) *(type=registry|push=true) *(,|$)' && pushing=true
+[ -n "${INPUT_PROVENANCE-}" ] && args+=(--provenance "$INPUT_PROVENANCE")
+[ -z "${INPUT_PROVENANCE-}" ] && [ "$pushing" = true ] && [ "${HOIST_REPOSITORY_PRIVATE-}" = false ] && args+=(--provenance mode=max)
+[ -n "${INPUT_SBOM-}" ] && args+=(--sbom "$INPUT_SBOM")
+while IFS= read -r spec; do args+=(--attest "$spec"); done < <(items "${INPUT_ATTESTS-}")
 # Several platforms make one index; RUN for another platform needs QEMU (docker/setup-qemu-action).
 while IFS= read -r platform; do args+=(--platform "$platform"); done < <(commas "${INPUT_PLATFORMS-}")
 while IFS= read -r tag; do args+=(-t "$tag"); done < <(commas "${INPUT_TAGS-}")

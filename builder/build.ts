@@ -7,7 +7,7 @@ import {
   dependencyOrder, DockerfileError, goQuote, parseInstructions, planBuild, StageVariables, unusedBuildArgs,
   type BuildPlan, type Dockerfile, type Instruction, type Platform, type PlannedStage,
 } from '../parser/index.ts';
-import { writeImage, writeLayer, type Compression, type Image, type ImageConfig, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
+import { writeImage, writeLayer, type Compression, type FileTree, type Image, type ImageConfig, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { BuildCache, cacheKey, sha256 } from './cache.ts';
 import { CopySteps } from './copy-step.ts';
@@ -15,12 +15,11 @@ import { imagePath, withParentsBelow } from './copy.ts';
 import { abbreviate, BuildError } from './errors.ts';
 import { checkEmulation } from './emulation.ts';
 import { detectHost, type Host } from './host.ts';
-import { Images, type NamedContext } from './images.ts';
+import { Images, type NamedContext, type UsedImage } from './images.ts';
 import { DEFAULT_PATH, RunSteps } from './run.ts';
 import { BuildSession } from './session.ts';
 import { StageState, stageLabel, type CachedStep } from './stage.ts';
 import { Timestamps } from './timestamps.ts';
-import type { FileTree } from './tree.ts';
 import { resolveUser } from './users.ts';
 
 export interface BuildRequest {
@@ -62,6 +61,8 @@ export interface BuildRequest {
   compression?: Compression;
   /** Paths the build reads or writes besides the store: with --isolation=container, kept out of the image's way. */
   keep?: string[];
+  /** Told of each image used from outside the build (a base, COPY --from), as it is resolved. */
+  used?: (image: UsedImage) => void;
 }
 
 /** Builds the target stage and returns its image (written to the store, not tagged). */

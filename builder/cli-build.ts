@@ -1,20 +1,27 @@
 // `hoist build`: the flags made into a BuildRequest, then the outputs, the cache export and the results.
-import { readFile, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import pLimit from 'p-limit';
 import { formatPlatform, parsePlatforms, type Platform } from '../parser/index.ts';
-import { applyLayers, changedEntries, familiarReference, parseReference, recompressed, Store, writeDockerArchive, writeFilesystemTar, writeIndex, writeOciLayout, type Image } from '../layers/index.ts';
+import {
+  applyLayers, changedEntries, familiarReference, parseReference, recompressed, Store, writeAttestations, writeDockerArchive, writeFilesystemTar,
+  writeIndex, writeOciLayout, type Descriptor, type Image,
+} from '../layers/index.ts';
 import { inGithubActions, StageGroups } from './actions.ts';
 import { build } from './build.ts';
-import { parseNamedContext, type NamedContext } from './images.ts';
+import { parseNamedContext, type NamedContext, type UsedImage } from './images.ts';
 import { BuildCache } from './cache.ts';
 import { exportCache, importCache } from './cache-transfer.ts';
 import { detectHost } from './host.ts';
 import { ISOLATION_MODES, type IsolationMode } from './isolation.ts';
-import { parse, openStore, keyValues, type OutputCompression, type OutputSpec, parseOutput, reference, parseCacheSpec, readSecrets, readStdin, REGISTRY_FLAGS, registryOptions, writeResult } from './cli-options.ts';
+import {
+  parse, openStore, keyValues, type OutputCompression, type OutputSpec, parseAttestations, parseOutput, reference, parseCacheSpec, readSecrets, readStdin,
+  REGISTRY_FLAGS, registryOptions, writeResult,
+} from './cli-options.ts';
 import { UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
+import { attestationFiles, attestImages } from './attestations.ts';
 import { pushAndReport } from './cli-images.ts';
 
 /**
@@ -39,7 +46,8 @@ export async function buildCommand(args: string[]): Promise<number> {
     platform: { type: 'string', multiple: true }, 'no-cache': { type: 'boolean' }, 'no-cache-filter': { type: 'string', multiple: true }, timestamp: { type: 'string' },
     secret: { type: 'string', multiple: true }, 'build-context': { type: 'string', multiple: true }, 'cache-from': { type: 'string', multiple: true }, 'cache-to': { type: 'string', multiple: true }, output: { type: 'string', short: 'o', multiple: true },
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
-    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, isolation: { type: 'string' }, ...REGISTRY_FLAGS,
+    jobs: { type: 'string' }, push: { type: 'boolean' }, pull: { type: 'boolean' }, isolation: { type: 'string' },
+    attest: { type: 'string', multiple: true }, provenance: { type: 'string' }, sbom: { type: 'string' }, ...REGISTRY_FLAGS,
   });
   if (values.help) return help('build');
   if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
@@ -79,6 +87,10 @@ export async function buildCommand(args: string[]): Promise<number> {
   }
   const registry = registryOptions(values);
   const compression = layerCompression(outputs);
+  const attest = parseAttestations(values, outputs.some((output) => output.push));
+  if ((attest.provenance?.asked || attest.sbom) && !outputs.some((output) => output.type !== 'docker')) {
+    throw new UsageError('--attest, --provenance and --sbom need an output that carries attestations: --push, -t, or --output type=oci|image|local|tar (type=docker holds none)');
+  }
 
   const fileOption = values.file as string | undefined;
   const dockerfilePath = fileOption === undefined ? resolve(contextDir, 'Dockerfile') : fileOption === '-' ? undefined : resolve(fileOption);
@@ -138,8 +150,11 @@ export async function buildCommand(args: string[]): Promise<number> {
   // failure is reported once they have all ended.
   const limit = pLimit(jobs ?? Infinity);
   const stop = new AbortController();
+  const startedOn = new Date();
+  // The images each platform's build used from outside it, for its provenance.
+  const used = (platforms.length > 0 ? platforms : [undefined]).map(() => new Map<string, UsedImage>());
   let failure: unknown;
-  const builds = await Promise.allSettled((platforms.length > 0 ? platforms : [undefined]).map((platform) => build({
+  const builds = await Promise.allSettled((platforms.length > 0 ? platforms : [undefined]).map((platform, i) => build({
     store, host, contextDir, log: buildLog, output: quiet ? undefined : groups ? (chunk: Buffer) => groups.chunk(chunk) : (chunk: Buffer) => process.stderr.write(chunk), limit,
     pull: values.pull === true, registry,
     dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
@@ -148,28 +163,51 @@ export async function buildCommand(args: string[]): Promise<number> {
     ...(epochText ? { timestamp: Number(epochText) } : {}),
     noCache: values['no-cache'] === true, secrets, cache, buildContexts, keep, ...(compression ? { compression } : {}),
     noCacheStages: ((values['no-cache-filter'] as string[] | undefined) ?? []).flatMap((list) => list.split(',')).filter(Boolean),
-    signal: stop.signal,
+    signal: stop.signal, used: (image) => used[i]!.set(`${image.name}@${image.digest}`, image),
   }).then((image) => (compression?.force ? recompressed(store, image, compression) : image)).catch((error: unknown) => {
     failure ??= error;
     stop.abort();
     throw error;
   }))).finally(() => groups?.end());
   if (failure !== undefined) throw failure;
+  const finishedOn = new Date();
   const built = builds.map((settled) => (settled as PromiseFulfilledResult<Image>).value);
-  const images = built.map((image, i) => ({ image, platform: platforms[i] }));
-  // One image is the result as it is; several are an OCI index of them.
-  const result = images.length === 1 ? images[0]!.image.descriptor : await writeIndex(store, images.map(({ image, platform }) => ({ descriptor: image.descriptor, platform: platform! })));
+  const images = built.map((image, i) => ({ image, platform: platforms[i] ?? { os: image.config.os, architecture: image.config.architecture, ...(image.config.variant ? { variant: image.config.variant } : {}) } }));
+  const named = [...new Set(outputs.flatMap(namesOf))];
+  const statements = await attestImages(store, images, named, attest, {
+    used, contextDir,
+    request: {
+      startedOn, finishedOn, secretIds: [...secrets.keys()], buildArgs, labels: Object.fromEntries(keyValues(values.label, 'label')),
+      dockerfile: { name: fileOption === '-' ? 'Dockerfile' : basename(fileOption ?? 'Dockerfile'), text }, target: values.target as string | undefined,
+    },
+  }, log);
+  if (statements.length > 0) log(`attested ${statements[0]!.map(({ predicateType }) => predicateType).join(' and ')} of ${images.length === 1 ? 'the image' : `each of ${images.length} images`}`);
+  // One image is the result as it is; several, or any with attestations, are an OCI index of them.
+  const attestations: Descriptor[] = [];
+  for (const [i, layers] of statements.entries()) attestations.push(await writeAttestations(store, images[i]!.image.descriptor, layers));
+  const result = images.length === 1 && attestations.length === 0
+    ? images[0]!.image.descriptor
+    : await writeIndex(store, images.map(({ image, platform }) => ({ descriptor: image.descriptor, platform })), attestations);
 
   const created = built[0]!.config.created ?? new Date().toISOString();
   const mtime = Math.floor(Date.parse(created) / 1000);
   // type=local and type=tar: a directory per platform when there are several, named as buildx names them.
-  const filesystems = images.map(({ image, platform }) => ({ image, dir: images.length > 1 ? formatPlatform(platform!).replaceAll('/', '_') : '' }));
+  // Each file system gets the attestations asked for (and not inline-only) as files too, named as BuildKit names them.
+  const filesystems = images.map(({ image, platform }, i) => ({
+    image, dir: images.length > 1 ? formatPlatform(platform).replaceAll('/', '_') : '', files: attestationFiles(statements[i] ?? [], attest),
+  }));
   for (const output of outputs) {
     const names = namesOf(output);
     if (output.type === 'image') for (const name of names) await store.tag(name, result);
     if (output.type === 'oci') await writeOciLayout(store, [{ descriptor: result, refs: names }], destination(output), { tar: output.tar, created, mtime });
     if (output.type === 'docker') await writeDockerArchive(store, [{ image: built[0]!, refs: names }], destination(output), { mtime });
-    if (output.type === 'local') for (const { image, dir } of filesystems) await applyLayers(store, image.layers, join(output.dest!, dir), { warn: log, asRoot: host.root });
+    if (output.type === 'docker' && attestations.length > 0) log('note: the type=docker archive holds the image without its attestations (docker load keeps none)');
+    if (output.type === 'local') {
+      for (const { image, dir, files } of filesystems) {
+        await applyLayers(store, image.layers, join(output.dest!, dir), { warn: log, asRoot: host.root });
+        await writeFiles(join(output.dest!, dir), files);
+      }
+    }
     if (output.type === 'tar') await exportFilesystems(store, filesystems, destination(output), { warn: log, asRoot: host.root });
     if (output.type !== 'image' || names.length > 0) log(`exported ${output.type}${output.dest ? ` to ${output.dest}` : ''}`);
     if (output.push) for (const name of names) await pushAndReport(store, result, name, registry, log);
@@ -197,15 +235,23 @@ export async function buildCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+async function writeFiles(dir: string, files: { name: string; content: Buffer }[]): Promise<void> {
+  if (files.length > 0) await mkdir(dir, { recursive: true });
+  for (const { name, content } of files) await writeFile(join(dir, name), content);
+}
+
 /**
  * The images' file systems as one tarball (`type=tar`): each one's layers applied to a directory
- * of a temp dir (its `dir`, or the top for a single image), then read back.
+ * of a temp dir (its `dir`, or the top for a single image), with its attestation files, then read back.
  */
-async function exportFilesystems(store: Store, filesystems: { image: Image; dir: string }[], dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
+async function exportFilesystems(store: Store, filesystems: { image: Image; dir: string; files: { name: string; content: Buffer }[] }[], dest: string | Writable, options: { warn: (line: string) => void; asRoot: boolean }): Promise<void> {
   const temp = await store.tempDir('tar');
   try {
     const root = join(temp, 'root');
-    for (const { image, dir } of filesystems) await applyLayers(store, image.layers, join(root, dir), options);
+    for (const { image, dir, files } of filesystems) {
+      await applyLayers(store, image.layers, join(root, dir), options);
+      await writeFiles(join(root, dir), files);
+    }
     await writeFilesystemTar(changedEntries(root, new Map(), { xattrs: new Map(), warn: options.warn }), dest);
   } finally {
     await rm(temp, { recursive: true, force: true });

@@ -58,6 +58,10 @@ Options:
                            container's own root, where namespaces are refused: root with Docker's default
                            capabilities), none (no RUN), or auto (default: the first that works here)
       --push               Push the image to every -t REF (boolean flags also take =true or =false)
+      --provenance V       SLSA provenance v1 attestation: true, false, or mode=min|max[,builder-id=URI]
+                           (default when pushing: mode=min; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns it off)
+      --sbom V             SPDX 2.3 SBOM attestation from the image's package databases: true or false
+      --attest SPEC        type=provenance,... or type=sbom,... as --provenance and --sbom (repeatable)
       --pull               Pull base images even when the store has them
       --insecure-registry HOST  Reach HOST over plain HTTP (loopback hosts always are)
       --tls-ca FILE        Trust the CAs in FILE too (SSL_CERT_FILE is read as well)

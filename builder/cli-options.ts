@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { splitCsv } from '../parser/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { defaultStoreRoot, MAX_LEVEL, normalizeReference, Store, type Compression } from '../layers/index.ts';
+import type { ProvenanceMode, SbomFormat } from '../attest/index.ts';
 import type { CacheSpec } from './cache-transfer.ts';
 import { UsageError } from './errors.ts';
 
@@ -245,6 +246,56 @@ export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>>
     else throw new UsageError(`--secret ${spec}: the environment has no ${variable}`);
   }
   return secrets;
+}
+
+/** What a build attests of its images (--attest, --provenance, --sbom). */
+export interface AttestationSpec {
+  /** `asked`: on the command line, not only the provenance a push has by default. */
+  provenance?: { mode: ProvenanceMode; builderId?: string; asked: boolean; inlineOnly: boolean };
+  sbom?: { format: SbomFormat; inlineOnly: boolean };
+}
+
+/**
+ * --attest type=provenance|sbom,... and its shorthands --provenance and --sbom (a boolean, or the
+ * keys), as buildx reads them: each type once. Pushing gives mode=min provenance unless it is
+ * turned off, as build-push-action does; BUILDX_NO_DEFAULT_ATTESTATIONS turns that default off, as
+ * in buildx. `inline-only=true` keeps a statement out of the files written beside a file system.
+ */
+export function parseAttestations(values: Record<string, unknown>, pushing: boolean): AttestationSpec {
+  const specs = ((values.attest as string[] | undefined) ?? []).map((spec) => ({ flag: 'attest', spec, fields: csvFields('attest', spec) }));
+  for (const type of ['provenance', 'sbom'] as const) {
+    const value = values[type] as string | undefined;
+    if (value === undefined) continue;
+    const flag = value.includes('=') ? undefined : parseBoolean(value, `--${type}`);
+    specs.push({ flag: type, spec: value, fields: flag === undefined ? csvFields(type, `type=${type},${value}`) : new Map([['type', type], ['disabled', String(!flag)]]) });
+  }
+  const result: AttestationSpec = {};
+  const given = new Set<string>();
+  for (const { flag, spec, fields } of specs) {
+    const type = fields.get('type') ?? '';
+    if (type !== 'provenance' && type !== 'sbom') throw new UsageError(`--${flag} ${spec}: type must be provenance or sbom`);
+    if (given.has(type)) throw new UsageError(`--${flag} ${spec}: type=${type} is given twice (--${type} and --attest type=${type} name the same attestation)`);
+    given.add(type);
+    const flagValue = (key: string): boolean => fields.has(key) && parseBoolean(fields.get(key)!, `--${flag} ${spec}: ${key}`);
+    const [disabled, inlineOnly] = [flagValue('disabled'), flagValue('inline-only')];
+    if (type === 'provenance') {
+      checkKeys(flag, spec, fields, ['mode', 'builder-id', 'version', 'inline-only', 'disabled']);
+      onlyValue(flag, spec, fields, 'version', 'v1', 'hoist writes SLSA provenance v1');
+      const mode = fields.get('mode') ?? 'min';
+      if (mode !== 'min' && mode !== 'max') throw new UsageError(`--${flag} ${spec}: mode must be min or max`);
+      if (!disabled) result.provenance = { mode, ...(fields.get('builder-id') ? { builderId: fields.get('builder-id') } : {}), asked: true, inlineOnly };
+    } else {
+      checkKeys(flag, spec, fields, ['format', 'inline-only', 'disabled']);
+      const format = fields.get('format') ?? 'spdx';
+      if (format !== 'spdx' && format !== 'cyclonedx') throw new UsageError(`--${flag} ${spec}: format must be spdx (as BuildKit's) or cyclonedx`);
+      if (!disabled) result.sbom = { format, inlineOnly };
+    }
+  }
+  const noDefault = process.env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+  if (!given.has('provenance') && pushing && !(noDefault && parseBoolean(noDefault, 'BUILDX_NO_DEFAULT_ATTESTATIONS'))) {
+    result.provenance = { mode: 'min', asked: false, inlineOnly: true };
+  }
+  return result;
 }
 
 export async function readStdin(): Promise<string> {

@@ -3,7 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import type { Instruction, PlannedStage } from '../parser/index.ts';
-import { chainKey, type LayerEntry } from '../layers/index.ts';
+import { chainKey, type FileTree, type LayerEntry } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import type { BuildCache } from './cache.ts';
 import { absoluteDestination, imagePath, planCopy, withParentsBelow } from './copy.ts';
@@ -11,7 +11,6 @@ import { abbreviate } from './errors.ts';
 import type { Images } from './images.ts';
 import type { BuildSession } from './session.ts';
 import type { CachedStep, StageState } from './stage.ts';
-import type { FileTree } from './tree.ts';
 import { resolveOwner } from './users.ts';
 
 export type CopyInstruction = Extract<Instruction, { kind: 'COPY' | 'ADD' }>;

@@ -37,7 +37,17 @@ function forPlatform(image: Image, ref: string, platform: Platform): Image {
   throw new BuildError(`${ref} is an image for ${have} only, and this stage is for ${formatPlatform(platform)}: name an image (or an index) that has ${formatPlatform(platform)}`);
 }
 
+/** An image a build used from outside it, by the name it was asked for and the manifest used (for provenance). */
+export interface UsedImage {
+  /** A full image name, or `oci-layout://PATH[:TAG|@DIGEST]`. */
+  name: string;
+  digest: string;
+  platform: Platform;
+}
+
 export interface ImageOptions {
+  /** Told of each image used from outside the build (a base, COPY --from), as it is resolved. */
+  used?: (image: UsedImage) => void;
   /** `--build-context NAME=VALUE`: what FROM NAME and COPY --from=NAME mean instead of an image of that name. */
   buildContexts?: ReadonlyMap<string, NamedContext>;
   /** Pull base images even when the store has them (`--pull`). */
@@ -96,11 +106,17 @@ export class Images {
 
   /** An image by name: a named context, an OCI layout, or from the store, pulled first when it is not there (or always, with --pull). */
   private async named(ref: string, platform: Platform): Promise<Image> {
-    const { store } = this.session;
     const named = this.options.buildContexts?.get(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
     if (named?.kind === 'dir') throw new BuildError(`${ref} is a directory build context: only COPY --from can read it`);
-    if (named?.kind === 'layout') return this.layout(named.path, named.select, platform);
-    const name = normalizeReference(named?.kind === 'image' ? named.ref : ref);
+    const name = named?.kind === 'layout' ? `oci-layout://${named.path}${named.select ? `${named.select.startsWith('sha256:') ? '@' : ':'}${named.select}` : ''}` : normalizeReference(named?.kind === 'image' ? named.ref : ref);
+    const image = named?.kind === 'layout' ? await this.layout(named.path, named.select, platform) : await this.fromStoreOrRegistry(name, ref, platform);
+    this.options.used?.({ name, digest: image.descriptor.digest, platform });
+    return image;
+  }
+
+  /** An image from the store, pulled first when it is not there (or always, with --pull). */
+  private async fromStoreOrRegistry(name: string, ref: string, platform: Platform): Promise<Image> {
+    const { store } = this.session;
     const descriptor = this.options.pull ? undefined : await store.resolve(name);
     if (descriptor) return forPlatform(await readImage(store, descriptor, platform), ref, platform);
     this.session.log(`pulling ${name}`);

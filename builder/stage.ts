@@ -1,7 +1,6 @@
 // A stage while it is built: its image so far, and the steps that add to it.
 import type { PlannedStage, StageVariables } from '../parser/index.ts';
-import type { HistoryEntry, ImageConfig, Layer, LayerEntry, StepInputs, Store } from '../layers/index.ts';
-import { FileTree } from './tree.ts';
+import { FileTree, type HistoryEntry, type ImageConfig, type Layer, type LayerEntry, type StepInputs, type Store } from '../layers/index.ts';
 
 export class StageState {
   readonly config: ImageConfig;

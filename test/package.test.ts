@@ -43,7 +43,7 @@ beforeAll(() => {
   // The checkout may not be the test user's to write in (prepack compiles next to the sources):
   // pack a copy of it, holding tests and a helper built on this machine that must stay out.
   const checkout = join(dir, 'checkout');
-  for (const entry of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'bin', 'builder', 'layers', 'parser', 'registry', 'userns-native', 'test']) {
+  for (const entry of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'attest', 'bin', 'builder', 'layers', 'parser', 'registry', 'userns-native', 'test']) {
     cpSync(join(repoRoot, entry), join(checkout, entry), { recursive: true });
   }
   symlinkSync(join(repoRoot, 'node_modules'), join(checkout, 'node_modules'));

@@ -27,7 +27,7 @@ afterAll(async () => {
 });
 
 /** Runs action/entrypoint.sh in a workspace with the runner's variables and these inputs. */
-function runAction(name: string, inputs: Record<string, string>) {
+function runAction(name: string, inputs: Record<string, string>, extraEnv: Record<string, string> = {}) {
   const home = join(dir, `${name}-home`);
   const runnerTemp = join(dir, `${name}-runner-temp`);
   mkdirSync(home, { recursive: true });
@@ -37,8 +37,9 @@ function runAction(name: string, inputs: Record<string, string>) {
   const env = {
     PATH: process.env.PATH!, HOME: home, XDG_DATA_HOME: join(home, '.local', 'share'), CI: 'true',
     GITHUB_ACTIONS: 'true', GITHUB_OUTPUT: output, GITHUB_WORKSPACE: join(dir, name), RUNNER_TEMP: runnerTemp,
-    GITHUB_ACTION_PATH: repoRoot, GITHUB_REPOSITORY: 'org/app', GITHUB_SHA: '0123456789abcdef', RUNNER_OS: 'Linux',
+    GITHUB_ACTION_PATH: repoRoot, GITHUB_REPOSITORY: 'org/app', GITHUB_SERVER_URL: 'https://github.com', GITHUB_RUN_ID: '4242', GITHUB_SHA: '0123456789abcdef', RUNNER_OS: 'Linux',
     ...Object.fromEntries(Object.entries(inputs).map(([key, value]) => [`INPUT_${key.toUpperCase().replace(/-/g, '_')}`, value])),
+    ...extraEnv,
   };
   const result = spawnSync('bash', [join(repoRoot, 'action', 'entrypoint.sh')], { cwd: join(dir, name), env, encoding: 'utf8' });
   return { ...result, outputs: parseOutputs(readFileSync(output, 'utf8')) };
@@ -97,16 +98,46 @@ describe('GitHub Action', () => {
     const cache = JSON.parse(execFileSync('skopeo', ['inspect', ...creds, '--raw', `docker://${registry.host}/team/app:buildcache`], { encoding: 'utf8' }));
     expect(cache.config.mediaType).toBe('application/vnd.hoist.build-cache.config.v1+json');
 
-    // A second runner (fresh store and home) with the registry cache rebuilds nothing.
+    // A second runner (fresh store and home) with the registry cache rebuilds nothing. Its push has
+    // mode=min provenance by default, as build-push-action's: the digest is the index's, whose image
+    // is the first runner's; the builder is the workflow run.
     writeContext(dir, 'ok2', { 'docker/Dockerfile': readFileSync(join(dir, 'ok', 'docker', 'Dockerfile'), 'utf8'), 'app.txt': 'app\n' });
     const again = runAction('ok2', {
       file: 'docker/Dockerfile', tags: `${registry.host}/team/app:2`, push: 'true', 'build-args': 'VERSION=7', secrets: 'token=a-secret-value-42',
       labels: 'org.opencontainers.image.source=https://github.com/org/app',
-      'cache-from': `type=registry,ref=${registry.host}/team/app:buildcache`, registry: registry.host, username: user.username, password: user.password,
+      'cache-from': `type=registry,ref=${registry.host}/team/app:buildcache`, registry: registry.host, username: user.username, password: user.password, sbom: 'true',
     });
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr.match(/CACHED/g)).toHaveLength(2);
-    expect(again.outputs.digest).toBe(run.outputs.digest);
+    const index = JSON.parse(execFileSync('skopeo', ['inspect', ...creds, '--raw', `docker://${registry.host}/team/app:2`], { encoding: 'utf8' }));
+    expect(index.manifests[0].digest).toBe(run.outputs.digest);
+    expect(index.manifests[1].annotations['vnd.docker.reference.digest']).toBe(run.outputs.digest);
+    expect(again.outputs.digest).toBe(JSON.parse(again.outputs.metadata!)['containerimage.digest']);
+    const layout = join(dir, 'ok2-copied');
+    execFileSync('skopeo', ['copy', '--all', ...creds.map((each) => each.replace('--tls-verify', '--src-tls-verify').replace('--creds', '--src-creds')), `docker://${registry.host}/team/app:2`, `oci:${layout}:x`]);
+    const attestation = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', index.manifests[1].digest.slice(7)), 'utf8'));
+    expect(attestation.layers.map((layer: { annotations: Record<string, string> }) => layer.annotations['in-toto.io/predicate-type'])).toEqual(['https://slsa.dev/provenance/v1', 'https://spdx.dev/Document']);
+    const provenance = JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', attestation.layers[0].digest.slice(7)), 'utf8'));
+    expect(provenance.predicate.runDetails.builder.id).toBe('https://github.com/org/app/actions/runs/4242');
+    expect(provenance.predicate.buildDefinition.externalParameters.request.args).toEqual({});
+  });
+
+  test('in a public repository a push gets mode=max provenance, as build-push-action gives it; attests take --attest lines', () => {
+    writeContext(dir, 'public', { Dockerfile: `FROM ${registry.host}/base/busybox:1\nARG FLAVOUR\nRUN echo "$FLAVOUR" > /flavour\n` });
+    const ref = `${registry.host}/team/public:1`;
+    const run = runAction('public', {
+      tags: ref, push: 'true', 'build-args': 'FLAVOUR=mint', attests: 'type=sbom,format=cyclonedx', registry: registry.host, username: user.username, password: user.password,
+    }, { HOIST_REPOSITORY_PRIVATE: 'false', GITHUB_RUN_ATTEMPT: '2' });
+    expect(run.status, run.stderr).toBe(0);
+    const creds = ['--src-tls-verify=false', '--src-creds', `${user.username}:${user.password}`];
+    const layout = join(dir, 'public-copied');
+    execFileSync('skopeo', ['copy', '--all', ...creds, `docker://${ref}`, `oci:${layout}:x`]);
+    const blob = (digest: string) => JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', digest.slice(7)), 'utf8'));
+    const index = blob(JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')).manifests[0].digest);
+    const [provenance, sbom] = blob(index.manifests[1].digest).layers.map((layer: { digest: string }) => blob(layer.digest));
+    expect(provenance.predicate.buildDefinition.externalParameters.request.args).toEqual({ 'build-arg:FLAVOUR': 'mint' });
+    expect(provenance.predicate.runDetails.builder.id).toBe('https://github.com/org/app/actions/runs/4242/attempts/2');
+    expect(sbom.predicateType).toBe('https://cyclonedx.org/bom');
   });
 
   test('a failing step is reported as an ::error annotation on its Dockerfile line', () => {

@@ -99,7 +99,8 @@ describe('air-gapped delivery', () => {
       const manifests = [];
       for (const platform of ['linux/amd64', 'linux/arm64']) {
         const tag = `${registry.host}/multi/app:${platform.replace('/', '-')}`;
-        hoistOk(['build', '--root', join(dir, 'multi-build'), '--platform', platform, '-t', tag, '--push', context]);
+        // Each tag an image manifest (no provenance), for the index made of them below.
+        hoistOk(['build', '--root', join(dir, 'multi-build'), '--platform', platform, '-t', tag, '--push', '--provenance=false', context]);
         const raw = execFileSync('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${tag}`]);
         manifests.push({
           mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${createHash('sha256').update(raw).digest('hex')}`, size: raw.length,

@@ -56,7 +56,11 @@ test('--platform with three platforms: one index everywhere, the build stage per
 
   const index = JSON.parse(skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref}`));
   expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
-  expect(index.manifests.map((manifest: { platform: { os: string; architecture: string; variant?: string } }) => [manifest.platform.os, manifest.platform.architecture, manifest.platform.variant].filter(Boolean).join('/'))).toEqual(PLATFORMS);
+  // Each platform's image, then (the push's default provenance) an attestation manifest for each.
+  expect(index.manifests.map((manifest: { platform: { os: string; architecture: string; variant?: string } }) => [manifest.platform.os, manifest.platform.architecture, manifest.platform.variant].filter(Boolean).join('/')))
+    .toEqual([...PLATFORMS, 'unknown/unknown', 'unknown/unknown', 'unknown/unknown']);
+  expect(index.manifests.slice(3).map((manifest: { annotations: Record<string, string> }) => manifest.annotations['vnd.docker.reference.digest']))
+    .toEqual(index.manifests.slice(0, 3).map((manifest: { digest: string }) => manifest.digest));
   const digest = `sha256:${execFileSync('sha256sum', { input: skopeo('inspect', '--raw', '--tls-verify=false', `docker://${ref}`), encoding: 'utf8' }).split(' ')[0]}`;
   expect(JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8'))['containerimage.digest']).toBe(digest);
   expect(readFileSync(join(dir, 'iid'), 'utf8').trim()).toBe(digest);

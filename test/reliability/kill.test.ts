@@ -174,7 +174,7 @@ function verifyBuild(args: string[], name: string): { dest: string; stderr: stri
 
 async function registryGet(path: string, method = 'GET'): Promise<{ status: number; body: Buffer }> {
   const response = await fetch(`http://${registry.host}/v2/${path}`, {
-    method, headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
+    method, headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
   });
   return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
 }
@@ -295,11 +295,18 @@ const plans: Record<Phase, PhasePlan> = {
       const run = hoistOk(['build', '--root', root, '-t', `${registry.host}/app/push:${n}`, '--push', join(dir, `push-${n}`)], { env });
       const digest = /pushed \S+@(sha256:[a-f0-9]{64})/.exec(run.stderr)?.[1];
       expect(digest, run.stderr).toBeDefined();
-      const manifest = await registryGet(`app/push/manifests/${n}`);
-      expect(manifest.status).toBe(200);
-      expect(`sha256:${sha256(manifest.body)}`).toBe(digest);
-      const { config, layers } = JSON.parse(manifest.body.toString()) as { config: { digest: string }; layers: { digest: string; size: number }[] };
-      for (const blob of [config, ...layers]) expect((await registryGet(`app/push/blobs/${blob.digest}`, 'HEAD')).status).toBe(200);
+      const index = await registryGet(`app/push/manifests/${n}`);
+      expect(index.status).toBe(200);
+      expect(`sha256:${sha256(index.body)}`).toBe(digest);
+      // An index (the push's default provenance rides along): every manifest and blob it names is there.
+      const { manifests } = JSON.parse(index.body.toString()) as { manifests: { digest: string }[] };
+      expect(manifests).toHaveLength(2);
+      for (const child of manifests) {
+        const manifest = await registryGet(`app/push/manifests/${child.digest}`);
+        expect(manifest.status).toBe(200);
+        const { config, layers } = JSON.parse(manifest.body.toString()) as { config: { digest: string }; layers: { digest: string; size: number }[] };
+        for (const blob of [config, ...layers]) expect((await registryGet(`app/push/blobs/${blob.digest}`, 'HEAD')).status).toBe(200);
+      }
     },
   },
   tag: {
