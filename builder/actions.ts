@@ -2,6 +2,7 @@
 // failure reported as an ::error annotation on the Dockerfile line that failed.
 import { DockerfileError } from '../parser/index.ts';
 import { BuildError } from './errors.ts';
+import { Lines, type Progress } from './progress.ts';
 
 export const inGithubActions = (): boolean => process.env.GITHUB_ACTIONS === 'true';
 
@@ -9,10 +10,10 @@ export const inGithubActions = (): boolean => process.env.GITHUB_ACTIONS === 'tr
  * Passes lines through, opening a group whenever the stage a line belongs to (`[name ...]`)
  * changes. Stages that run at the same time then fold into several groups each, never wrongly.
  */
-export class StageGroups {
+export class StageGroups implements Progress {
   private readonly write: (text: string) => void;
   private current?: string;
-  private partial = '';
+  private readonly lines = new Lines((text) => this.line(text));
 
   constructor(write: (text: string) => void) {
     this.write = write;
@@ -30,14 +31,11 @@ export class StageGroups {
 
   /** RUN output, which may end part-way through a line. */
   chunk(chunk: Buffer): void {
-    const lines = (this.partial + chunk.toString('utf8')).split('\n');
-    this.partial = lines.pop()!;
-    for (const line of lines) this.line(line);
+    this.lines.chunk(chunk);
   }
 
   end(): void {
-    if (this.partial) this.line(this.partial);
-    this.partial = '';
+    this.lines.end();
     if (this.current !== undefined) this.write('::endgroup::\n');
     this.current = undefined;
   }

@@ -12,11 +12,12 @@ import type { ClientOptions } from '../registry/index.ts';
 import { BuildCache, cacheKey, sha256 } from './cache.ts';
 import { CopySteps } from './copy-step.ts';
 import { imagePath, withParentsBelow } from './copy.ts';
-import { abbreviate, BuildError } from './errors.ts';
+import { abbreviate, BuildError, sourceExcerpt } from './errors.ts';
 import { checkEmulation } from './emulation.ts';
 import { detectHost, type Host } from './host.ts';
 import { Images, type NamedContext, type UsedImage } from './images.ts';
-import { DEFAULT_PATH, RunSteps } from './run.ts';
+import { DEFAULT_PATH, RunSteps, type StepDefaults } from './run.ts';
+import type { SshSource } from './ssh.ts';
 import { BuildSession } from './session.ts';
 import { StageState, stageLabel, type CachedStep } from './stage.ts';
 import { Timestamps } from './timestamps.ts';
@@ -53,6 +54,8 @@ export interface BuildRequest {
   noCacheStages?: string[];
   /** Secrets for RUN --mount=type=secret, by id (`--secret`): never in a layer, the history or a key. */
   secrets?: ReadonlyMap<string, Buffer>;
+  /** Agents for RUN --mount=type=ssh, by id (`--ssh`). */
+  ssh?: ReadonlyMap<string, SshSource>;
   /** `--build-context NAME=VALUE`: what FROM NAME and COPY --from=NAME mean instead of an image of that name. */
   buildContexts?: ReadonlyMap<string, NamedContext>;
   /** What this host allows (found once by the caller; detected here when not given). */
@@ -63,12 +66,15 @@ export interface BuildRequest {
   keep?: string[];
   /** Told of each image used from outside the build (a base, COPY --from), as it is resolved. */
   used?: (image: UsedImage) => void;
+  /** How every RUN is set up unless its own flags say otherwise (--network, --add-host, --shm-size, --ulimit). */
+  runDefaults?: StepDefaults;
 }
 
 /** Builds the target stage and returns its image (written to the store, not tagged). */
 export async function build(request: BuildRequest): Promise<Image> {
   const dockerfile = parseInstructions(request.dockerfile.text, request.dockerfile.name);
-  const plan = planBuild(dockerfile, { buildArgs: request.buildArgs, target: request.target, platform: request.platform });
+  const namedContexts = new Set([...(request.buildContexts?.keys() ?? [])].map((name) => name.toLowerCase()));
+  const plan = planBuild(dockerfile, { buildArgs: request.buildArgs, target: request.target, platform: request.platform, namedContexts });
   checkEmulation(plan);
   const unused = unusedBuildArgs(plan);
   if (unused.length > 0) request.log(`warning: build-args not consumed by any ARG: ${unused.join(', ')}`);
@@ -117,9 +123,10 @@ class BuildRun {
     this.store = request.store;
     this.cache = request.cache ?? new BuildCache(request.store);
     this.images = new Images(session, request, dockerfile, (index) => this.stageResult(index));
-    this.copies = new CopySteps(session, this.images, this.cache, request.registry);
+    this.copies = new CopySteps(session, this.images, this.cache, request.registry, request.secrets?.get('GIT_AUTH_TOKEN'));
     this.runs = new RunSteps(session, this.images, this.cache, {
-      secrets: request.secrets ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output, label: request.label,
+      secrets: request.secrets ?? new Map(), ssh: request.ssh ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output, label: request.label,
+      defaults: request.runDefaults ?? {},
     });
     // As in BuildKit, every stage whose dependencies are built runs unless --jobs caps them: a RUN's
     // work is its own processes', which the kernel shares out (W5's three 3 s stages on 2 cores took
@@ -159,7 +166,8 @@ class BuildRun {
     return (error) => {
       const located = error instanceof DockerfileError || (error instanceof BuildError && error.location) || this.session.signal.aborted;
       if (located || !(error instanceof Error)) throw error;
-      throw new BuildError(error.message, { file: this.dockerfile.file, line: instruction.range.start.line });
+      const { start, end } = instruction.range;
+      throw new BuildError(error.message, { file: this.dockerfile.file, line: start.line, excerpt: sourceExcerpt(this.dockerfile.lines, start.line, end.line) });
     };
   }
 

@@ -34,6 +34,7 @@ Options:
   -t, --tag REF            Name the image (repeatable)
       --build-arg K=V      Set a build-time variable (repeatable)
       --target STAGE       Build this stage
+      --check, --call MODE Run BuildKit's build checks only (--call check), or build (--call build, default)
       --label K=V          Add a label to the image (repeatable)
       --platform P         Target platform, e.g. linux/amd64; several (repeatable, or comma-separated) make
                            one OCI index of an image each; RUN for another platform needs QEMU's binfmt_misc
@@ -46,18 +47,27 @@ Options:
       --build-context N=V  What FROM N and COPY --from=N mean: oci-layout://DIR[:TAG|@DIGEST] (a layout
                            directory or tarball), docker-image://REF, or a local directory (repeatable)
       --secret SPEC        id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)
+      --ssh SPEC           default (the agent of SSH_AUTH_SOCK), ID=SOCKET or ID=KEY[,KEY]: an agent for
+                           RUN --mount=type=ssh (repeatable)
       --timestamp SECONDS  Clamp times in the image to SECONDS since the epoch (default $SOURCE_DATE_EPOCH)
   -o, --output SPEC        type=image[,name=REF][,push=true] | type=registry,name=REF | type=oci,dest=F[,tar=false]
                            | type=docker,dest=F | type=local,dest=DIR | DIR | type=tar,dest=F | - (the file system
                            as a tarball on standard output; dest=- also for oci and docker). Other keys are refused
       --iidfile F          Write the image ID (config digest) to F
       --metadata-file F    Write build results (digests, names) as JSON to F
-      --progress MODE      auto, plain, tty or quiet
+      --progress MODE      auto, plain, tty (a live view), rawjson (BuildKit's JSON events) or quiet
       --jobs N             Stages built at the same time (default: all that are ready)
+      --annotation A       [TYPE[,TYPE][PLATFORM]:]KEY=VALUE, TYPE manifest (default), manifest-descriptor, index
+                           or index-descriptor, as buildx's (repeatable; -o also takes annotation.KEY=VALUE ...)
+      --network MODE       Every RUN's network unless its own --network says: default (the host's), host or none
+      --add-host NAME:IP   Add NAME to every RUN's /etc/hosts, never to the image (repeatable; host-gateway is 127.0.0.1)
+      --shm-size SIZE      Size of every RUN's /dev/shm (default 64m)
+      --ulimit NAME=S[:H]  A resource limit of every RUN, as docker's (nofile=1024:2048; repeatable)
       --isolation MODE     How RUN steps are isolated: userns (hoist's sandbox), container (in this
                            container's own root, where namespaces are refused: root with Docker's default
                            capabilities), none (no RUN), or auto (default: the first that works here)
       --push               Push the image to every -t REF (boolean flags also take =true or =false)
+      --load               Load the image into the docker (or podman) CLI's image store: docker load
       --provenance V       SLSA provenance v1 attestation: true, false, or mode=min|max[,builder-id=URI]
                            (default when pushing: mode=min; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns it off)
       --sbom V             SPDX 2.3 SBOM attestation from the image's package databases: true or false

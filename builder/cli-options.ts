@@ -1,14 +1,16 @@
 // The command line's flags and their values, checked: every key and value is honoured or refused
 // (exit 2, naming it), as buildx's flags read them.
 import { statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { splitCsv } from '../parser/index.ts';
+import { parsePlatform, splitCsv, type Platform } from '../parser/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { defaultStoreRoot, MAX_LEVEL, normalizeReference, Store, type Compression } from '../layers/index.ts';
 import type { ProvenanceMode, SbomFormat } from '../attest/index.ts';
 import type { CacheSpec } from './cache-transfer.ts';
+import type { StepDefaults } from './run.ts';
 import { UsageError } from './errors.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -86,6 +88,53 @@ export interface OutputSpec {
   push: boolean;
   /** compression=, compression-level=, force-compression=, when given. */
   compression?: OutputCompression;
+  /** annotation.KEY=V and its kinds (annotation-index.KEY=V, ...). */
+  annotations: Annotation[];
+  /** --load: type=docker streamed into this CLI's `load` (docker's or podman's), not to a file. */
+  load?: string;
+}
+
+/** Where an annotation goes, as buildx names the places. */
+export type AnnotationLevel = 'manifest' | 'manifest-descriptor' | 'index' | 'index-descriptor';
+const ANNOTATION_LEVELS: readonly string[] = ['manifest', 'manifest-descriptor', 'index', 'index-descriptor'];
+
+export interface Annotation {
+  level: AnnotationLevel;
+  /** Only the image of this platform's (`manifest[linux/amd64]:`). */
+  platform?: Platform;
+  key: string;
+  value: string;
+}
+
+/** buildx's --annotation: `[TYPE[,TYPE...][PLATFORM]:]KEY=VALUE`, TYPE manifest (the default), manifest-descriptor, index or index-descriptor. */
+export function parseAnnotation(spec: string): Annotation[] {
+  const equals = spec.indexOf('=');
+  const [where, key] = equals > 0 && spec.slice(0, equals).includes(':') ? [spec.slice(0, spec.indexOf(':')), spec.slice(spec.indexOf(':') + 1, equals)] : ['', spec.slice(0, equals)];
+  const match = /^([a-z,-]*?)(?:\[([^\]]+)\])?$/.exec(where);
+  const levels = match?.[1] ? match[1].split(',') : ['manifest'];
+  if (equals <= 0 || key === '' || !match || !levels.every((level) => ANNOTATION_LEVELS.includes(level))) {
+    throw new UsageError(`--annotation ${spec}: expected [TYPE[,TYPE][PLATFORM]:]KEY=VALUE, TYPE one of ${ANNOTATION_LEVELS.join(', ')}`);
+  }
+  const platform = match[2] === undefined ? undefined : annotationPlatform(match[2], `--annotation ${spec}`);
+  return levels.map((level) => ({ level: level as AnnotationLevel, ...(platform ? { platform } : {}), key, value: spec.slice(equals + 1) }));
+}
+
+function annotationPlatform(text: string, what: string): Platform {
+  try {
+    return parsePlatform(text);
+  } catch (error) {
+    throw new UsageError(`${what}: ${(error as Error).message}`);
+  }
+}
+
+/** --output's annotation keys: annotation.KEY, annotation-index.KEY, annotation-manifest[linux/arm64].KEY and the others. */
+function outputAnnotation(spec: string, field: string, value: string): Annotation | undefined {
+  const match = /^annotation(?:-([a-z-]+))?(?:\[([^\]]+)\])?\.(.+)$/.exec(field);
+  if (!match) return undefined;
+  const level = match[1] ?? 'manifest';
+  if (!ANNOTATION_LEVELS.includes(level)) throw new UsageError(`--output ${spec}: ${field}: the annotation kinds are ${ANNOTATION_LEVELS.join(', ')}`);
+  const platform = match[2] === undefined ? undefined : annotationPlatform(match[2], `--output ${spec}: ${field}`);
+  return { level: level as AnnotationLevel, ...(platform ? { platform } : {}), key: match[3]!, value };
 }
 
 /**
@@ -123,14 +172,22 @@ export function parseOutput(spec: string): OutputSpec {
 
 function outputOf(spec: string): OutputSpec {
   // As buildx: `-o -` is the file system as a tarball on standard output, `-o DIR` a directory.
-  if (spec === '-') return { type: 'tar', dest: '-', tar: true, names: [], push: false };
-  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false, names: [], push: false };
+  if (spec === '-') return { type: 'tar', dest: '-', tar: true, names: [], push: false, annotations: [] };
+  if (!spec.includes('=')) return { type: 'local', dest: resolve(spec), tar: false, names: [], push: false, annotations: [] };
   const fields = csvFields('output', spec);
+  const annotations: Annotation[] = [];
+  for (const [key, value] of fields) {
+    const annotation = outputAnnotation(spec, key, value);
+    if (annotation) annotations.push(annotation);
+  }
   const type = fields.get('type');
   if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'local' && type !== 'tar' && type !== 'registry') {
     throw new UsageError(`--output ${spec}: type must be image, registry, oci, docker, tar or local`);
   }
-  checkKeys('output', spec, fields, OUTPUT_KEYS[type]);
+  if (annotations.length > 0 && (type === 'local' || type === 'tar' || type === 'docker')) {
+    throw new UsageError(`--output ${spec}: type=${type} ${type === 'docker' ? 'keeps no manifests (docker load reads manifest.json)' : 'holds files, not an image'}: it takes no annotations`);
+  }
+  checkKeys('output', spec, new Map([...fields].filter(([key]) => !outputAnnotation(spec, key, ''))), OUTPUT_KEYS[type]);
   onlyValue('output', spec, fields, 'oci-mediatypes', 'true', 'hoist writes OCI media types');
   const compression = outputCompression(spec, fields);
   const dest = fields.get('dest');
@@ -139,7 +196,7 @@ function outputOf(spec: string): OutputSpec {
   if (dest === '-' && !tar) throw new UsageError(`--output ${spec}: standard output (dest=-) takes a tarball only`);
   const push = fields.has('push') ? parseBoolean(fields.get('push')!, `--output ${spec}: push`) : type === 'registry';
   const names = (fields.get('name') ?? '').split(',').map((name) => name.trim()).filter(Boolean).map((name) => reference(name, `--output ${spec}: name`));
-  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push, ...(compression ? { compression } : {}) };
+  return { type: type === 'registry' ? 'image' : type, ...(dest ? { dest: dest === '-' ? dest : resolve(dest) } : {}), tar, names, push, ...(compression ? { compression } : {}), annotations };
 }
 
 /** compression=gzip|zstd|uncompressed, compression-level=N, force-compression=BOOL, checked as buildx's. */
@@ -189,7 +246,9 @@ function csvFields(flag: string, spec: string): Map<string, string> {
   for (const field of csvSplit(flag, spec)) {
     const equals = field.indexOf('=');
     if (equals < 0) throw new UsageError(`--${flag} ${spec}: "${field}" is not key=value`);
-    const key = field.slice(0, equals).trim().toLowerCase();
+    // Keys are case-insensitive, except the annotation keys they carry.
+    const name = field.slice(0, equals).trim();
+    const key = /^annotation[^.]*\./i.test(name) ? name.replace(/^[^.]*/, (kind) => kind.toLowerCase()) : name.toLowerCase();
     if (fields.has(key)) throw new UsageError(`--${flag} ${spec}: "${key}" is given twice`);
     fields.set(key, field.slice(equals + 1).trim());
   }
@@ -246,6 +305,42 @@ export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>>
     else throw new UsageError(`--secret ${spec}: the environment has no ${variable}`);
   }
   return secrets;
+}
+
+/** How every RUN is set up (--network, --add-host, --shm-size, --ulimit), checked as docker reads them. */
+export function parseRunDefaults(values: Record<string, unknown>): StepDefaults {
+  const network = values.network as string | undefined;
+  if (network !== undefined && !['default', 'host', 'none'].includes(network)) {
+    throw new UsageError(`--network ${network}: use default, host or none (hoist has no daemon, so no networks of its own)`);
+  }
+  const addHosts = ((values['add-host'] as string[] | undefined) ?? []).map((spec): [string, string] => {
+    // docker's NAME:IP, and NAME=IP (Docker 25): the first separator, as an IPv6 address holds colons.
+    const at = /[:=]/.exec(spec)?.index ?? -1;
+    const [name, address] = [spec.slice(0, at), spec.slice(at + 1).replace(/^\[(.*)\]$/, '$1')];
+    // host-gateway is the host itself: RUN shares the host's network, where that is loopback.
+    const resolved = address === 'host-gateway' ? '127.0.0.1' : address;
+    if (at <= 0 || /\s/.test(name) || isIP(resolved) === 0) throw new UsageError(`--add-host ${spec}: expected NAME:IP (an IPv4 or IPv6 address, or host-gateway)`);
+    return [name, resolved];
+  });
+  const shmText = values['shm-size'] as string | undefined;
+  const shmSize = shmText === undefined ? undefined : memoryBytes(shmText);
+  if (shmText !== undefined && !shmSize) throw new UsageError(`--shm-size ${shmText}: expected a size above 0, such as 128m or 1g`);
+  const ulimits = ((values.ulimit as string[] | undefined) ?? []).map((spec) => {
+    const match = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(spec);
+    if (!match || !ULIMITS.includes(match[1]!)) throw new UsageError(`--ulimit ${spec}: expected NAME=SOFT[:HARD], NAME one of ${ULIMITS.join(', ')}`);
+    return `${match[1]}=${match[2]}:${match[3] ?? match[2]}`;
+  });
+  return { ...(network ? { network: network as StepDefaults['network'] } : {}), addHosts, ...(shmSize ? { shmSize } : {}), ulimits };
+}
+
+/** The resources `docker --ulimit` names. */
+const ULIMITS = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'];
+
+/** A memory size as docker reads one (go-units RAMInBytes): bytes, or k, m, g, t with an optional b, in units of 1024. */
+function memoryBytes(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
+  if (!match) return undefined;
+  return Math.floor(Number(match[1]) * 1024 ** ' kmgt'.indexOf(match[2]!.toLowerCase() || ' '));
 }
 
 /** What a build attests of its images (--attest, --provenance, --sbom). */

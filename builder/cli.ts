@@ -56,7 +56,11 @@ export async function main(argv: string[]): Promise<number> {
     if (inGithubActions()) process.stderr.write(`${errorAnnotation(error as Error)}\n`);
     if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
     else if (process.env.HOIST_DEBUG) process.stderr.write(`${error instanceof BuildError ? `${error.summary}\n` : ''}${(error as Error).stack}\n`);
-    else process.stderr.write(`hoist: ${(await diskFull(error as Error)) ?? (error instanceof BuildError ? error.summary : (error as Error).message)}\n`);
+    else {
+      // The Dockerfile's lines around a failed instruction first, as BuildKit shows them: the message stays the last line.
+      const excerpt = error instanceof BuildError ? error.location?.excerpt : undefined;
+      process.stderr.write(`${excerpt ? `${excerpt}\n` : ''}hoist: ${(await diskFull(error as Error)) ?? (error instanceof BuildError ? error.summary : (error as Error).message)}\n`);
+    }
     return 1;
   }
 }

@@ -5,8 +5,10 @@ import { dirname, join, posix } from 'node:path';
 import type { Instruction, PlannedStage } from '../parser/index.ts';
 import { chainKey, type FileTree, type LayerEntry } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
+import { readXattrs } from '../userns-native/index.ts';
 import type { BuildCache } from './cache.ts';
 import { absoluteDestination, imagePath, planCopy, withParentsBelow } from './copy.ts';
+import { gitCheckout, isGitUrl } from './remote-context.ts';
 import { abbreviate } from './errors.ts';
 import type { Images } from './images.ts';
 import type { BuildSession } from './session.ts';
@@ -22,11 +24,15 @@ export class CopySteps {
   /** How ADD reaches URLs: as the registries are reached. */
   private readonly registry: ClientOptions | undefined;
 
-  constructor(session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined) {
+  /** The token ADD's git sources on https hosts are fetched with (--secret id=GIT_AUTH_TOKEN). */
+  private readonly gitToken: Buffer | undefined;
+
+  constructor(session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined, gitToken: Buffer | undefined) {
     this.session = session;
     this.images = images;
     this.cache = cache;
     this.registry = registry;
+    this.gitToken = gitToken;
   }
 
   /** A COPY or ADD as a step of the stage: its cache inputs (with the content of the files it reads), and how to make its layer. */
@@ -37,6 +43,14 @@ export class CopySteps {
     const from = instruction.kind === 'COPY' ? instruction.from : undefined;
     const source = from === undefined ? { dir: await session.context() } : await images.copySource(planned, instruction, from);
     const fromImage = 'image' in source ? source.image : undefined;
+    // ADD's git sources are checked out now: the commit a ref names is part of the key.
+    const gitSources = instruction.kind === 'ADD' ? instruction.sources.filter(isGitUrl) : [];
+    const pathSources = instruction.sources.filter((each) => !gitSources.includes(each));
+    const checkouts: { dir: string; commit: string }[] = [];
+    for (const url of gitSources) {
+      const work = await session.tempDir('git');
+      checkouts.push(await gitCheckout(url, work, join(work, 'repository'), { token: this.gitToken, keepGitDir: instruction.kind === 'ADD' && instruction.keepGitDir }));
+    }
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
     const absoluteDest = imagePath(absoluteDestination(instruction.dest, workdir));
@@ -51,10 +65,10 @@ export class CopySteps {
     let contextEntries: LayerEntry[] = [];
     let files: Record<string, string> | undefined;
     const hashes = 'dir' in source ? await session.hashes(source.dir.root) : undefined;
-    if (hashes && 'dir' in source && instruction.sources.length > 0) {
+    if (hashes && 'dir' in source && pathSources.length > 0) {
       const { root, isIgnored, mayUnignoreUnder } = source.dir;
       contextEntries = await planCopy({
-        ...(await options(await state.tree(store))), root, sources: instruction.sources,
+        ...(await options(await state.tree(store))), root, sources: pathSources,
         isIgnored, mayUnignoreUnder, onFile: (path, stats) => hashes.noteStats(path, stats),
       });
       // Files whose stat data changed are hashed first only when a cache from elsewhere may hold
@@ -64,7 +78,10 @@ export class CopySteps {
     const sources = [...instruction.sources, ...instruction.inlineSources.map((inline) => `<<${inline.name}`)];
     const { range: _range, original: _original, ...expanded } = instruction;
     const inputs = {
-      step: { instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}), ...times.cacheInputs() },
+      step: {
+        instruction: JSON.stringify(expanded), workdir, ...(fromImage ? { from: chainKey(fromImage.layers.map((layer) => layer.diffId)) } : {}),
+        ...(checkouts.length > 0 ? { commits: checkouts.map((each) => each.commit).join(' ') } : {}), ...times.cacheInputs(),
+      },
       env: {}, args: {},
     };
     return {
@@ -77,11 +94,13 @@ export class CopySteps {
         const common = await options(await state.tree(store));
         const chown = instruction.chown === undefined ? undefined : await resolveOwner(store, state.layers, instruction.chown);
         const entries = chown ? contextEntries.map((entry) => ({ ...entry, ...chown })) : [...contextEntries];
+        await withXattrs(entries, (message) => session.warn(message));
         if (fromImage && instruction.sources.length > 0) {
           // A stage's owners are kept, as BuildKit does; extracted without root they are not known yet.
           const root = await images.root(fromImage);
           for (const entry of await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: session.host.root })) entries.push(entry);
         }
+        for (const checkout of checkouts) for (const entry of await planCopy({ ...common, chown, root: checkout.dir, sources: ['.'] })) entries.push(entry);
         for (const inline of instruction.inlineSources) {
           const dir = await session.tempDir('heredoc');
           // The name is the Dockerfile's: resolved as a path under the temp dir, `..` cannot leave it.
@@ -93,6 +112,24 @@ export class CopySteps {
         return { entries: withParentsBelow(dedupe(entries), common.below, common.createdDirMtime) };
       },
     };
+  }
+}
+
+/**
+ * Gives the context's files their extended attributes (a file capability, user.* attributes), as
+ * BuildKit's copy keeps them; not security.selinux, the host's label. The key holds contents, not
+ * attributes: a change of attributes alone rebuilds nothing.
+ */
+async function withXattrs(entries: LayerEntry[], warn: (message: string) => void): Promise<void> {
+  const files = entries.filter((entry): entry is LayerEntry & { source: string } => entry.type === 'file' && typeof entry.source === 'string');
+  if (files.length === 0) return;
+  const found = await readXattrs(files.map((entry) => entry.source)).catch((error: Error) => {
+    warn(`the context files' extended attributes are not copied: ${error.message}`);
+    return new Map<string, Record<string, Buffer>>();
+  });
+  for (const entry of files) {
+    const { 'security.selinux': _label, ...kept } = found.get(entry.source) ?? {};
+    if (Object.keys(kept).length > 0) entry.xattrs = kept;
   }
 }
 

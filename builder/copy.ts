@@ -6,6 +6,7 @@ import { join, posix } from 'node:path';
 import { entryFromStats, followSymlinks, LayerBuilder, mtimeOf, parentOf, type LayerEntry } from '../layers/index.ts';
 import type { ClientOptions } from '../registry/index.ts';
 import { archiveEntries, fetchUrl, isLocalArchive } from './archive.ts';
+import { isGitUrl } from './remote-context.ts';
 import { cleanPath, compilePatterns, containsWildcards, globRegExp, type PatternSet } from './context.ts';
 import { parseChmod, type ModeChange } from './chmod.ts';
 import { abbreviate, BuildError } from './errors.ts';
@@ -108,7 +109,6 @@ const lstatIfAny = (path: string): Stats | undefined => {
     return undefined;
   }
 };
-const isGitSource = (source: string): boolean => /^(git@|git:\/\/|ssh:\/\/)/.test(source) || /^https?:\/\/[^#]*\.git(#|$)/.test(source);
 
 /**
  * The entries COPY or ADD writes into the new layer, sorted by path, directories before their
@@ -163,9 +163,8 @@ class CopyPlan {
   }
 
   private resolveSource(source: string): Source[] {
-    if (/^https?:\/\//.test(source) || isGitSource(source)) {
-      if (this.command === 'COPY') throw new Error(`source can't be a ${isGitSource(source) ? 'git ref' : 'URL'} for COPY`);
-      if (isGitSource(source)) throw new Error(`ADD ${source}: Git sources are not supported`);
+    if (/^https?:\/\//.test(source) || isGitUrl(source)) {
+      if (this.command === 'COPY') throw new Error(`source can't be a ${isGitUrl(source) ? 'git ref' : 'URL'} for COPY`);
       return [{ url: source }];
     }
     const { path, include } = this.options.parents ? this.parentsSource(source) : { path: source, include: undefined };

@@ -1,10 +1,13 @@
 // A build's failures, and how its messages quote what they are about.
 
-/** A failed build; at an instruction when `location` is given (shown then as `Dockerfile:12: message`). */
+/**
+ * A failed build; at an instruction when `location` is given (shown then as `Dockerfile:12:
+ * message`, below the Dockerfile's lines around it when it has them).
+ */
 export class BuildError extends Error {
-  readonly location?: { file: string; line: number };
+  readonly location?: { file: string; line: number; excerpt?: string };
 
-  constructor(message: string, location?: { file: string; line: number }) {
+  constructor(message: string, location?: { file: string; line: number; excerpt?: string }) {
     super(message);
     this.name = 'BuildError';
     this.location = location;
@@ -14,6 +17,28 @@ export class BuildError extends Error {
   get summary(): string {
     return this.location ? `${this.location.file}:${this.location.line}: ${this.message}` : this.message;
   }
+
+}
+
+/** How many lines an excerpt shows before an instruction, and of it at most. */
+const LINES_BEFORE = 2;
+const LINES_OF_INSTRUCTION = 8;
+
+/**
+ * The Dockerfile's lines around an instruction (lines `start` to `end`, counted from 1), as
+ * BuildKit shows them under a failed step: a little before it, then the instruction marked.
+ */
+export function sourceExcerpt(lines: readonly string[], start: number, end: number): string {
+  const first = Math.max(1, start - LINES_BEFORE);
+  const last = Math.min(lines.length, end, start + LINES_OF_INSTRUCTION - 1);
+  const width = String(last).length;
+  const rows: string[] = [];
+  for (let n = first; n <= last; n++) {
+    const text = abbreviate(lines[n - 1]!.replace(/[\u0000-\u001f\u007f]/g, ' '));
+    rows.push(` ${String(n).padStart(width)} | ${n >= start ? '>>>' : '   '} ${text}`.trimEnd());
+  }
+  if (last < end) rows.push(` ${' '.repeat(width)} | ... (${end - last} more lines)`);
+  return [' --------------------', ...rows, ' --------------------'].join('\n');
 }
 
 /** A mistake in the command line: reported in one line, with exit code 2. */

@@ -2,8 +2,9 @@
 // and registries.
 import { resolve } from 'node:path';
 import { formatPlatform, resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
-import { applyLayers, importOciLayout, normalizeReference, parseReference, platformMatches, readImage, type Image } from '../layers/index.ts';
+import { applyLayers, changedEntries, importOciLayout, normalizeReference, parseReference, platformMatches, readImage, writeImage, writeLayer, type Image } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
+import { readXattrs } from '../userns-native/index.ts';
 import type { BuildContext } from './context.ts';
 import { BuildError } from './errors.ts';
 import { once, type BuildSession } from './session.ts';
@@ -22,7 +23,7 @@ export function parseNamedContext(value: string, cwd: string): NamedContext {
   const layout = /^oci-layout:\/\/(.+?)(?:@(sha256:[a-f0-9]{64})|:([\w][\w.-]{0,127}))?$/.exec(value);
   if (layout) return { kind: 'layout', path: resolve(cwd, layout[1]!), ...(layout[2] ?? layout[3] ? { select: layout[2] ?? layout[3] } : {}) };
   if (value.startsWith('docker-image://')) return { kind: 'image', ref: value.slice('docker-image://'.length) };
-  if (/^[a-z][\w+.-]*:\/\//.test(value)) throw new BuildError(`build context ${value}: only oci-layout://, docker-image:// and directories are supported`);
+  if (/^[a-z][\w+.-]*:\/\//.test(value) || /^git@/.test(value)) throw new BuildError(`build context ${value}: only oci-layout://, docker-image:// and directories are supported`);
   return { kind: 'dir', path: resolve(cwd, value) };
 }
 
@@ -66,11 +67,14 @@ export class Images {
   /** A stage's image, once it is built. */
   private readonly stageResult: (index: number) => Promise<Image>;
   private readonly layouts = new Map<string, Promise<Image>>();
+  /** The named contexts' names, lower case: each takes the place of a stage of its name. */
+  readonly contextNames: ReadonlySet<string>;
   private readonly roots = new Map<string, Promise<string>>();
 
   constructor(session: BuildSession, options: ImageOptions, dockerfile: Dockerfile, stageResult: (index: number) => Promise<Image>) {
     this.session = session;
     this.options = options;
+    this.contextNames = new Set([...(options.buildContexts?.keys() ?? [])].map((name) => name.toLowerCase()));
     this.dockerfile = dockerfile;
     this.stageResult = stageResult;
   }
@@ -82,17 +86,23 @@ export class Images {
     return this.named(planned.base.ref, planned.platform);
   }
 
-  /** The image that `--from` names: a stage of this build, or an image by name. */
+  /** The image that `--from` names: a stage of this build, or an image by name (a named context first). */
   async from(planned: PlannedStage, instruction: Instruction, from: string): Promise<Image> {
-    const index = resolveStageRef(this.dockerfile, from, planned.stage.index, instruction);
+    const index = resolveStageRef(this.dockerfile, from, planned.stage.index, instruction, this.contextNames);
     return index !== undefined ? this.stageResult(index) : this.named(from, planned.platform);
   }
 
-  /** What COPY --from names: a stage of this build, a directory build context, or an image. */
+  /** What COPY --from names: a directory build context (read in place), a stage of this build, or an image. */
   async copySource(planned: PlannedStage, instruction: Instruction, from: string): Promise<CopySource> {
-    const named = this.options.buildContexts?.get(from);
-    if (named?.kind === 'dir' && resolveStageRef(this.dockerfile, from, planned.stage.index, instruction) === undefined) return { dir: { root: named.path } };
+    const named = this.namedContext(from);
+    if (named?.kind === 'dir') return { dir: { root: named.path } };
     return { image: await this.from(planned, instruction, from) };
+  }
+
+  /** The named context (--build-context) of a name; names match as stage names do, in any case. */
+  private namedContext(name: string): NamedContext | undefined {
+    const contexts = this.options.buildContexts ?? new Map<string, NamedContext>();
+    return contexts.get(name) ?? [...contexts].find(([each]) => each.toLowerCase() === name.toLowerCase())?.[1];
   }
 
   /** An image's root filesystem, extracted once per build. */
@@ -104,14 +114,28 @@ export class Images {
     });
   }
 
-  /** An image by name: a named context, an OCI layout, or from the store, pulled first when it is not there (or always, with --pull). */
+  /**
+   * An image by name: a named context (a directory is an image of its files, as in buildx), an OCI
+   * layout, or from the store, pulled first when it is not there (or always, with --pull).
+   */
   private async named(ref: string, platform: Platform): Promise<Image> {
-    const named = this.options.buildContexts?.get(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
-    if (named?.kind === 'dir') throw new BuildError(`${ref} is a directory build context: only COPY --from can read it`);
+    const named = this.namedContext(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
+    if (named?.kind === 'dir') return this.directoryImage(named.path, platform);
     const name = named?.kind === 'layout' ? `oci-layout://${named.path}${named.select ? `${named.select.startsWith('sha256:') ? '@' : ':'}${named.select}` : ''}` : normalizeReference(named?.kind === 'image' ? named.ref : ref);
     const image = named?.kind === 'layout' ? await this.layout(named.path, named.select, platform) : await this.fromStoreOrRegistry(name, ref, platform);
     this.options.used?.({ name, digest: image.descriptor.digest, platform });
     return image;
+  }
+
+  /** A directory's files as an image of one layer, for `platform`, with an empty config: FROM a directory context. */
+  private directoryImage(path: string, platform: Platform): Promise<Image> {
+    return once(this.layouts, `dir\0${path}\0${formatPlatform(platform)}`, async () => {
+      const { store } = this.session;
+      const entries = changedEntries(path, new Map(), { xattrs: await readXattrs(path), warn: (message) => this.session.warn(message) });
+      const layer = await writeLayer(store, this.session.times.clamp(entries));
+      const config = { architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: {}, rootfs: { type: 'layers' as const, diff_ids: [] } };
+      return writeImage(store, config, [layer]);
+    });
   }
 
   /** An image from the store, pulled first when it is not there (or always, with --pull). */

@@ -1,12 +1,14 @@
 // RUN --mount: what each mount adds to the step's cache key, and the directories and files the
 // sandbox mounts for it. Nothing mounted ends up in the layer: mount points come from a lower
 // layer of their own, and the mounted contents are never under the step's upper directory.
-import { chown, chmod, cp, lstat, mkdir, readdir, realpath, stat, writeFile } from 'node:fs/promises';
+import { chown, chmod, cp, lstat, mkdir, mkdtemp, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { acquireLock, chainKey, type CacheStore, type Image } from '../layers/index.ts';
 import type { Mount } from '../parser/index.ts';
 import type { SandboxMount } from '../userns-native/index.ts';
 import { sha256, type ContentHashes } from './cache.ts';
+import { openAgentSocket, type SshSource } from './ssh.ts';
 
 export class MountError extends Error {}
 
@@ -14,6 +16,9 @@ export class MountError extends Error {}
 export interface MountContext {
   cacheStore: CacheStore;
   secrets: ReadonlyMap<string, Buffer>;
+  /** The agents --ssh gives, by id. */
+  ssh: ReadonlyMap<string, SshSource>;
+  warn(message: string): void;
   workdir: string;
   tempDir(prefix: string): Promise<string>;
   contextRoot(): Promise<string>;
@@ -37,10 +42,15 @@ export interface PreparedMounts {
   release(): Promise<void>;
 }
 
-function target(mount: Mount, workdir: string): string {
+/** Where a mount goes; an ssh mount without a target is the `sshIndex`th agent socket, as in BuildKit. */
+function target(mount: Mount, workdir: string, sshIndex: number): string {
   if (mount.type === 'secret' && mount.target === undefined) return `/run/secrets/${mount.id}`;
+  if (mount.type === 'ssh' && mount.target === undefined) return `/run/buildkit/ssh_agent.${sshIndex}`;
   return posix.resolve(workdir, mount.target!);
 }
+
+/** How many ssh mounts come before the `index`th. */
+const sshBefore = (mounts: Mount[], index: number): number => mounts.slice(0, index).filter((mount) => mount.type === 'ssh').length;
 
 function octal(text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
@@ -88,16 +98,19 @@ async function treeHashes(dir: string, label: string, hashes: ContentHashes, out
 export async function mountInputs(mounts: Mount[], context: MountContext): Promise<{ description: string; files: Record<string, string> }> {
   const files: Record<string, string> = {};
   const described = [];
-  for (const mount of mounts) {
-    if (mount.type === 'ssh') throw new MountError('RUN --mount=type=ssh is not supported');
+  for (const [i, mount] of mounts.entries()) {
     const { type, id, sharing, readonly, mode, uid, gid, required, size, env, source } = mount;
-    const at = target(mount, context.workdir);
+    const at = target(mount, context.workdir, sshBefore(mounts, i));
     if (type === 'bind') {
       const from = mount.from === undefined ? 'context' : chainKey((await context.image(mount.from)).layers.map((layer) => layer.diffId));
       if (mount.from === undefined) {
         await treeHashes(await bindSource(await context.contextRoot(), source), `mount ${at}`, await context.hashes(), files);
       }
       described.push({ type, target: at, source, from, readonly });
+    } else if (type === 'cache' && mount.from !== undefined) {
+      // What a new cache mount starts with: a directory of an image or stage.
+      const from = chainKey((await context.image(mount.from)).layers.map((layer) => layer.diffId));
+      described.push({ type, target: at, id, sharing, readonly, mode, uid, gid, from, source });
     } else described.push({ type, target: at, id, sharing, readonly, mode, uid, gid, required, size, env });
   }
   return { description: JSON.stringify(described), files };
@@ -111,8 +124,8 @@ export async function prepareMounts(mounts: Mount[], context: MountContext): Pro
     for (const release of releases) await release();
   };
   try {
-    for (const mount of mounts) {
-      const at = await context.realPath(target(mount, context.workdir));
+    for (const [i, mount] of mounts.entries()) {
+      const at = await context.realPath(target(mount, context.workdir, sshBefore(mounts, i)));
       switch (mount.type) {
         case 'cache': {
           const { dir, release } = await cacheDir(mount, at, context);
@@ -154,8 +167,26 @@ export async function prepareMounts(mounts: Mount[], context: MountContext): Pro
           prepared.mounts.push({ type: 'tmpfs', target: at, ...(mount.size ? { sizeBytes: bytes(mount.size) } : {}) });
           prepared.points.push({ path: at, directory: true });
           break;
-        case 'ssh':
-          throw new MountError('RUN --mount=type=ssh is not supported');
+        case 'ssh': {
+          const sshId = mount.id ?? 'default';
+          const source = context.ssh.get(sshId);
+          if (!source) {
+            if (mount.required) throw new MountError(`ssh ${sshId} is required: pass it with --ssh ${sshId} (the agent of SSH_AUTH_SOCK) or --ssh ${sshId}=KEYFILE`);
+            context.warn(`RUN --mount=type=ssh,id=${sshId}: no --ssh ${sshId} given, so the step has no agent`);
+            break;
+          }
+          // A short path of its own: a socket's path may be at most 107 bytes.
+          const dir = await mkdtemp(join(tmpdir(), 'hoist-ssh-'));
+          const close = await openAgentSocket(source, join(dir, 'agent'), { uid: id(mount.uid, 'uid'), gid: id(mount.gid, 'gid'), mode: octal(mount.mode, 0o600) });
+          releases.push(async () => {
+            await close();
+            await rm(dir, { recursive: true, force: true });
+          });
+          prepared.mounts.push({ type: 'bind', source: join(dir, 'agent'), target: at });
+          prepared.points.push({ path: at, directory: false });
+          if (!prepared.env.some((entry) => entry.startsWith('SSH_AUTH_SOCK='))) prepared.env.push(`SSH_AUTH_SOCK=${at}`);
+          break;
+        }
       }
     }
   } catch (error) {
@@ -171,7 +202,7 @@ export async function prepareMounts(mounts: Mount[], context: MountContext): Pro
  * empty directory of its own.
  */
 async function cacheDir(mount: Mount, at: string, context: MountContext): Promise<{ dir: string; release?: () => Promise<void> }> {
-  const name = sha256(mount.id ?? target(mount, context.workdir));
+  const name = sha256(mount.id ?? target(mount, context.workdir, 0));
   const { data, lock } = await context.cacheStore.mount(name);
   // Two steps may find it missing at once (parallel stages): the one whose mkdir succeeds sets it up.
   const isNew = await mkdir(data, { mode: octal(mount.mode, 0o755) }).then(() => true, (error: NodeJS.ErrnoException) => {
@@ -179,6 +210,8 @@ async function cacheDir(mount: Mount, at: string, context: MountContext): Promis
     throw error;
   });
   if (isNew) {
+    // from= and source=: a new cache starts as a copy of that directory, as BuildKit's does.
+    if (mount.from !== undefined) await cp(await bindSource(await context.imageRoot(await context.image(mount.from)), mount.source), data, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
     await chmod(data, octal(mount.mode, 0o755));
     await chown(data, id(mount.uid, 'uid'), id(mount.gid, 'gid'));
   }

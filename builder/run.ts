@@ -16,15 +16,29 @@ import { mountInputs, prepareMounts, type MountContext, type PreparedMounts } fr
 import { CONTAINER_MARKERS, INSTALL_ROOT } from './isolation.ts';
 import { once, type BuildSession } from './session.ts';
 import { stageLabel, type CachedStep, type StageState } from './stage.ts';
+import type { SshSource } from './ssh.ts';
 import { resolveUser } from './users.ts';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const HOSTNAME = 'hoist';
 
+/** How every RUN is set up unless its own flags say otherwise: buildx's --network, --add-host, --shm-size and --ulimit. */
+export interface StepDefaults {
+  network?: 'default' | 'host' | 'none';
+  /** Names and addresses added to the step's /etc/hosts, which no layer holds. */
+  addHosts?: [name: string, address: string][];
+  shmSize?: number;
+  /** `NAME=SOFT:HARD`, as the helper's --rlimit takes them. */
+  ulimits?: string[];
+}
+
 export interface RunOptions {
+  defaults: StepDefaults;
   /** Secrets for RUN --mount=type=secret, by id: never in a layer, the history or a key. */
   secrets: ReadonlyMap<string, Buffer>;
+  /** The agents for RUN --mount=type=ssh, by id (--ssh). */
+  ssh: ReadonlyMap<string, SshSource>;
   /** With --isolation=container: files and directories the build reads or writes besides the store, kept out of the image's way. */
   keep: string[];
   /** Where the steps' output goes, each line after its stage's name. */
@@ -82,9 +96,11 @@ export class RunSteps {
     const args = [...state.variables.declaredArgs()].map(([key, value]) => `${key}=${value}`);
     const mountContext = this.mountContext(planned, state, instruction);
     const mounts = instruction.mounts.length > 0 ? await mountInputs(instruction.mounts, mountContext) : undefined;
+    const { addHosts = [], shmSize, ulimits = [] } = this.options.defaults;
     const step = {
       command: JSON.stringify(argv), ...(script ? { script: script.content } : {}),
-      user: container.User || '0', workdir: container.WorkingDir || '/', network: instruction.network ?? 'default',
+      user: container.User || '0', workdir: container.WorkingDir || '/', network: this.network(instruction),
+      ...(addHosts.length > 0 ? { addHosts: JSON.stringify(addHosts) } : {}), ...(shmSize ? { shmSize: String(shmSize) } : {}), ...(ulimits.length > 0 ? { ulimits: JSON.stringify(ulimits) } : {}),
       ...(instruction.security ? { security: instruction.security } : {}), ...(mounts ? { mounts: mounts.description } : {}), ...this.session.times.cacheInputs(),
     };
     return {
@@ -106,11 +122,17 @@ export class RunSteps {
     };
   }
 
+  /** The step's network: its own --network, else the build's. */
+  private network(instruction: RunInstruction): 'default' | 'host' | 'none' {
+    return (instruction.network as 'default' | 'host' | 'none' | undefined) ?? this.options.defaults.network ?? 'default';
+  }
+
   /** What RUN --mount reads and makes: the context, images, the cache mounts and the secrets. */
   private mountContext(planned: PlannedStage, state: StageState, instruction: RunInstruction): MountContext {
     const { session } = this;
     return {
-      cacheStore: new CacheStore(session.store), secrets: this.options.secrets, workdir: state.config.config.WorkingDir || '/',
+      cacheStore: new CacheStore(session.store), secrets: this.options.secrets, ssh: this.options.ssh, warn: (message) => session.warn(message),
+      workdir: state.config.config.WorkingDir || '/',
       tempDir: (prefix) => session.tempDir(prefix),
       contextRoot: async () => (await session.context()).root,
       image: (from) => this.images.from(planned, instruction, from),
@@ -146,7 +168,8 @@ export class RunSteps {
     const lines = new LinePrefixer(`[${stageLabel(planned, this.options.label)}] `, (chunk) => this.options.output?.(chunk));
     const common = {
       rootfs, hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, mounts,
-      env: withDefaultPath([...state.variables.runEnv(), ...prepared.env]), network: instruction.network === 'none' ? 'none' as const : 'host' as const, argv,
+      env: withDefaultPath([...state.variables.runEnv(), ...prepared.env]), network: this.network(instruction) === 'none' ? 'none' as const : 'host' as const, argv,
+      shmSize: this.options.defaults.shmSize, ulimits: this.options.defaults.ulimits,
       signal: session.signal,
       output: (chunk: Buffer) => {
         lines.write(chunk);
@@ -206,7 +229,9 @@ export class RunSteps {
     const { session } = this;
     const cannot = (what: string): BuildError => new BuildError(`${what} needs a mount, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container): RUN steps with it build with --isolation=userns, where user namespaces are allowed`);
     if (instruction.mounts.length > 0) throw cannot(`RUN --mount=type=${instruction.mounts[0]!.type}`);
-    if (instruction.network === 'none') throw new BuildError('RUN --network=none needs a network namespace, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container)');
+    if (this.network(instruction) === 'none') throw new BuildError('RUN --network=none needs a network namespace, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container)');
+    if (this.options.defaults.addHosts?.length) throw new BuildError('--add-host needs a file bound over /etc/hosts, which --isolation=container cannot make (no CAP_SYS_ADMIN in this container)');
+    if (this.options.defaults.shmSize) throw new BuildError('--shm-size needs a /dev/shm of the step\'s own, which --isolation=container cannot mount (no CAP_SYS_ADMIN in this container)');
     const container = state.config.config;
     const user = await resolveUser(session.store, state.layers, container.User || '0');
     const step = await session.tempDir('run');
@@ -221,7 +246,7 @@ export class RunSteps {
       const before = snapshot('/', root.keep);
       const result = await runStep({
         root: { inPlace: true }, rootfs: '/', hostname: HOSTNAME, cwd: container.WorkingDir || '/', ...user, mounts: [],
-        env: withDefaultPath(state.variables.runEnv()), network: 'host', argv, signal: session.signal,
+        env: withDefaultPath(state.variables.runEnv()), network: 'host', ulimits: this.options.defaults.ulimits, argv, signal: session.signal,
         output: (chunk: Buffer) => {
           lines.write(chunk);
           tail = (tail + chunk.toString('utf8')).slice(-4000);
@@ -290,7 +315,8 @@ export class RunSteps {
       const mountpoints = join(dir, 'mountpoints');
       for (const sub of ['etc', 'proc', 'dev', 'sys']) await mkdir(join(mountpoints, sub), { recursive: true, mode: 0o755 });
       for (const name of ['hosts', 'resolv.conf', 'hostname']) await writeFile(join(mountpoints, 'etc', name), '', { mode: 0o644 });
-      await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n`, { mode: 0o644 });
+      const added = (this.options.defaults.addHosts ?? []).map(([name, address]) => `${address}\t${name}\n`).join('');
+      await writeFile(join(dir, 'hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${HOSTNAME}\n${added}`, { mode: 0o644 });
       await writeFile(join(dir, 'resolv.conf'), existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf') : '', { mode: 0o644 });
       await writeFile(join(dir, 'hostname'), `${HOSTNAME}\n`, { mode: 0o644 });
       return dir;

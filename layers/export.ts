@@ -17,6 +17,8 @@ export interface NamedManifest {
   descriptor: Descriptor;
   /** Full references (`docker.io/library/demo:latest`); may be empty. */
   refs: string[];
+  /** Annotations of its entries in index.json (buildx's index-descriptor annotations). */
+  annotations?: Record<string, string>;
 }
 
 /** An image (one platform) and its names, for `docker load` archives. */
@@ -38,12 +40,13 @@ function directory(path: string, mtime: number): LayerEntry {
 
 /** index.json: one descriptor per name (buildx's annotations), or one unnamed. */
 function ociIndex(images: NamedManifest[], created: string): object {
-  const manifests: Descriptor[] = images.flatMap(({ descriptor, refs }) => {
+  const manifests: Descriptor[] = images.flatMap(({ descriptor, refs, annotations }) => {
     const base = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-    if (refs.length === 0) return [{ ...base, annotations: { 'org.opencontainers.image.created': created } }];
+    if (refs.length === 0) return [{ ...base, annotations: { ...annotations, 'org.opencontainers.image.created': created } }];
     return refs.map((ref) => ({
       ...base,
       annotations: {
+        ...annotations,
         'io.containerd.image.name': ref,
         [REF_NAME]: parseReference(ref).tag ?? 'latest',
         'org.opencontainers.image.created': created,

@@ -171,13 +171,16 @@ export async function writeImage(store: Store, config: ImageConfig, layers: Laye
 
 /**
  * Writes an OCI index of images, one a platform, in the order given, then their attestation
- * manifests (writeAttestations), as BuildKit orders them.
+ * manifests (writeAttestations), as BuildKit orders them; `annotations` are the index's own, and
+ * an image's the annotations of its entry.
  */
-export async function writeIndex(store: Store, images: { descriptor: Descriptor; platform: PlatformChoice }[], attestations: Descriptor[] = []): Promise<Descriptor> {
-  const manifests = images.map(({ descriptor: { mediaType, digest, size }, platform: { os, architecture, variant } }) => ({
-    mediaType, digest, size, platform: { architecture, os, ...(variant ? { variant } : {}) },
+export async function writeIndex(
+  store: Store, images: { descriptor: Descriptor; platform: PlatformChoice; annotations?: Record<string, string> }[], attestations: Descriptor[] = [], annotations?: Record<string, string>,
+): Promise<Descriptor> {
+  const manifests = images.map(({ descriptor: { mediaType, digest, size }, platform: { os, architecture, variant }, annotations: entry }) => ({
+    mediaType, digest, size, ...(entry ? { annotations: entry } : {}), platform: { architecture, os, ...(variant ? { variant } : {}) },
   }));
-  return store.writeJson(MediaTypes.ociIndex, { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [...manifests, ...attestations] });
+  return store.writeJson(MediaTypes.ociIndex, { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [...manifests, ...attestations], ...(annotations ? { annotations } : {}) });
 }
 
 /** An in-toto statement, and its predicate's type for the layer's annotation. */

@@ -6,6 +6,7 @@ export { goQuote } from './quote.ts';
 export { splitCsv } from './csv.ts';
 export type * from './instructions.ts';
 export { parseInstructions, type Dockerfile, type Stage } from './dockerfile.ts';
+export { checkDockerfile, parseCheckDirective, type CheckDirective, type CheckWarning } from './checks.ts';
 export { expandInstruction } from './expand.ts';
 export {
   planBuild, dependencyOrder, StageVariables, unusedBuildArgs, resolveStageRef, hostPlatform, parsePlatform, parsePlatforms, formatPlatform, PROXY_ARGS,

@@ -63,6 +63,8 @@ export interface BuildOptions {
   platform?: Platform;
   /** The platform building (BUILDPLATFORM); the host's by default. */
   buildPlatform?: Platform;
+  /** Named contexts (--build-context), lower case: FROM and --from mean them, not a stage of that name. */
+  namedContexts?: ReadonlySet<string>;
 }
 
 export type StageBase = { kind: 'scratch' } | { kind: 'image'; ref: string } | { kind: 'stage'; index: number };
@@ -126,7 +128,7 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
   const stages = dockerfile.stages.map((stage): PlannedStage => {
     const from = expandInstruction(dockerfile, stage.from, globalEnv);
     if (from.image === '') fail(stage.from, 'FROM names no image: its argument expanded to an empty string');
-    const baseIndex = dockerfile.stagesByName.get(from.image.toLowerCase())?.index;
+    const baseIndex = options.namedContexts?.has(from.image.toLowerCase()) ? undefined : dockerfile.stagesByName.get(from.image.toLowerCase())?.index;
     let base: StageBase;
     if (baseIndex !== undefined && baseIndex < stage.index) base = { kind: 'stage', index: baseIndex };
     else if (from.image.toLowerCase() === 'scratch') base = { kind: 'scratch' };
@@ -142,7 +144,7 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
     const dependencies = new Set<number>(base.kind === 'stage' ? [base.index] : []);
     const stageRef = (instruction: Instruction, ref: string | undefined): void => {
       if (ref === undefined) return;
-      const index = resolveStageRef(dockerfile, expandWord(ref, globalEnv, { escape: dockerfile.directives.escape }), stage.index, instruction);
+      const index = resolveStageRef(dockerfile, expandWord(ref, globalEnv, { escape: dockerfile.directives.escape }), stage.index, instruction, options.namedContexts);
       if (index !== undefined) dependencies.add(index);
     };
     for (const instruction of stage.instructions) {
@@ -161,9 +163,13 @@ export function planBuild(dockerfile: Dockerfile, options: BuildOptions = {}): B
   return { dockerfile, stages, target, order: dependencyOrder(dockerfile, stages, target), predefinedArgs, globalArgs, buildArgs };
 }
 
-/** `--from` values are stage names, stage indexes, or image references (undefined is returned). */
-export function resolveStageRef(dockerfile: Dockerfile, ref: string, current: number, instruction: Instruction): number | undefined {
+/**
+ * `--from` values are stage names, stage indexes, or image references and named contexts
+ * (undefined is returned): a named context takes the place of a stage of its name.
+ */
+export function resolveStageRef(dockerfile: Dockerfile, ref: string, current: number, instruction: Instruction, namedContexts?: ReadonlySet<string>): number | undefined {
   const fail = (message: string): never => sourceError(dockerfile, instruction.range.start, message);
+  if (namedContexts?.has(ref.toLowerCase())) return undefined;
   if (/^\d+$/.test(ref)) {
     const index = Number(ref);
     if (index >= current) fail(`--from=${ref}: there is no stage ${index} before this one (stages are numbered from 0)`);

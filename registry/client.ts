@@ -11,10 +11,13 @@ import { findCredentials, type Credentials } from './credentials.ts';
 
 export class RegistryError extends Error {
   readonly status: number | undefined;
+  /** What the registry said, from its answer's body (`MANIFEST_UNKNOWN: manifest unknown`). */
+  readonly said: string | undefined;
 
-  constructor(message: string, status?: number) {
+  constructor(message: string, status?: number, said?: string) {
     super(message);
     this.status = status;
+    this.said = said;
   }
 }
 
@@ -236,7 +239,7 @@ export class RegistryClient {
       if (response.status >= 400 && !(options.accept ?? []).includes(response.status)) {
         const text = await readUpTo(response.body, SMALL_ANSWER_LIMIT).then(({ bytes }) => bytes.toString('utf8'), () => '');
         const why = response.status === 401 ? this.refusal() : registryMessage(text);
-        throw new RegistryError(`${method} ${excerpt(url, 200)}: ${response.status} ${why}`, response.status);
+        throw new RegistryError(`${method} ${excerpt(url, 200)}: ${response.status} ${why}`, response.status, why);
       }
       try {
         return await read(response);

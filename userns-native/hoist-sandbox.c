@@ -28,7 +28,9 @@
  *     minimal /dev, then the mounts in the order given: --bind SRC DST, --ro-bind SRC DST (files or
  *     directories) and --tmpfs DST BYTES (0: the kernel's default size); pivot_root; then the
  *     user, the --group GID groups (one option each), directory and environment; no_new_privs
- *     when the user is root. Every path is an argument of its own, so any character may appear in
+ *     when the user is root. --shm-size BYTES sizes /dev/shm (64 MiB by default, as Docker's);
+ *     --rlimit NAME=SOFT:HARD (one option each; NAME as ulimit's: nofile, nproc, core, ...; -1
+ *     for unlimited) sets a resource limit of the step. Every path is an argument of its own, so any character may appear in
  *     it. The step's end is written to --status-fd as "exit N", "signal N", or "no-overlay" when
  *     overlay is unavailable.
  *     The step's environment is read from --env-fd (NUL-terminated KEY=VALUE entries until end of
@@ -58,6 +60,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -69,7 +72,7 @@
 #include <ftw.h>
 #include <unistd.h>
 
-static void die(const char *format, ...) {
+__attribute__((noreturn)) static void die(const char *format, ...) {
   va_list args;
   int saved = errno;
   va_start(args, format);
@@ -224,6 +227,12 @@ struct mount_item {
   unsigned long size;
 };
 
+/* A --rlimit: which resource, and its soft and hard limits. */
+struct step_limit {
+  int resource;
+  struct rlimit value;
+};
+
 struct run_options {
   const char *rootfs, *upper, *work, *cwd, *hostname, *network;
   const char **lowers;
@@ -242,6 +251,9 @@ struct run_options {
   int status_fd;
   /* Only one gid is mapped (see mapped_ids): setgroups is then denied. */
   int single_gid;
+  unsigned long long shm_size;
+  struct step_limit *limits;
+  size_t limit_count, limit_capacity;
 };
 
 /* Reads the step's environment from `fd` (see run above) into a NULL-terminated array, and closes it. */
@@ -380,9 +392,9 @@ static char *overlay_options(const struct run_options *o) {
 }
 
 /* A minimal /dev: a tmpfs with the host's harmless devices bound in, a private devpts and shm. */
-static void setup_dev(const char *rootfs) {
+static void setup_dev(const char *rootfs, unsigned long long shm_size) {
   static const char *devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
-  char path[4096], source[64];
+  char path[4096], source[64], shm_options[64];
   snprintf(path, sizeof path, "%s/dev", rootfs);
   if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k") < 0) die("mount tmpfs on /dev");
   for (size_t i = 0; i < sizeof devices / sizeof *devices; i++) {
@@ -396,7 +408,8 @@ static void setup_dev(const char *rootfs) {
   if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") < 0) die("mount devpts");
   snprintf(path, sizeof path, "%s/dev/shm", rootfs);
   if (mkdir(path, 01777) < 0) die("mkdir /dev/shm");
-  if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k") < 0) die("mount /dev/shm");
+  snprintf(shm_options, sizeof shm_options, "mode=1777,size=%llu", shm_size);
+  if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV, shm_options) < 0) die("mount /dev/shm");
   static const char *links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
   for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
     snprintf(path, sizeof path, "%s/dev/%s", rootfs, links[i][1]);
@@ -518,6 +531,9 @@ static void init_and_exec(struct run_options *o, char **command) {
        `su user -c` fails). A step with a non-root USER keeps them (sudo, su, ping work), as under
        BuildKit, which sets no_new_privs for no step. */
     if (o->uid == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl NO_NEW_PRIVS");
+    for (size_t i = 0; i < o->limit_count; i++) {
+      if (setrlimit(o->limits[i].resource, &o->limits[i].value) < 0) die("setrlimit %d", o->limits[i].resource);
+    }
     /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
        end the step as it chose), nor any descriptor hoist happened to inherit. */
     close_inherited();
@@ -569,7 +585,7 @@ static void setup_and_run(struct run_options *o, char **command) {
   int root = open(o->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) die("open %s", o->rootfs);
   mount_in_root(root, "proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-  setup_dev(o->rootfs);
+  setup_dev(o->rootfs, o->shm_size);
   for (size_t i = 0; i < o->mount_count; i++) apply_mount(root, o->rootfs, &o->mounts[i]);
   close(root);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
@@ -601,9 +617,34 @@ static unsigned long long mapped_ids(const char *map) {
   return total;
 }
 
+/* An --rlimit value, NAME=SOFT:HARD, as `docker --ulimit` names them; -1 is unlimited. */
+static struct step_limit parse_limit(const char *text) {
+  static const struct { const char *name; int resource; } names[] = {
+    {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU}, {"data", RLIMIT_DATA}, {"fsize", RLIMIT_FSIZE}, {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE}, {"nofile", RLIMIT_NOFILE},
+    {"nproc", RLIMIT_NPROC}, {"rss", RLIMIT_RSS}, {"rtprio", RLIMIT_RTPRIO}, {"rttime", RLIMIT_RTTIME},
+    {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+  };
+  const char *equals = strchr(text, '='), *colon = equals ? strchr(equals, ':') : NULL;
+  errno = 0;
+  if (!equals || !colon) die("--rlimit %s: expected NAME=SOFT:HARD", text);
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    if (strlen(names[i].name) != (size_t)(equals - text) || strncmp(text, names[i].name, equals - text) != 0) continue;
+    char soft[32], hard[32];
+    if ((size_t)(colon - equals - 1) >= sizeof soft || strlen(colon + 1) >= sizeof hard) die("--rlimit %s: a limit is too long", text);
+    snprintf(soft, sizeof soft, "%.*s", (int)(colon - equals - 1), equals + 1);
+    snprintf(hard, sizeof hard, "%s", colon + 1);
+    struct step_limit limit = {.resource = names[i].resource};
+    limit.value.rlim_cur = strcmp(soft, "-1") ? parse_number(soft, "soft limit") : RLIM_INFINITY;
+    limit.value.rlim_max = strcmp(hard, "-1") ? parse_number(hard, "hard limit") : RLIM_INFINITY;
+    return limit;
+  }
+  die("--rlimit %s: unknown resource", text);
+}
+
 static int run(int argc, char **argv) {
   static char *no_env[] = {NULL};
-  struct run_options o = {.status_fd = 2, .env = no_env};
+  struct run_options o = {.status_fd = 2, .env = no_env, .shm_size = 64ULL << 20};
   int env_fd = -1;
   int i = 0;
   /* The step dies with hoist: bound first, then checked, as hoist may have died before. */
@@ -630,6 +671,11 @@ static int run(int argc, char **argv) {
     else if (!strcmp(key, "--gid")) o.gid = (gid_t)parse_number(value, "gid");
     else if (!strcmp(key, "--status-fd")) o.status_fd = (int)parse_number(value, "fd");
     else if (!strcmp(key, "--env-fd")) env_fd = (int)parse_number(value, "fd");
+    else if (!strcmp(key, "--shm-size")) o.shm_size = parse_number(value, "shm size");
+    else if (!strcmp(key, "--rlimit")) {
+      o.limits = make_room(o.limits, o.limit_count, &o.limit_capacity, sizeof *o.limits, "the limits");
+      o.limits[o.limit_count++] = parse_limit(value);
+    }
     else if (!strcmp(key, "--group")) {
       o.groups = make_room(o.groups, o.group_count, &o.group_capacity, sizeof *o.groups, "the groups");
       o.groups[o.group_count++] = (gid_t)parse_number(value, "group");

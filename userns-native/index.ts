@@ -61,6 +61,10 @@ export interface StepOptions {
   /** KEY=VALUE entries: they reach the helper on a pipe, as every local user can read its command line. */
   env: string[];
   network: 'host' | 'none';
+  /** /dev/shm's size in bytes (64 MiB when not given), as `docker build --shm-size` sets it. */
+  shmSize?: number;
+  /** Resource limits, `NAME=SOFT:HARD` (`nofile=1024:2048`), as `docker build --ulimit` sets them. */
+  ulimits?: string[];
   argv: string[];
   /** Called with each chunk the step writes, stdout and stderr as they come. */
   output: (chunk: Buffer) => void;
@@ -85,6 +89,7 @@ export function runStep(options: StepOptions): Promise<StepResult> {
     '--hostname', options.hostname, '--cwd', options.cwd, '--uid', String(options.uid), '--gid', String(options.gid),
     '--network', options.network, '--status-fd', '3', '--env-fd', '4',
     ...options.groups.flatMap((group) => ['--group', String(group)]),
+    ...(options.shmSize ? ['--shm-size', String(options.shmSize)] : []), ...(options.ulimits ?? []).flatMap((limit) => ['--rlimit', limit]),
     ...options.mounts.flatMap((mount) => (mount.type === 'bind'
       ? [mount.readonly ? '--ro-bind' : '--bind', mount.source, mount.target]
       : ['--tmpfs', mount.target, String(mount.sizeBytes ?? 0)])),

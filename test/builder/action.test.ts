@@ -140,6 +140,45 @@ describe('GitHub Action', () => {
     expect(sbom.predicateType).toBe('https://cyclonedx.org/bom');
   });
 
+  test('the other inputs of build-push-action v6 reach the build: a PEM secret on several lines, secret files and envs, network, hosts, ulimits', () => {
+    const pem = '-----BEGIN TEST KEY-----\nMIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9AgEAAkEAq, with a comma\nand a "quote"\n-----END TEST KEY-----';
+    writeContext(dir, 'inputs', {
+      Dockerfile: [
+        'FROM base/busybox:1',
+        'RUN --mount=type=secret,id=pem sha256sum /run/secrets/pem | cut -c1-64 > /pem-sum',
+        'RUN --mount=type=secret,id=fromfile --mount=type=secret,id=fromenv cat /run/secrets/fromfile /run/secrets/fromenv > /secret-sizes && wc -c < /secret-sizes > /secret-bytes && rm /secret-sizes',
+        'RUN grep -c : /proc/net/dev > /interfaces; grep cache.internal /etc/hosts > /hosts; ulimit -n > /nofile',
+      ].join('\n'),
+      'file-secret.txt': 'from a file\n',
+    });
+    const inputs = /^inputs:\n([\s\S]*?)^outputs:/m.exec(readFileSync(join(repoRoot, 'action.yml'), 'utf8'))![1]!;
+    const declared = [...inputs.matchAll(/^  ([a-z-]+): \{/gm)].map((match) => match[1]!);
+    const out = join(dir, 'inputs-out');
+    const run = runAction('inputs', {
+      secrets: `"pem=${pem.replaceAll('"', '""')}"\nplain=x`, 'secret-files': 'fromfile=file-secret.txt', 'secret-envs': 'fromenv=FROM_ENV',
+      network: 'none', 'add-hosts': 'cache.internal:10.9.8.7', ulimit: 'nofile=256:512', outputs: `type=local,dest=${out}`,
+      'build-contexts': `base/busybox:1=oci-layout://${join(dir, 'busybox')}:latest`,
+    }, { FROM_ENV: 'from the environment', HOIST_ACTION_INPUTS: JSON.stringify(Object.fromEntries(declared.map((name) => [name, '']))) });
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    const file = (name: string): string => readFileSync(join(out, name), 'utf8');
+    expect(file('pem-sum')).toBe(`${execFileSync('sha256sum', { input: pem, encoding: 'utf8' }).slice(0, 64)}\n`);
+    expect(file('secret-bytes').trim()).toBe(String('from a file\n'.length + 'from the environment'.length));
+    expect(file('interfaces')).toBe('1\n');
+    expect(file('hosts')).toBe('10.9.8.7\tcache.internal\n');
+    expect(file('nofile')).toBe('256\n');
+    for (const secret of [pem, 'from the environment']) expect(run.stdout + run.stderr).not.toContain(secret);
+  });
+
+  test('an input the action does not declare is an ::error, and a non-Linux runner stops at setup', () => {
+    writeContext(dir, 'unknown', { Dockerfile: 'FROM scratch\n' });
+    const run = runAction('unknown', {}, { HOIST_ACTION_INPUTS: JSON.stringify({ context: '.', 'cache-form': 'typo' }) });
+    expect(run.status).toBe(2);
+    expect(run.stdout).toMatch(/^::error::hoist's action does not take "cache-form": its inputs are context, file, /);
+    const setup = spawnSync('bash', [join(repoRoot, 'action', 'setup.sh')], { env: { PATH: process.env.PATH!, RUNNER_OS: 'macOS' }, encoding: 'utf8' });
+    expect(setup.status).toBe(1);
+    expect(setup.stdout).toContain('::error::hoist builds on Linux runners only, and this one runs macOS');
+  });
+
   test('a failing step is reported as an ::error annotation on its Dockerfile line', () => {
     writeContext(dir, 'fails', { Dockerfile: `FROM ${registry.host}/base/busybox:1\nRUN echo fine\nRUN echo broken && exit 3\n` });
     const run = runAction('fails', { registry: registry.host, username: user.username, password: user.password });

@@ -270,7 +270,7 @@ describe('errors', () => {
     expect([badFlag.code, badFlag.stderr]).toEqual([2, "hoist: Unknown option '--nope' (see 'hoist build --help')\n"]);
     const missing = hoist(['build', join(dir, 'does-not-exist')]);
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/^hoist: context ".*does-not-exist" is not a directory\n$/);
+    expect(missing.stderr).toMatch(/^hoist: context ".*does-not-exist" is not a directory, a tarball, a URL or -\n$/);
     expect(hoist(['frobnicate']).code).toBe(2);
     const bad = hoist(['build', '--root', root, '-f', '-', example], { input: 'FROM scratch\n  RUNN x\n' });
     expect([bad.code, bad.stderr]).toEqual([1, 'Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?)\n 2 |   RUNN x\n   |   ^\n']);

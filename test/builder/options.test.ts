@@ -79,7 +79,7 @@ describe('keys and values hoist does not honour are refused by name, before anyt
   test.each([
     ['-o', 'type=oci,dest=out.tar,compression=estargz', 'compression=estargz is not supported'],
     ['-o', 'type=image,oci-mediatypes=false', 'oci-mediatypes=false is not supported'],
-    ['-o', 'type=image,annotation.org.opencontainers.image.title=x', 'hoist does not support "annotation.org.opencontainers.image.title" here'],
+    ['-o', 'type=local,dest=DIR,annotation.org.opencontainers.image.title=x', 'type=local holds files, not an image: it takes no annotations'],
     ['-o', 'type=local,dest=out,platform-split=true', 'hoist does not support "platform-split" here'],
     ['-o', 'type=registry,name=x/y:1,unpack=true', 'hoist does not support "unpack" here'],
     ['-o', 'type=image,push=sometimes', 'push=sometimes: expected true or false'],

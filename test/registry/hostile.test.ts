@@ -162,7 +162,7 @@ describe('a hostile registry', () => {
   test('an HTML 404 page is summarised by its title, not dumped', async () => {
     const page = `<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n<body>${'<p>lost</p>\n'.repeat(20_000)}</body></html>`;
     const { run, server } = await pullFrom('html-404', { [MANIFEST_PATH]: answer(page, 'text/html', 404) });
-    expectRefused(run, `hoist: GET http://${server.host}/v2/lib/x/manifests/1: 404 an HTML page ("404 Not Found")`);
+    expectRefused(run, `hoist: image not found: ${server.host}/lib/x:1 (the registry said: an HTML page ("404 Not Found"))`);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
   });
 

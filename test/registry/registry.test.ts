@@ -62,7 +62,10 @@ describe('registry', () => {
   test('a missing image and a missing repository are clear errors', () => {
     const failed = hoist(['pull', '--root', join(dir, 'store-c'), `${registry.host}/nothing/here:1`]);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/404 MANIFEST_UNKNOWN|404 NAME_UNKNOWN/);
+    expect(failed.stderr).toMatch(new RegExp(`^hoist: image not found: ${registry.host}/nothing/here:1 \\(the registry said: (MANIFEST|NAME)_UNKNOWN: [^)]+\\)\n$`));
+    const missingTag = hoist(['build', '--root', join(dir, 'store-c'), writeContext(dir, 'missing-tag', { Dockerfile: `FROM ${registry.host}/base/busybox:nope\n` })]);
+    expect(missingTag.code).toBe(1);
+    expect(missingTag.stderr).toContain(`hoist: Dockerfile:1: image not found: ${registry.host}/base/busybox:nope (the registry said: MANIFEST_UNKNOWN`);
   });
 
   test('Basic auth: hoist login checks and saves the credentials, push uses them, logout removes them', async () => {
