@@ -16,7 +16,9 @@ const INPUTS = [
   'add-hosts', 'provenance', 'sbom', 'attests', 'github-token', 'registry', 'username', 'password',
 ];
 
-const input = (name: string): string => (process.env[`INPUT_${name.toUpperCase().replaceAll('-', '_')}`] ?? '').trim();
+/** The inputs' values, read before the environment is cleared of them. */
+const values = new Map(Object.entries(process.env).filter(([name]) => name.startsWith('INPUT_')).map(([name, value]) => [name, value ?? '']));
+const input = (name: string): string => (values.get(`INPUT_${name.toUpperCase().replaceAll('-', '_')}`) ?? '').trim();
 const isTrue = (name: string): boolean => input(name).toLowerCase() === 'true';
 
 /**
@@ -58,6 +60,8 @@ function run(args: string[], env: Record<string, string> = {}, stdin?: string): 
 
 async function main(): Promise<number> {
   const given = Object.keys(JSON.parse(process.env.HOIST_ACTION_INPUTS || '{}') as Record<string, unknown>);
+  // hoist, and what it starts (git, docker load), get none of the inputs' values: they hold the password and the token.
+  for (const name of Object.keys(process.env)) if (name.startsWith('INPUT_') || name === 'HOIST_ACTION_INPUTS') delete process.env[name];
   const unknown = given.filter((name) => !INPUTS.includes(name));
   if (unknown.length > 0) {
     process.stdout.write(`::error::hoist's action does not take ${unknown.map((name) => `"${name}"`).join(', ')}: its inputs are ${INPUTS.join(', ')}\n`);
@@ -105,7 +109,11 @@ async function main(): Promise<number> {
     // git context is fetched with (BuildKit's GIT_AUTH_TOKEN).
     const env: Record<string, string> = {};
     const secrets = lines('secrets').map((item) => [item.slice(0, item.indexOf('=')), item.slice(item.indexOf('=') + 1)] as const);
-    if (input('github-token')) secrets.push(['GIT_AUTH_TOKEN', input('github-token')]);
+    // As build-push-action gives it: for a git context on the workflow's own server, and that host only.
+    const server = new URL(process.env.GITHUB_SERVER_URL || 'https://github.com').host;
+    if (input('github-token') && /^https:\/\//.test(input('context')) && new URL(input('context')).host === server) {
+      secrets.push([`GIT_AUTH_TOKEN.${server}`, input('github-token')]);
+    }
     secrets.forEach(([id, value], i) => {
       env[`HOIST_ACTION_SECRET_${i + 1}`] = value;
       args.push('--secret', `id=${id},env=HOIST_ACTION_SECRET_${i + 1}`);

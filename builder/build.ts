@@ -123,7 +123,7 @@ class BuildRun {
     this.store = request.store;
     this.cache = request.cache ?? new BuildCache(request.store);
     this.images = new Images(session, request, dockerfile, (index) => this.stageResult(index));
-    this.copies = new CopySteps(session, this.images, this.cache, request.registry, request.secrets?.get('GIT_AUTH_TOKEN'));
+    this.copies = new CopySteps(session, this.images, this.cache, request.registry, request.secrets ?? new Map());
     this.runs = new RunSteps(session, this.images, this.cache, {
       secrets: request.secrets ?? new Map(), ssh: request.ssh ?? new Map(), keep: [request.contextDir, ...(request.keep ?? [])], output: request.output, label: request.label,
       defaults: request.runDefaults ?? {},

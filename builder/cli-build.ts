@@ -1,13 +1,12 @@
 // `hoist build`: the flags made into a BuildRequest, then the outputs, the cache export and the results.
-import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import pLimit from 'p-limit';
-import { checkDockerfile, formatPlatform, parseCheckDirective, parseInstructions, parsePlatforms, type CheckWarning, type Platform } from '../parser/index.ts';
+import { formatPlatform, parsePlatforms, type Platform } from '../parser/index.ts';
 import {
-  applyLayers, changedEntries, familiarReference, normalizeReference, parseReference, platformMatches, readImage, recompressed, Store, writeAttestations, writeDockerArchive, writeFilesystemTar,
+  applyLayers, changedEntries, familiarReference, parseReference, platformMatches, recompressed, Store, writeAttestations, writeDockerArchive, writeFilesystemTar,
   writeImage, writeIndex, writeOciLayout, type Descriptor, type Image,
 } from '../layers/index.ts';
 import { inGithubActions, StageGroups } from './actions.ts';
@@ -21,12 +20,14 @@ import {
   parse, openStore, keyValues, type OutputCompression, type OutputSpec, type Annotation, type AnnotationLevel, parseAnnotation, parseAttestations, parseOutput, parseRunDefaults, reference, parseCacheSpec, readSecrets, readStdin,
   REGISTRY_FLAGS, registryOptions, writeResult,
 } from './cli-options.ts';
-import { BuildError, sourceExcerpt, UsageError } from './errors.ts';
+import { BuildError, UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 import { attestationFiles, attestImages } from './attestations.ts';
 import { pushAndReport } from './cli-images.ts';
+import { runChecks } from './cli-check.ts';
+import { loadInto, onPath } from './load.ts';
 import { rawJsonProgress, ttyProgress, type Progress } from './progress.ts';
-import { isRemoteContext, materializeContext } from './remote-context.ts';
+import { inside, isRemoteContext, materializeContext } from './remote-context.ts';
 import { parseSshSpec } from './ssh.ts';
 
 /**
@@ -153,14 +154,18 @@ export async function buildCommand(args: string[]): Promise<number> {
 
   const store = await openStore(values.root);
   const contextWork = remoteContext ? await store.tempDir('context') : undefined;
+  let view: Progress | undefined;
   try {
-    const gitToken = secrets.get('GIT_AUTH_TOKEN');
-    const context = contextWork ? await materializeContext(contextArg, contextWork, { registry, stdin: () => process.stdin, ...(gitToken ? { gitToken } : {}) }) : undefined;
+    const context = contextWork ? await materializeContext(contextArg, contextWork, { registry, stdin: () => process.stdin, secrets }) : undefined;
     const contextDir = context?.dir ?? resolve(contextArg);
     const fileOption = values.file as string | undefined;
     // A remote context's -f names a file in it; a local one's, a file from here.
     const dockerfilePath = fileOption === '-' || context?.dockerfile !== undefined ? undefined
       : fileOption === undefined ? resolve(contextDir, 'Dockerfile') : remoteContext ? join(contextDir, fileOption) : resolve(fileOption);
+    // A remote context's Dockerfile is read only from inside it: a symlink may not lead to the host's files.
+    if (context && dockerfilePath && existsSync(dockerfilePath) && !(await inside(contextDir, dockerfilePath))) {
+      throw new UsageError(`the Dockerfile ${fileOption ?? 'Dockerfile'} of context ${context.source} leads out of it`);
+    }
     let text: string;
     try {
       text = context?.dockerfile ?? (dockerfilePath === undefined ? await readStdin() : await readFile(dockerfilePath, 'utf8'));
@@ -170,8 +175,9 @@ export async function buildCommand(args: string[]): Promise<number> {
       if (code === 'ENOENT' && fileOption === undefined) throw new UsageError(`no Dockerfile in the ${where}: looked for ${dockerfilePath}; name another file with -f PATH`);
       throw new UsageError(`cannot read the Dockerfile ${dockerfilePath}${code === 'ENOENT' ? `: there is no such file${remoteContext ? '' : ' (-f is relative to the current directory, not the context)'}` : `: ${(error as Error).message}`}`);
     }
-    const view = quiet ? undefined : progressView(progress);
-    const log = view ? (line: string) => view.line(line) : () => undefined;
+    view = quiet ? undefined : progressView(progress);
+    const shown = view;
+    const log = shown ? (line: string) => shown.line(line) : () => undefined;
     const buildArgs = keyValues(values['build-arg'], 'build-arg');
     // BuildKit's build checks: --call check runs only them; a build says what they found, and
     // fails on it with `# check=error=true`.
@@ -220,7 +226,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     const used = (platforms.length > 0 ? platforms : [undefined]).map(() => new Map<string, UsedImage>());
     let failure: unknown;
     const builds = await Promise.allSettled((platforms.length > 0 ? platforms : [undefined]).map((platform, i) => build({
-      store, host, contextDir, log: buildLog, output: view && ((chunk: Buffer) => view.chunk(chunk)), limit,
+      store, host, contextDir, log: buildLog, output: shown && ((chunk: Buffer) => shown.chunk(chunk)), limit,
       pull: values.pull === true, registry,
       dockerfile: { text, name: fileOption === '-' ? 'Dockerfile' : (fileOption ?? 'Dockerfile'), ...(dockerfilePath ? { path: dockerfilePath } : {}) },
       buildArgs, target: values.target as string | undefined,
@@ -233,7 +239,7 @@ export async function buildCommand(args: string[]): Promise<number> {
       failure ??= error;
       stop.abort();
       throw error;
-    }))).finally(() => view?.end());
+    }))).finally(() => shown?.end());
     if (failure !== undefined) throw failure;
     const finishedOn = new Date();
     const built = builds.map((settled) => (settled as PromiseFulfilledResult<Image>).value);
@@ -311,31 +317,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     (toStdout > 0 ? process.stderr : process.stdout).write(`${quiet ? id : `built ${result.digest}${what}${tags.length ? ` as ${tags.map((t) => familiarReference(parseReference(t))).join(', ')}` : ''}`}\n`);
     return 0;
   } finally {
+    view?.end();
     if (contextWork) await rm(contextWork, { recursive: true, force: true });
   }
-}
-
-/**
- * The build checks of a Dockerfile as the `check` directive (or the BUILDKIT_DOCKERFILE_CHECK
- * build arg) chooses them, a base image's ENV read from the store where it is there; and how a
- * warning is shown, as buildx shows it: the rule and its page, the message, the lines.
- */
-async function runChecks(store: Store, text: string, name: string, buildArgs: ReadonlyMap<string, string>) {
-  const dockerfile = parseInstructions(text, name);
-  const directive = parseCheckDirective(buildArgs.get('BUILDKIT_DOCKERFILE_CHECK') ?? dockerfile.directives.check);
-  const env = new Map<string, string[]>();
-  for (const { from } of dockerfile.stages) {
-    if (/\$|:\/\//.test(from.image) || dockerfile.stagesByName.has(from.image.toLowerCase()) || env.has(from.image)) continue;
-    // A name that is no image reference is left to the build to refuse.
-    const image = await Promise.resolve().then(async () => readImage(store, (await store.resolve(normalizeReference(from.image)))!)).catch(() => undefined);
-    if (image) env.set(from.image, (image.config.config.Env ?? []).map((entry) => entry.split('=')[0]!));
-  }
-  const found = directive.skip.has('all') ? [] : checkDockerfile(dockerfile, { baseEnv: (image) => env.get(image), buildArgs: new Set(buildArgs.keys()) });
-  return {
-    warnings: found.filter((warning) => !directive.skip.has(warning.rule)),
-    error: directive.error,
-    format: (warning: CheckWarning): string => `WARNING: ${warning.rule} - ${warning.url}\n${warning.message}\n${name}:${warning.line}\n${sourceExcerpt(dockerfile.lines, warning.line, warning.endLine)}`,
-  };
 }
 
 /**
@@ -348,33 +332,6 @@ function progressView(mode: string): Progress {
   if (inGithubActions()) return new StageGroups(write);
   if (process.stderr.isTTY && (mode === 'tty' || mode === 'auto')) return ttyProgress(write, () => process.stderr.columns || 80);
   return { line: (text) => write(`${text}\n`), chunk: (chunk) => void process.stderr.write(chunk), end: () => undefined };
-}
-
-/** A command's path on PATH, if it is there. */
-function onPath(command: string): string | undefined {
-  return (process.env.PATH ?? '').split(':').filter(Boolean).map((dir) => join(dir, command)).find((path) => {
-    try {
-      accessSync(path, constants.X_OK);
-      return statSync(path).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** Streams a docker archive into `CLI load`; what it says goes to the log, and its failure is the build's. */
-async function loadInto(cli: string, write: (dest: Writable) => Promise<void>, log: (line: string) => void): Promise<void> {
-  const child = spawn(cli, ['load'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let said = '';
-  for (const stream of [child.stdout, child.stderr]) stream.setEncoding('utf8').on('data', (text: string) => (said += text));
-  const exited = new Promise<number | null>((done, fail) => child.on('error', fail).on('close', done));
-  // A load that ends early (a daemon that is not running) says why when it exits.
-  child.stdin.on('error', () => undefined);
-  await write(child.stdin).catch(() => undefined);
-  child.stdin.end();
-  const code = await exited;
-  for (const line of said.trim().split('\n').filter(Boolean)) log(`${basename(cli)}: ${line}`);
-  if (code !== 0) throw new BuildError(`${basename(cli)} load failed (exit ${code}): ${said.trim().split('\n').at(-1) ?? ''}`);
 }
 
 async function writeFiles(dir: string, files: { name: string; content: Buffer }[]): Promise<void> {

@@ -109,14 +109,21 @@ export interface Annotation {
 /** buildx's --annotation: `[TYPE[,TYPE...][PLATFORM]:]KEY=VALUE`, TYPE manifest (the default), manifest-descriptor, index or index-descriptor. */
 export function parseAnnotation(spec: string): Annotation[] {
   const equals = spec.indexOf('=');
-  const [where, key] = equals > 0 && spec.slice(0, equals).includes(':') ? [spec.slice(0, spec.indexOf(':')), spec.slice(spec.indexOf(':') + 1, equals)] : ['', spec.slice(0, equals)];
-  const match = /^([a-z,-]*?)(?:\[([^\]]+)\])?$/.exec(where);
-  const levels = match?.[1] ? match[1].split(',') : ['manifest'];
-  if (equals <= 0 || key === '' || !match || !levels.every((level) => ANNOTATION_LEVELS.includes(level))) {
+  const name = equals < 0 ? '' : spec.slice(0, equals);
+  // The part before a colon is types when it has their shape, as buildx reads it (`com.example:x` is a key).
+  const colon = name.indexOf(':');
+  const parts = colon < 0 ? [] : name.slice(0, colon).split(',').map((part) => /^([a-z-]+)(?:\[([A-Za-z0-9_/.-]+)\])?$/.exec(part));
+  const typed = parts.length > 0 && parts.every((part) => part !== null);
+  const key = typed ? name.slice(colon + 1) : name;
+  if (!/^\S+$/.test(key) || (typed && !parts.every((part) => ANNOTATION_LEVELS.includes(part![1]!)))) {
     throw new UsageError(`--annotation ${spec}: expected [TYPE[,TYPE][PLATFORM]:]KEY=VALUE, TYPE one of ${ANNOTATION_LEVELS.join(', ')}`);
   }
-  const platform = match[2] === undefined ? undefined : annotationPlatform(match[2], `--annotation ${spec}`);
-  return levels.map((level) => ({ level: level as AnnotationLevel, ...(platform ? { platform } : {}), key, value: spec.slice(equals + 1) }));
+  const value = spec.slice(equals + 1);
+  if (!typed) return [{ level: 'manifest', key, value }];
+  return parts.map((part) => {
+    const platform = part![2] === undefined ? undefined : annotationPlatform(part![2], `--annotation ${spec}`);
+    return { level: part![1] as AnnotationLevel, ...(platform ? { platform } : {}), key, value };
+  });
 }
 
 function annotationPlatform(text: string, what: string): Platform {
@@ -326,8 +333,10 @@ export function parseRunDefaults(values: Record<string, unknown>): StepDefaults 
   const shmSize = shmText === undefined ? undefined : memoryBytes(shmText);
   if (shmText !== undefined && !shmSize) throw new UsageError(`--shm-size ${shmText}: expected a size above 0, such as 128m or 1g`);
   const ulimits = ((values.ulimit as string[] | undefined) ?? []).map((spec) => {
-    const match = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(spec);
-    if (!match || !ULIMITS.includes(match[1]!)) throw new UsageError(`--ulimit ${spec}: expected NAME=SOFT[:HARD], NAME one of ${ULIMITS.join(', ')}`);
+    const match = /^([a-z]+)=(-1|\d+)(?::(-1|\d+))?$/.exec(spec);
+    if (!match || !ULIMITS.includes(match[1]!)) throw new UsageError(`--ulimit ${spec}: expected NAME=SOFT[:HARD] (-1 for unlimited), NAME one of ${ULIMITS.join(', ')}`);
+    const [soft, hard] = [match[2]!, match[3] ?? match[2]!].map((value) => (value === '-1' ? Infinity : Number(value)));
+    if (soft! > hard!) throw new UsageError(`--ulimit ${spec}: the soft limit is above the hard one`);
     return `${match[1]}=${match[2]}:${match[3] ?? match[2]}`;
   });
   return { ...(network ? { network: network as StepDefaults['network'] } : {}), addHosts, ...(shmSize ? { shmSize } : {}), ulimits };
@@ -336,11 +345,11 @@ export function parseRunDefaults(values: Record<string, unknown>): StepDefaults 
 /** The resources `docker --ulimit` names. */
 const ULIMITS = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'];
 
-/** A memory size as docker reads one (go-units RAMInBytes): bytes, or k, m, g, t with an optional b, in units of 1024. */
+/** A memory size as docker reads one (go-units RAMInBytes): bytes, or k, m, g, t, p with an optional b, in units of 1024. */
 function memoryBytes(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$/i.exec(text);
   if (!match) return undefined;
-  return Math.floor(Number(match[1]) * 1024 ** ' kmgt'.indexOf(match[2]!.toLowerCase() || ' '));
+  return Math.floor(Number(match[1]) * 1024 ** ' kmgtp'.indexOf(match[2]!.toLowerCase() || ' '));
 }
 
 /** What a build attests of its images (--attest, --provenance, --sbom). */

@@ -8,7 +8,7 @@ import type { ClientOptions } from '../registry/index.ts';
 import { readXattrs } from '../userns-native/index.ts';
 import type { BuildCache } from './cache.ts';
 import { absoluteDestination, imagePath, planCopy, withParentsBelow } from './copy.ts';
-import { gitCheckout, isGitUrl } from './remote-context.ts';
+import { gitCheckout, isGitUrl, redacted } from './remote-context.ts';
 import { abbreviate } from './errors.ts';
 import type { Images } from './images.ts';
 import type { BuildSession } from './session.ts';
@@ -24,15 +24,15 @@ export class CopySteps {
   /** How ADD reaches URLs: as the registries are reached. */
   private readonly registry: ClientOptions | undefined;
 
-  /** The token ADD's git sources on https hosts are fetched with (--secret id=GIT_AUTH_TOKEN). */
-  private readonly gitToken: Buffer | undefined;
+  /** The build's secrets: GIT_AUTH_TOKEN.<host> or GIT_AUTH_TOKEN fetches ADD's git sources on https hosts. */
+  private readonly secrets: ReadonlyMap<string, Buffer>;
 
-  constructor(session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined, gitToken: Buffer | undefined) {
+  constructor(session: BuildSession, images: Images, cache: BuildCache, registry: ClientOptions | undefined, secrets: ReadonlyMap<string, Buffer>) {
     this.session = session;
     this.images = images;
     this.cache = cache;
     this.registry = registry;
-    this.gitToken = gitToken;
+    this.secrets = secrets;
   }
 
   /** A COPY or ADD as a step of the stage: its cache inputs (with the content of the files it reads), and how to make its layer. */
@@ -49,7 +49,11 @@ export class CopySteps {
     const checkouts: { dir: string; commit: string }[] = [];
     for (const url of gitSources) {
       const work = await session.tempDir('git');
-      checkouts.push(await gitCheckout(url, work, join(work, 'repository'), { token: this.gitToken, keepGitDir: instruction.kind === 'ADD' && instruction.keepGitDir }));
+      const checkout = await gitCheckout(url, work, join(work, 'repository'), { secrets: this.secrets, keepGitDir: instruction.kind === 'ADD' && instruction.keepGitDir });
+      // ADD --checksum of a git source is its commit, as BuildKit checks it.
+      const checksum = instruction.kind === 'ADD' ? instruction.checksum : undefined;
+      if (checksum !== undefined && !checkout.commit.startsWith(checksum)) throw new Error(`${redacted(url)}: the commit is ${checkout.commit}, not ${checksum} (--checksum)`);
+      checkouts.push(checkout);
     }
     // The destination with symlinks in the image followed: COPY x /lib/ lands in /usr/lib/ where
     // /lib links to usr/lib, instead of replacing the link with a directory.
@@ -100,7 +104,7 @@ export class CopySteps {
           const root = await images.root(fromImage);
           for (const entry of await planCopy({ ...common, chown, root, sources: instruction.sources, keepOwners: session.host.root })) entries.push(entry);
         }
-        for (const checkout of checkouts) for (const entry of await planCopy({ ...common, chown, root: checkout.dir, sources: ['.'] })) entries.push(entry);
+        for (const checkout of checkouts) for (const entry of await planCopy({ ...common, checksum: undefined, chown, root: checkout.dir, sources: ['.'] })) entries.push(entry);
         for (const inline of instruction.inlineSources) {
           const dir = await session.tempDir('heredoc');
           // The name is the Dockerfile's: resolved as a path under the temp dir, `..` cannot leave it.
@@ -116,11 +120,11 @@ export class CopySteps {
 }
 
 /**
- * Gives the context's files their extended attributes (a file capability, user.* attributes), as
- * BuildKit's copy keeps them; not security.selinux, the host's label. The key holds contents, not
- * attributes: a change of attributes alone rebuilds nothing.
+ * Gives files read from the host (a context's, a directory context's) their extended attributes
+ * (a file capability, user.* attributes), as BuildKit's copy keeps them; not security.selinux, the
+ * host's label. A COPY's key holds contents, not attributes: a change of attributes alone rebuilds nothing.
  */
-async function withXattrs(entries: LayerEntry[], warn: (message: string) => void): Promise<void> {
+export async function withXattrs(entries: LayerEntry[], warn: (message: string) => void): Promise<void> {
   const files = entries.filter((entry): entry is LayerEntry & { source: string } => entry.type === 'file' && typeof entry.source === 'string');
   if (files.length === 0) return;
   const found = await readXattrs(files.map((entry) => entry.source)).catch((error: Error) => {

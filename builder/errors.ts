@@ -17,7 +17,6 @@ export class BuildError extends Error {
   get summary(): string {
     return this.location ? `${this.location.file}:${this.location.line}: ${this.message}` : this.message;
   }
-
 }
 
 /** How many lines an excerpt shows before an instruction, and of it at most. */

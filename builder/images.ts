@@ -2,10 +2,10 @@
 // and registries.
 import { resolve } from 'node:path';
 import { formatPlatform, resolveStageRef, type Dockerfile, type Instruction, type Platform, type PlannedStage } from '../parser/index.ts';
-import { applyLayers, changedEntries, importOciLayout, normalizeReference, parseReference, platformMatches, readImage, writeImage, writeLayer, type Image } from '../layers/index.ts';
+import { applyLayers, changedEntries, importOciLayout, normalizeReference, parseReference, platformMatches, readImage, writeImage, writeLayer, type Image, type Layer } from '../layers/index.ts';
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
-import { readXattrs } from '../userns-native/index.ts';
 import type { BuildContext } from './context.ts';
+import { withXattrs } from './copy-step.ts';
 import { BuildError } from './errors.ts';
 import { once, type BuildSession } from './session.ts';
 
@@ -67,6 +67,7 @@ export class Images {
   /** A stage's image, once it is built. */
   private readonly stageResult: (index: number) => Promise<Image>;
   private readonly layouts = new Map<string, Promise<Image>>();
+  private readonly directoryLayers = new Map<string, Promise<Layer>>();
   /** The named contexts' names, lower case: each takes the place of a stage of its name. */
   readonly contextNames: ReadonlySet<string>;
   private readonly roots = new Map<string, Promise<string>>();
@@ -127,15 +128,16 @@ export class Images {
     return image;
   }
 
-  /** A directory's files as an image of one layer, for `platform`, with an empty config: FROM a directory context. */
-  private directoryImage(path: string, platform: Platform): Promise<Image> {
-    return once(this.layouts, `dir\0${path}\0${formatPlatform(platform)}`, async () => {
-      const { store } = this.session;
-      const entries = changedEntries(path, new Map(), { xattrs: await readXattrs(path), warn: (message) => this.session.warn(message) });
-      const layer = await writeLayer(store, this.session.times.clamp(entries));
-      const config = { architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: {}, rootfs: { type: 'layers' as const, diff_ids: [] } };
-      return writeImage(store, config, [layer]);
+  /** A directory's files as an image of one layer (written once a build), for `platform`, with an empty config: FROM a directory context. */
+  private async directoryImage(path: string, platform: Platform): Promise<Image> {
+    const layer = await once(this.directoryLayers, path, async () => {
+      const warn = (message: string): void => this.session.warn(message);
+      const entries = changedEntries(path, new Map(), { xattrs: new Map(), warn });
+      await withXattrs(entries, warn);
+      return writeLayer(this.session.store, this.session.times.clamp(entries));
     });
+    const config = { architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}), config: {}, rootfs: { type: 'layers' as const, diff_ids: [] } };
+    return writeImage(this.session.store, config, [layer]);
   }
 
   /** An image from the store, pulled first when it is not there (or always, with --pull). */

@@ -177,11 +177,8 @@ export async function prepareMounts(mounts: Mount[], context: MountContext): Pro
           }
           // A short path of its own: a socket's path may be at most 107 bytes.
           const dir = await mkdtemp(join(tmpdir(), 'hoist-ssh-'));
-          const close = await openAgentSocket(source, join(dir, 'agent'), { uid: id(mount.uid, 'uid'), gid: id(mount.gid, 'gid'), mode: octal(mount.mode, 0o600) });
-          releases.push(async () => {
-            await close();
-            await rm(dir, { recursive: true, force: true });
-          });
+          releases.push(() => rm(dir, { recursive: true, force: true }));
+          releases.unshift(await openAgentSocket(source, join(dir, 'agent'), { uid: id(mount.uid, 'uid'), gid: id(mount.gid, 'gid'), mode: octal(mount.mode, 0o600) }));
           prepared.mounts.push({ type: 'bind', source: join(dir, 'agent'), target: at });
           prepared.points.push({ path: at, directory: false });
           if (!prepared.env.some((entry) => entry.startsWith('SSH_AUTH_SOCK='))) prepared.env.push(`SSH_AUTH_SOCK=${at}`);

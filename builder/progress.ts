@@ -113,7 +113,8 @@ export function ttyProgress(write: (text: string) => void, columns: () => number
     write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}\r\x1b[J${printed.map((line) => `${line}\n`).join('')}${live.map((line) => `${line}\n`).join('')}`);
     drawn = live.length;
   };
-  const timer = setInterval(() => draw(), 100);
+  // Redrawn while anything runs, for its timer: an idle view writes nothing.
+  const timer = setInterval(() => running.size > 0 && draw(), 100);
   timer.unref();
   const lines = new Lines((text) => {
     const event = events.read(text);

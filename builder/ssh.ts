@@ -47,7 +47,8 @@ function readKey(path: string): AgentKey {
   }
   try {
     const openssh = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
-    return agentKey(openssh ? openSshKey(Buffer.from(openssh[1]!.replace(/\s+/g, ''), 'base64')) : createPrivateKey(text), path);
+    // No comment: the key file's path on the host is no business of the step's.
+    return agentKey(openssh ? openSshKey(Buffer.from(openssh[1]!.replace(/\s+/g, ''), 'base64')) : createPrivateKey(text), '');
   } catch (error) {
     throw new Error(`${path}: ${(error as Error).message}`);
   }
@@ -215,19 +216,30 @@ function serveKeys(keys: AgentKey[], client: Socket): void {
  * connection forwarded to the agent's socket, or answered from the keys. Returns the close.
  */
 export async function openAgentSocket(source: SshSource, path: string, owner: { uid: number; gid: number; mode: number }): Promise<() => Promise<void>> {
-  const clients = new Set<Socket>();
+  // Both ends of every connection, the agent's too: closing ends them all.
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket): Socket => {
+    sockets.add(socket.on('close', () => sockets.delete(socket)));
+    return socket;
+  };
   const server: Server = createServer((client) => {
-    clients.add(client.on('close', () => clients.delete(client)));
+    track(client);
     if ('keys' in source) return serveKeys(source.keys, client);
-    const upstream = connect(source.socket);
+    const upstream = track(connect(source.socket));
     client.pipe(upstream).pipe(client);
     for (const end of [client, upstream]) end.on('error', () => [client, upstream].forEach((each) => each.destroy()));
   });
-  await new Promise<void>((done, fail) => server.once('error', fail).listen(path, done));
-  await chmod(path, owner.mode);
-  await chown(path, owner.uid, owner.gid);
-  return () => new Promise((done) => {
+  const close = (): Promise<void> => new Promise((done) => {
     server.close(() => done());
-    for (const client of clients) client.destroy();
+    for (const socket of sockets) socket.destroy();
   });
+  await new Promise<void>((done, fail) => server.once('error', fail).listen(path, done));
+  try {
+    await chmod(path, owner.mode);
+    await chown(path, owner.uid, owner.gid);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return close;
 }

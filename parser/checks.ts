@@ -36,7 +36,7 @@ const kebab = (rule: string): string => rule.replace(/([a-z0-9])([A-Z])/g, '$1-$
 
 /** ARG and ENV names that look like they hold a secret, as BuildKit's rule matches them. */
 const SECRET_NAME = /(?:^|_)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)/i;
-const NOT_SECRET = /(?:^|_)(?:public|file|dir|path|url|host|id|name|type|version|pub)(?:_|$)/i;
+const NOT_SECRET = /(?:^|_)(?:public|file)(?:_|$)/i;
 /** The args every stage has without declaring them. */
 const PREDEFINED = new Set([
   ...PROXY_ARGS, 'TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT', 'BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT',
@@ -83,8 +83,9 @@ export function checkDockerfile(dockerfile: Dockerfile, options: { baseEnv?: (im
     }
   }
 
-  // NoEmptyContinuation: a blank line inside an instruction continued over several lines.
+  // NoEmptyContinuation: a blank line inside an instruction continued over several lines (a heredoc's are its text).
   for (const instruction of all) {
+    if ((instruction.kind === 'RUN' && instruction.heredocs.length > 0) || ((instruction.kind === 'COPY' || instruction.kind === 'ADD') && instruction.inlineSources.length > 0)) continue;
     for (let line = instruction.range.start.line + 1; line < instruction.range.end.line; line++) {
       if (dockerfile.lines[line - 1]!.trim() === '') {
         warnings.push({ rule: 'NoEmptyContinuation', message: 'Empty continuation line', line, endLine: line, url: `https://docs.docker.com/go/dockerfile/rule/${kebab('NoEmptyContinuation')}/` });
@@ -114,7 +115,12 @@ export function checkDockerfile(dockerfile: Dockerfile, options: { baseEnv?: (im
     if (from.platform !== undefined) {
       if (from.platform === '$TARGETPLATFORM' || from.platform === '${TARGETPLATFORM}') {
         warn('RedundantTargetPlatform', 'Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior', from);
-      } else if (!from.platform.includes('$')) warn('FromPlatformFlagConstDisallowed', `FROM --platform flag should not use constant value "${from.platform}"`, from);
+      } else if (!from.platform.includes('$')) {
+        // A stage named for its platform (build-amd64) means the constant, as BuildKit allows.
+        const [os = '', architecture = ''] = from.platform.split('/');
+        const named = stage.name !== undefined && (stage.name.includes(os) || stage.name.includes(architecture));
+        if (!named) warn('FromPlatformFlagConstDisallowed', `FROM --platform flag should not use constant value "${from.platform}"`, from);
+      }
     }
 
     // What the stage's instructions may name: its base stage's names, the base image's, its own ARGs and ENVs.
@@ -123,7 +129,7 @@ export function checkDockerfile(dockerfile: Dockerfile, options: { baseEnv?: (im
     const imageEnv = base || from.image.toLowerCase() === 'scratch' ? [] : options.baseEnv?.(from.image);
     const defined = new Set<string>([...PREDEFINED, ...(baseKnown ?? []), ...(imageEnv ?? ['PATH'])]);
     const knowsBase = baseKnown !== undefined || imageEnv !== undefined || from.image.toLowerCase() === 'scratch';
-    const counts = new Map<string, number>();
+    const earlier = new Map<string, Instruction>();
     let absoluteWorkdir = false;
     for (const instruction of stage.instructions) {
       if (knowsBase && instruction.kind !== 'RUN' && instruction.kind !== 'ONBUILD') {
@@ -164,9 +170,11 @@ export function checkDockerfile(dockerfile: Dockerfile, options: { baseEnv?: (im
           if (protocol && protocol !== protocol.toLowerCase()) warn('ExposeProtoCasing', `Defined protocol '${port}' in EXPOSE instruction should be lowercase`, instruction);
         }
       }
-      if (instruction.kind === 'CMD' || instruction.kind === 'ENTRYPOINT' || instruction.kind === 'HEALTHCHECK') counts.set(instruction.kind, (counts.get(instruction.kind) ?? 0) + 1);
-      if (counts.get(instruction.kind) === 2) {
-        warn('MultipleInstructionsDisallowed', `Multiple ${instruction.kind} instructions should not be used in the same stage because only the last one will be used`, instruction);
+      // Every one but the last of these is overridden: each earlier one is reported, as BuildKit does.
+      if (instruction.kind === 'CMD' || instruction.kind === 'ENTRYPOINT' || instruction.kind === 'HEALTHCHECK') {
+        const before = earlier.get(instruction.kind);
+        if (before) warn('MultipleInstructionsDisallowed', `Multiple ${instruction.kind} instructions should not be used in the same stage because only the last one will be used`, before);
+        earlier.set(instruction.kind, instruction);
       }
     }
     stageNames.set(stage.index, defined);

@@ -532,7 +532,8 @@ static void init_and_exec(struct run_options *o, char **command) {
        BuildKit, which sets no_new_privs for no step. */
     if (o->uid == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl NO_NEW_PRIVS");
     for (size_t i = 0; i < o->limit_count; i++) {
-      if (setrlimit(o->limits[i].resource, &o->limits[i].value) < 0) die("setrlimit %d", o->limits[i].resource);
+      /* In a user namespace a hard limit can be lowered, never raised. */
+      if (setrlimit(o->limits[i].resource, &o->limits[i].value) < 0) die("--ulimit: setting resource %d to %llu:%llu", o->limits[i].resource, (unsigned long long)o->limits[i].value.rlim_cur, (unsigned long long)o->limits[i].value.rlim_max);
     }
     /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
        end the step as it chose), nor any descriptor hoist happened to inherit. */
@@ -601,8 +602,9 @@ static void setup_and_run(struct run_options *o, char **command) {
 static unsigned long parse_number(const char *text, const char *what) {
   char *end;
   errno = 0;
+  /* Digits only: strtoul would take a sign or spaces and wrap a negative number round. */
   unsigned long value = strtoul(text, &end, 10);
-  if (*text == '\0' || *end != '\0' || errno) die("bad %s: %s", what, text);
+  if (*text < '0' || *text > '9' || *end != '\0' || errno) die("bad %s: %s", what, text);
   return value;
 }
 

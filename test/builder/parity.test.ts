@@ -1,7 +1,7 @@
 // What users of `docker buildx build` bring with them: its flags, and messages that say what went
 // wrong and what to do. Each is tried through the CLI, as a new user would.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -93,6 +93,7 @@ describe('RUN settings for the whole build', () => {
       [['--add-host', 'x:999.1.1.1'], '--add-host x:999.1.1.1: expected NAME:IP'],
       [['--shm-size', 'lots'], '--shm-size lots: expected a size'],
       [['--ulimit', 'files=10'], '--ulimit files=10: expected NAME=SOFT[:HARD]'],
+      [['--ulimit', 'nofile=2048:1024'], '--ulimit nofile=2048:1024: the soft limit is above the hard one'],
     ] as const) {
       const run = hoist(['build', '--root', root, ...flag, ctx]);
       expect(run.code, flag.join(' ')).toBe(2);
@@ -107,7 +108,7 @@ describe('annotations', () => {
     const tarball = join(dir, 'annotated.tar');
     const run = hoist(['build', '--root', root, '--platform', 'linux/amd64,linux/arm64',
       '--annotation', 'org.opencontainers.image.title=demo', '--annotation', 'manifest[linux/arm64]:org.example.arch=arm',
-      '--annotation', 'index,manifest-descriptor:org.example.Both=yes',
+      '--annotation', 'index,manifest-descriptor:org.example.Both=yes', '--annotation', 'com.example:colon=kept',
       '-o', `type=oci,dest=${tarball},annotation-index.org.example.index=1,annotation-index-descriptor.org.example.entry=2`, ctx]);
     expect(run.code, run.stderr).toBe(0);
     const layout = join(dir, 'annotated-layout');
@@ -120,8 +121,8 @@ describe('annotations', () => {
     expect(index.annotations).toEqual({ 'org.example.Both': 'yes', 'org.example.index': '1' });
     const [amd64, arm64] = index.manifests;
     expect([amd64.annotations, arm64.annotations]).toEqual([{ 'org.example.Both': 'yes' }, { 'org.example.Both': 'yes' }]);
-    expect(blob(amd64.digest).annotations).toEqual({ 'org.opencontainers.image.title': 'demo' });
-    expect(blob(arm64.digest).annotations).toEqual({ 'org.opencontainers.image.title': 'demo', 'org.example.arch': 'arm' });
+    expect(blob(amd64.digest).annotations).toEqual({ 'org.opencontainers.image.title': 'demo', 'com.example:colon': 'kept' });
+    expect(blob(arm64.digest).annotations).toEqual({ 'org.opencontainers.image.title': 'demo', 'com.example:colon': 'kept', 'org.example.arch': 'arm' });
     // skopeo reads the layout with its annotations.
     expect(JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' })).annotations['org.example.index']).toBe('1');
   });
@@ -145,14 +146,18 @@ describe('contexts', () => {
   const dockerfile = 'FROM busybox\nCOPY . /ctx/\nRUN ls /ctx > /listing\n';
 
   test('- reads a tar context, or a Dockerfile alone, from standard input', () => {
-    const source = writeContext(dir, 'tar-source', { Dockerfile: dockerfile, 'a.txt': 'a\n', 'sub/b.txt': 'b\n' });
+    const source = writeContext(dir, 'tar-source', { Dockerfile: dockerfile, 'a.txt': 'a\n', 'sub/b.txt': 'b\n', 'run.sh': '#!/bin/sh\n' });
+    chmodSync(join(source, 'run.sh'), 0o755);
+    linkSync(join(source, 'a.txt'), join(source, 'sub', 'hard.txt'));
     const tarball = join(dir, 'context.tar.gz');
     execFileSync('tar', ['-czf', tarball, '-C', source, '.']);
     const out = join(dir, 'stdin-tar-out');
     const fromTar = hoist(['build', '--root', root, '-o', `type=local,dest=${out}`, '-'], { input: readFileSync(tarball) });
     expect(fromTar.code, fromTar.stderr).toBe(0);
-    expect(readFileSync(join(out, 'listing'), 'utf8')).toBe('Dockerfile\na.txt\nsub\n');
+    expect(readFileSync(join(out, 'listing'), 'utf8')).toBe('Dockerfile\na.txt\nrun.sh\nsub\n');
     expect(readFileSync(join(out, 'ctx', 'sub', 'b.txt'), 'utf8')).toBe('b\n');
+    expect(readFileSync(join(out, 'ctx', 'sub', 'hard.txt'), 'utf8')).toBe('a\n');
+    expect(statSync(join(out, 'ctx', 'run.sh')).mode & 0o777).toBe(0o755);
 
     const alone = join(dir, 'stdin-dockerfile-out');
     const fromDockerfile = hoist(['build', '--root', root, '-o', `type=local,dest=${alone}`, '-'], { input: 'FROM busybox\nRUN echo alone > /alone\n' });
@@ -187,6 +192,7 @@ describe('contexts', () => {
     const repos = join(dir, 'repos');
     const repo = join(repos, 'app.git');
     const work = writeContext(dir, 'git-work', { 'app/Dockerfile': dockerfile, 'app/v.txt': 'one\n' });
+    symlinkSync('/etc', join(work, 'escape'));
     const git = (...args: string[]): string => execFileSync('git', ['-C', work, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
     git('init', '-q', '-b', 'main');
     git('add', '.');
@@ -218,6 +224,11 @@ describe('contexts', () => {
       const missing = await hoistAsync(['build', '--root', root, `git://127.0.0.1:${port}/app.git#nope`]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain("couldn't find remote ref nope");
+      // A subdirectory that is a symlink out of the checkout, and a ref that would be a git option, are refused.
+      const escape = await hoistAsync(['build', '--root', root, `git://127.0.0.1:${port}/app.git#main:escape`]);
+      expect(escape.stderr).toContain('the repository has no directory escape (inside it)');
+      const option = await hoistAsync(['build', '--root', root, `git://127.0.0.1:${port}/app.git#--upload-pack=touch`]);
+      expect(option.stderr).toContain('"--upload-pack=touch" is no git ref');
     } finally {
       daemon.kill();
     }
