@@ -179,8 +179,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     const shown = view;
     const log = shown ? (line: string) => shown.line(line) : () => undefined;
     const buildArgs = keyValues(values['build-arg'], 'build-arg');
-    // BuildKit's build checks: --call check runs only them; a build says what they found, and
-    // fails on it with `# check=error=true`.
+    // BuildKit's build checks: --call check runs only them; a build fails on them with
+    // `# check=error=true`, and otherwise says what they found once it has pulled its bases
+    // (whose ENV the undefined-variable rule reads), as BuildKit says it at the end.
     const dockerfileName = fileOption === '-' || context?.dockerfile !== undefined ? 'Dockerfile' : (fileOption ?? 'Dockerfile');
     const checks = await runChecks(store, text, dockerfileName, buildArgs);
     if (call === 'check' || (checks.error && checks.warnings.length > 0)) {
@@ -191,7 +192,6 @@ export async function buildCommand(args: string[]): Promise<number> {
       if (count > 0 && call === 'build') throw new BuildError(`the build checks found ${count} warning${count === 1 ? '' : 's'}, and the Dockerfile says check=error=true`);
       return count === 0 ? 0 : 1;
     }
-    for (const warning of checks.warnings) log(`warning: ${warning.rule}: ${warning.message} (${dockerfileName}:${warning.line}) ${warning.url}`);
     const sources = [];
     for (const spec of cacheFrom) {
       const source = await importCache(store, spec, registry, log);
@@ -242,6 +242,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     }))).finally(() => shown?.end());
     if (failure !== undefined) throw failure;
     const finishedOn = new Date();
+    for (const warning of (await runChecks(store, text, dockerfileName, buildArgs)).warnings) {
+      log(`warning: ${warning.rule}: ${warning.message} (${dockerfileName}:${warning.line}) ${warning.url}`);
+    }
     const built = builds.map((settled) => (settled as PromiseFulfilledResult<Image>).value);
     const annotationsAt = (level: AnnotationLevel, platform?: Platform): Record<string, string> | undefined => {
       const chosen = annotations.filter((each) => each.level === level && (!each.platform || (platform && platformMatches(platform, each.platform))));

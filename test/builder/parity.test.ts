@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
 import { hoist, hoistAsync, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
-import { freePort } from '../support/registry.ts';
+import { freePort, startRegistry } from '../support/registry.ts';
 
 let dir: string;
 let root: string;
@@ -375,6 +375,21 @@ describe('build checks', () => {
     const built = hoist(['build', '--root', root, clean]);
     expect(built.code, built.stderr).toBe(0);
     expect(built.stderr).toContain('warning: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals (Dockerfile:2) https://docs.docker.com/go/dockerfile/rule/json-args-recommended/');
+  });
+
+  test('a build says what the checks found once its base is pulled: a variable its ENV defines is no warning', async () => {
+    const registry = await startRegistry();
+    try {
+      execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${join(dir, 'busybox')}:latest`, `docker://${registry.host}/base/busybox:1`]);
+      const ctx = writeContext(dir, 'checks-pulled', { Dockerfile: `FROM ${registry.host}/base/busybox:1\nENV SEEN=$PATH NOT_SEEN=$NOWHERE\n` });
+      const built = await hoistAsync(['build', '--root', join(dir, 'checks-pulled-store'), ctx]);
+      expect(built.code, built.stderr).toBe(0);
+      expect(built.stderr.split('\n').filter((line) => line.startsWith('warning: UndefinedVar'))).toEqual([
+        `warning: UndefinedVar: Usage of undefined variable '$NOWHERE' (Dockerfile:2) https://docs.docker.com/go/dockerfile/rule/undefined-var/`,
+      ]);
+    } finally {
+      await registry.stop();
+    }
   });
 
   test('# check=skip= leaves rules out, and # check=error=true makes them fail the build', () => {
