@@ -24,6 +24,13 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => removeTree(dir));
 
+/** `hoist build` with these arguments exits 2 and says why. */
+function expectRefused(args: readonly string[], why: string): void {
+  const run = hoist(['build', '--root', root, ...args]);
+  expect(run.code, args.join(' ')).toBe(2);
+  expect(run.stderr).toContain(why);
+}
+
 describe('messages', () => {
   test('a failing RUN shows the Dockerfile around its line, the instruction marked, as BuildKit does', () => {
     const ctx = writeContext(dir, 'fails', { Dockerfile: 'FROM busybox\n# the next step works\nRUN echo fine\nRUN echo broken && \\\n    exit 3\nRUN echo never\n' });
@@ -95,9 +102,7 @@ describe('RUN settings for the whole build', () => {
       [['--ulimit', 'files=10'], '--ulimit files=10: expected NAME=SOFT[:HARD]'],
       [['--ulimit', 'nofile=2048:1024'], '--ulimit nofile=2048:1024: the soft limit is above the hard one'],
     ] as const) {
-      const run = hoist(['build', '--root', root, ...flag, ctx]);
-      expect(run.code, flag.join(' ')).toBe(2);
-      expect(run.stderr).toContain(why);
+      expectRefused([...flag, ctx], why);
     }
   });
 });
@@ -135,9 +140,7 @@ describe('annotations', () => {
       [['--annotation', 'index-descriptor:x=y', '--platform', 'linux/amd64,linux/arm64', '-t', 'two'], 'only an OCI layout (--output type=oci) has an index.json'],
       [['--annotation', 'nonsense:x=y', '-t', 'three'], '--annotation nonsense:x=y: expected [TYPE[,TYPE][PLATFORM]:]KEY=VALUE'],
     ] as const) {
-      const run = hoist(['build', '--root', root, ...args, ctx]);
-      expect(run.code, args.join(' ')).toBe(2);
-      expect(run.stderr).toContain(why);
+      expectRefused([...args, ctx], why);
     }
   });
 });
