@@ -1,7 +1,7 @@
 // Applying layers to a directory, refusing any entry that would land outside it: `..`, absolute
 // paths, a path through a symlink, a hardlink to outside. Whiteouts delete what lower layers made.
 import {
-  chmodSync, closeSync, createWriteStream, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeSync,
+  chmodSync, closeSync, createWriteStream, existsSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, writeSync,
   type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -65,6 +65,11 @@ export async function applyLayers(store: Store, layers: Layer[], root: string, o
 /** Who owns the files extracted: as the image says (as root), or the extracting user. */
 type Owner = 'image' | { uid: number; gid: number };
 
+/** The deferred settings that give the directory at `rel` what `info` says it has. */
+function directoryHeader(rel: string, { mode, uid, gid, mtimeMs }: Stats): TarHeader {
+  return { path: rel, type: 'directory', mode: mode & 0o7777, uid, gid, mtime: mtimeMs / 1000, size: 0 };
+}
+
 /** The directory at `rel` in the topmost of `below` that has anything there (a whiteout hides it). */
 function directoryBelow(below: string[], rel: string): Stats | undefined {
   for (const dir of below) {
@@ -74,39 +79,173 @@ function directoryBelow(below: string[], rel: string): Stats | undefined {
   return undefined;
 }
 
-async function applyLayer(
-  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [], keep = NOTHING_KEPT }: ApplyOptions,
-): Promise<void> {
-  const xattrs: [string, string, Buffer][] = [];
-  const verifiedDirs = new Set<string>(['']);
-  const addedHere = new Set<string>();
-  // Directory modes and times are set last: adding children changes the times, and a read-only
-  // mode would stop the children being added.
-  const directories: [string, TarHeader][] = [];
-  // What the layer holds, kept for later builds (layerListing) unless the store has it already.
-  const listing: LayerListing | undefined = existsSync(store.listingPath(layer.digest)) ? undefined : [];
+/**
+ * The root as one layer changes it. Every change goes through here, so what it remembers stays
+ * true: which directories were checked to be real (no symlink on the way), and the owners, modes,
+ * times and xattrs still to be set. Removing or replacing a path forgets all of that for the path
+ * and everything below it; the deferred settings are checked once more before they are applied.
+ */
+class LayerRoot {
+  private readonly root: string;
+  private readonly keep: KeptPaths;
+  private readonly below: string[];
+  /** Directories checked to be real directories inside the root, relative (`` is the root). */
+  private readonly checked = new Set<string>(['']);
+  /** Directories whose owner, mode and time are set last: adding children changes the times, and a read-only mode would stop them being added. */
+  private readonly directories = new Map<string, TarHeader>();
+  /** Extended attributes, set after owners and modes (a chown clears security.capability). */
+  private readonly xattrs = new Map<string, Record<string, Buffer>>();
+  /** What this layer made, and the directories above it: its own whiteouts leave them in place. */
+  private readonly added = new Set<string>();
+  /** Whether the extracting user owns every file (no root): see openUp. */
+  private readonly ownerOnly: boolean;
 
-  /** Checks that every parent of `parts` is a real directory inside root, creating missing ones. */
-  const parentDir = (parts: string[], entryPath: string): string => {
+  constructor(root: string, keep: KeptPaths, below: string[], ownerOnly: boolean) {
+    this.root = root;
+    this.keep = keep;
+    this.below = below;
+    this.ownerOnly = ownerOnly;
+  }
+
+  path(rel: string): string {
+    return join(this.root, rel);
+  }
+
+  /**
+   * Checks that every parent of `parts` is a real directory inside the root, and returns the
+   * parent, relative. A missing one is made (`make`); with `skip`, a missing one or a file makes
+   * the answer undefined. A symlink is always refused.
+   */
+  parentOf(parts: string[], entryPath: string, missing: 'make' | 'skip' = 'make'): string | undefined {
     let rel = '';
     for (const part of parts.slice(0, -1)) {
       rel = rel ? `${rel}/${part}` : part;
-      if (verifiedDirs.has(rel)) continue;
-      const info = lstatOrUndefined(join(root, rel));
+      if (this.checked.has(rel)) continue;
+      const info = lstatOrUndefined(this.path(rel));
       if (info?.isSymbolicLink()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": its path goes through the symlink /${rel}`);
+      if (info && !info.isDirectory() && missing === 'skip') return undefined;
       if (info && !info.isDirectory()) throw new UnsafeLayerError(`refusing layer entry "${entryPath}": /${rel} is not a directory`);
       if (!info) {
-        mkdirSync(join(root, rel));
-        const shown = directoryBelow(below, rel);
-        if (shown) {
-          const { mode, uid, gid, mtimeMs } = shown;
-          directories.push([join(root, rel), { path: rel, type: 'directory', mode: mode & 0o7777, uid, gid, mtime: mtimeMs / 1000, size: 0 }]);
-        }
-      }
-      verifiedDirs.add(rel);
+        if (missing === 'skip') return undefined;
+        mkdirSync(this.path(rel));
+        const shown = directoryBelow(this.below, rel);
+        if (shown) this.directories.set(rel, directoryHeader(rel, shown));
+      } else this.openUp(rel, info);
+      this.checked.add(rel);
     }
     return rel;
-  };
+  }
+
+  /**
+   * Without root, a directory that a lower layer left without write, read or search for its owner
+   * (Fedora's /usr/bin is 0555) can be neither added to nor emptied: its owner, the extracting
+   * user, opens it up for the moment, as umoci does, and its mode is set back when the layer is done.
+   */
+  private openUp(rel: string, info: Stats): void {
+    if (!this.ownerOnly || (info.mode & 0o700) === 0o700) return;
+    if (!this.directories.has(rel)) this.directories.set(rel, directoryHeader(rel, info));
+    chmodSync(this.path(rel), (info.mode & 0o7777) | 0o700);
+  }
+
+  /** openUp for `rel` and every directory below it, before they are removed. */
+  private openUpAll(rel: string, info: Stats): void {
+    if (!this.ownerOnly || !info.isDirectory()) return;
+    this.openUp(rel, info);
+    for (const child of readdirSync(this.path(rel))) this.openUpAll(`${rel}/${child}`, lstatSync(this.path(`${rel}/${child}`)));
+  }
+
+  /** Records that this layer made `rel` (and so the directories above it). */
+  made(rel: string): void {
+    for (let path = rel; path !== '' && !this.added.has(path); path = path.slice(0, Math.max(0, path.lastIndexOf('/')))) this.added.add(path);
+  }
+
+  /**
+   * Hides what lower layers have at `rel`, as a whiteout does: all of it, or, where this layer made
+   * `rel` or something below it, what the layer did not make, as umoci applies whiteouts (a layer's
+   * whiteouts never remove its own entries). Kept paths stay.
+   */
+  hideLower(rel: string): void {
+    if (this.keep.has(rel)) return;
+    if (!this.added.has(rel)) {
+      this.remove(rel);
+      return;
+    }
+    const info = lstatOrUndefined(this.path(rel));
+    if (!info?.isDirectory()) return;
+    this.openUp(rel, info);
+    for (const child of readdirSync(this.path(rel))) this.hideLower(`${rel}/${child}`);
+  }
+
+  /** Removes `rel` and everything below it, except kept paths, and forgets what was known of them. */
+  remove(rel: string): void {
+    const info = lstatOrUndefined(this.path(rel));
+    if (!info) return;
+    this.openUpAll(rel, info);
+    this.keep.remove(this.root, rel);
+    this.forget(rel, info.isDirectory());
+  }
+
+  /** Makes a directory at `rel` (keeping one already there); its metadata is set last. */
+  directory(rel: string, header: TarHeader): void {
+    const info = lstatOrUndefined(this.path(rel));
+    if (info?.isDirectory()) this.openUp(rel, info);
+    else mkdirSync(this.path(rel));
+    this.checked.add(rel);
+    this.directories.set(rel, header);
+  }
+
+  /** Extended attributes for `rel`, set when the layer is done. */
+  setXattrsLater(rel: string, xattrs: Record<string, Buffer> | undefined): void {
+    if (xattrs && Object.keys(xattrs).length > 0) this.xattrs.set(rel, xattrs);
+  }
+
+  private forget(rel: string, wasDirectory: boolean): void {
+    const under = `${rel}/`;
+    for (const known of [this.checked, this.directories, this.xattrs, this.added]) {
+      known.delete(rel);
+      if (wasDirectory) for (const path of known.keys()) if (path.startsWith(under)) known.delete(path);
+    }
+  }
+
+  /**
+   * Sets the directories' metadata, deepest first, and then every xattr, each on a path checked
+   * once more to lie inside the root through real directories only (and, for a directory's
+   * metadata, to still be one). Nothing changes the tree's shape meanwhile.
+   */
+  async finish(owner: Owner, warn: (key: string, message: string) => void, setXattrs: ApplyOptions['setXattrs']): Promise<void> {
+    const real = new Set<string>(['']);
+    const inside = (rel: string): boolean => {
+      const parts = rel.split('/');
+      let path = '';
+      for (const part of parts.slice(0, -1)) {
+        path = path ? `${path}/${part}` : part;
+        if (real.has(path)) continue;
+        if (!lstatOrUndefined(this.path(path))?.isDirectory()) return false;
+        real.add(path);
+      }
+      return true;
+    };
+    const depth = (rel: string): number => rel.split('/').length;
+    for (const [rel, header] of [...this.directories].sort(([a], [b]) => depth(b) - depth(a))) {
+      if (!inside(rel) || !lstatOrUndefined(this.path(rel))?.isDirectory()) throw new Error(`extraction: /${rel} is no longer the directory this layer made`);
+      setMetadata(this.path(rel), header, owner, warn);
+    }
+    const records: [string, string, Buffer][] = [];
+    for (const [rel, xattrs] of this.xattrs) {
+      if (!inside(rel)) throw new Error(`extraction: /${rel} is no longer inside the root`);
+      for (const [name, value] of Object.entries(xattrs)) records.push([this.path(rel), name, value]);
+    }
+    if (records.length > 0 && setXattrs) await setXattrs(records);
+    else if (records.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
+  }
+}
+
+async function applyLayer(
+  store: Store, layer: Layer, root: string, warn: (key: string, message: string) => void, owner: Owner, { setXattrs, below = [], keep = NOTHING_KEPT }: ApplyOptions,
+): Promise<void> {
+  const tree = new LayerRoot(root, keep, below, owner !== 'image');
+  // What the layer holds, kept for later builds (layerListing) unless the store has it already.
+  const listing: LayerListing | undefined = existsSync(store.listingPath(layer.digest)) ? undefined : [];
 
   for await (const { header, body } of readTar(layerTar(store, layer))) {
     listing?.push(listingRow(header));
@@ -119,58 +258,49 @@ async function applyLayer(
       left();
       continue;
     }
-    const parent = parentDir(parts, header.path);
-
     const whiteout = whiteoutOf(name, header.path);
     if (whiteout?.kind === 'aufs-metadata') continue;
-    if (whiteout?.kind === 'opaque') {
-      for (const child of readdirSync(join(root, parent))) {
-        const childRel = parent ? `${parent}/${child}` : child;
-        if (!addedHere.has(childRel)) keep.remove(root, childRel);
-      }
+    if (whiteout) {
+      // A whiteout where nothing is has nothing to hide, and makes nothing.
+      const parent = tree.parentOf(parts, header.path, 'skip');
+      if (parent === undefined) continue;
+      const under = (child: string): string => (parent ? `${parent}/${child}` : child);
+      if (whiteout.kind === 'opaque') for (const child of readdirSync(tree.path(parent))) tree.hideLower(under(child));
+      else if (keep.has(under(whiteout.hidden))) left();
+      else tree.hideLower(under(whiteout.hidden));
       continue;
     }
-    if (whiteout?.kind === 'whiteout') {
-      const hidden = parent ? `${parent}/${whiteout.hidden}` : whiteout.hidden;
-      if (keep.has(hidden)) left();
-      else keep.remove(root, hidden);
-      forget(verifiedDirs, hidden);
-      continue;
-    }
+    tree.parentOf(parts, header.path);
 
-    const target = join(root, rel);
+    const target = tree.path(rel);
     const existing = lstatOrUndefined(target);
-    if (existing && !(existing.isDirectory() && header.type === 'directory')) {
-      rmSync(target, { recursive: true, force: true });
-      forget(verifiedDirs, rel);
-    }
-    addedHere.add(rel);
+    if (existing && !(existing.isDirectory() && header.type === 'directory')) tree.remove(rel);
+    tree.made(rel);
 
+    // Every path below is made anew (exclusively: nothing there is followed) under a checked parent.
     switch (header.type) {
       case 'directory':
-        if (!existing?.isDirectory()) mkdirSync(target);
-        verifiedDirs.add(rel);
-        directories.push([target, header]);
+        tree.directory(rel, header);
         continue;
       case 'file':
         // Small files with synchronous writes: a base image holds thousands of them, and a
         // thread-pool round trip per call would dominate. Their pieces are written as they are,
         // not joined into a buffer for the garbage collector. Large ones are streamed.
         if (header.size <= SMALL_FILE) await writeSmallFile(target, body);
-        else await pipeline(body, createWriteStream(target, { mode: 0o600 }));
+        else await pipeline(body, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
         break;
       case 'symlink':
         symlinkSync(header.linkname ?? '', target);
         break;
       case 'hardlink': {
         const linkParts = safeComponents(header.linkname ?? '', 'hardlink target');
-        parentDir(linkParts, header.path);
-        const source = join(root, ...linkParts);
-        const info = lstatOrUndefined(source);
-        if (!info || info.isDirectory() || info.isSymbolicLink()) {
+        const linkRel = linkParts.join('/');
+        const linkParent = linkParts.length > 0 ? tree.parentOf(linkParts, header.path, 'skip') : undefined;
+        const info = linkParent !== undefined ? lstatOrUndefined(tree.path(linkRel)) : undefined;
+        if (!info?.isFile() || keep.has(linkRel)) {
           throw new UnsafeLayerError(`refusing layer entry "${header.path}": its hardlink target "${header.linkname}" is not a file inside the layer root`);
         }
-        linkSync(source, target);
+        linkSync(tree.path(linkRel), target);
         continue; // a hardlink shares its target's metadata
       }
       default:
@@ -178,15 +308,9 @@ async function applyLayer(
         continue;
     }
     setMetadata(target, header, owner, warn);
-    for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([target, name, value]);
+    tree.setXattrsLater(rel, header.xattrs);
   }
-  for (const [path, header] of directories.reverse()) {
-    setMetadata(path, header, owner, warn);
-    for (const [name, value] of Object.entries(header.xattrs ?? {})) xattrs.push([path, name, value]);
-  }
-  // After owners and modes: a chown would clear security.capability.
-  if (xattrs.length > 0 && setXattrs) await setXattrs(xattrs);
-  else if (xattrs.length > 0) warn('xattr', 'extended attributes from the image are not kept in this extraction');
+  await tree.finish(owner, warn, setXattrs);
   if (listing) await keepListing(store, layer.digest, listing);
 }
 
@@ -206,7 +330,7 @@ function setMetadata(target: string, header: TarHeader, owner: Owner, warn: (key
 }
 
 async function writeSmallFile(target: string, pieces: AsyncIterable<Buffer>): Promise<void> {
-  const fd = openSync(target, 'w', 0o600);
+  const fd = openSync(target, 'wx', 0o600);
   try {
     for await (const piece of pieces) for (let at = 0; at < piece.length;) at += writeSync(fd, piece, at);
   } finally {
@@ -216,10 +340,6 @@ async function writeSmallFile(target: string, pieces: AsyncIterable<Buffer>): Pr
 
 const lstatOrUndefined = (path: string): Stats | undefined => lstatSync(path, { throwIfNoEntry: false });
 
-/** Drops a path and everything under it from the set of verified directories. */
-function forget(verified: Set<string>, rel: string): void {
-  for (const dir of verified) if (dir === rel || dir.startsWith(`${rel}/`)) verified.delete(dir);
-}
 
 /** Reads one file of an image, top layer first, without extracting anything. */
 export async function readImageFile(store: Store, layers: Layer[], path: string): Promise<Buffer | undefined> {

@@ -10,7 +10,7 @@ import { finished } from 'node:stream/promises';
 import { parseIndex, type ImageIndex } from './image.ts';
 import { checkedBytes, checkedStream, type BlobSource, type ByteRange } from './source.ts';
 import { REF_NAME, type Descriptor } from './store.ts';
-import { BLOCK, checkHeader, headerName, headerNumber, parsePax } from './tar.ts';
+import { BLOCK, checkHeader, headerName, headerNumber, META_LIMIT, parsePax, paxNumber } from './tar.ts';
 import { parseDigest, parseJson } from './untrusted.ts';
 
 /** Where a tarball's file lies in it. */
@@ -122,9 +122,6 @@ async function readAt(handle: FileHandle, offset: number, size: number): Promise
   return buffer.subarray(0, bytesRead);
 }
 
-/** More than any long name or PAX header needs, and never a hostile one's gigabytes. */
-const META_LIMIT = 1024 * 1024;
-
 /**
  * Where each file of a tarball lies, from its headers alone (USTAR, GNU long names, PAX path and
  * size records): the contents are seeked past, never read. A name given twice is its last copy.
@@ -153,9 +150,7 @@ async function tarMembers(path: string, name: string): Promise<Map<string, Membe
       else if (flag === 'x') {
         const records = parsePax(await readAt(handle, data, size));
         longName = records.get('path')?.toString('utf8') ?? longName;
-        const paxText = records.get('size')?.toString('ascii');
-        if (paxText !== undefined && !/^\d+$/.test(paxText)) throw new Error(`tar: a PAX size of "${paxText.slice(0, 40)}"`);
-        paxSize = paxText !== undefined ? Number(paxText) : paxSize;
+        paxSize = paxNumber(records, 'size') ?? paxSize;
       } else if (flag !== 'g' && flag !== 'K') {
         if (flag === '0' || flag === '\0' || flag === '7') members.set((longName ?? headerName(block)).replace(/^(\.\/)+/, ''), { offset: data, size });
         longName = undefined;

@@ -195,6 +195,18 @@ export interface TarEntry {
   body: AsyncIterable<Buffer>;
 }
 
+/** More than any long name or PAX header needs (Linux caps a file's xattrs at 64 KiB), and never a hostile one's gigabytes. */
+export const META_LIMIT = 1024 * 1024;
+
+/** A PAX record's number: digits only (a sign and a fraction for times), never what Number() makes of other text. */
+export function paxNumber(pax: Map<string, Buffer>, key: string): number | undefined {
+  const text = pax.get(key)?.toString('ascii');
+  if (text === undefined) return undefined;
+  const pattern = key === 'mtime' ? /^-?\d{1,16}(\.\d*)?$/ : /^\d{1,16}$/;
+  if (!pattern.test(text)) throw new Error(`tar: a PAX ${key} of "${text.slice(0, 40)}"`);
+  return Math.floor(Number(text));
+}
+
 /** Reads a tar stream entry by entry (USTAR, PAX, GNU long names). */
 export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
   const reader = new ByteReader(source);
@@ -211,6 +223,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     const flag = String.fromCharCode(block[156]!);
     const size = headerNumber(block, 124, 12);
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+      if (size > META_LIMIT) throw new Error(`tar: a ${size}-byte long name or PAX header (at most ${META_LIMIT})`);
       const data = Buffer.concat(await collect(reader.chunks(size)));
       await reader.read(padding(size).length);
       if (flag === 'x') pax = parsePax(data);
@@ -224,11 +237,8 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     if (type === 'directory') path = path.replace(/\/+$/, '');
     const xattrs: Record<string, Buffer> = {};
     for (const [key, value] of pax) if (key.startsWith(XATTR_PREFIX)) xattrs[key.slice(XATTR_PREFIX.length)] = value;
-    const number = (key: string, offset: number, width: number): number => {
-      const text = pax.get(key)?.toString('ascii');
-      return text === undefined ? headerNumber(block, offset, width) : Math.floor(Number(text));
-    };
-    const entrySize = pax.has('size') ? Number(pax.get('size')!.toString('ascii')) : size;
+    const number = (key: string, offset: number, width: number): number => paxNumber(pax, key) ?? headerNumber(block, offset, width);
+    const entrySize = paxNumber(pax, 'size') ?? size;
     const header: TarHeader = {
       path,
       type,

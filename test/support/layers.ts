@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { MediaTypes, type Layer, type LayerEntry, type Store } from '../../layers/index.ts';
+import { tarChunks } from '../../layers/layer.ts';
 import { readTar, type TarEntry } from '../../layers/tar.ts';
 
 const execFileAsync = promisify(execFile);
@@ -34,6 +36,12 @@ async function decompressed(blob: string): Promise<AsyncIterable<Buffer>> {
   if (magic[0] === 0x1f && magic[1] === 0x8b) return stream.pipe(createGunzip());
   if (magic.readUInt32LE(0) === 0xfd2fb528) return stream.pipe(createZstdDecompress());
   return stream;
+}
+
+/** An uncompressed layer holding `entries` in the order given, as a hostile image may (writeLayer sorts them). */
+export async function layerInOrder(store: Store, entries: LayerEntry[]): Promise<Layer> {
+  const { digest, size } = await store.writeBlob(tarChunks(entries));
+  return { mediaType: MediaTypes.ociLayer, digest, size, diffId: digest };
 }
 
 /** The entries of a layer blob (tar, gzip or zstd), in its order. */
