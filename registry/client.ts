@@ -1,7 +1,8 @@
 // An OCI distribution client for one registry host, on undici: the scheme (HTTPS; for loopback and
 // --insecure-registry hosts, plain HTTP when HTTPS cannot be had), proxies from the environment, auth (anonymous, Basic, Bearer tokens from
-// WWW-Authenticate, reused until they expire), redirects that never carry credentials to another
-// host, and retries with backoff on 429, 5xx, dropped connections and registries that stop answering.
+// WWW-Authenticate, reused until they expire) bound to the registry's origin, redirects (at most 10)
+// that never carry credentials to another origin, and retries with backoff on 429, 5xx and dropped
+// connections, within a time budget for registries that stop answering.
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
@@ -32,7 +33,8 @@ export interface ClientOptions {
 /**
  * How long a registry may keep hoist waiting, in ms: to connect (TLS included), for an answer's
  * headers, and between two pieces of a body (an idle time: a large blob that keeps coming is never
- * cut off). HOIST_REGISTRY_TIMEOUT (seconds) sets all three.
+ * cut off). HOIST_REGISTRY_TIMEOUT (seconds) sets all three. Each wait is one attempt's; what a
+ * whole request may spend on waits that time out is silenceBudget's.
  */
 interface Timeouts {
   connect: number;
@@ -119,20 +121,26 @@ async function dispatcherFor(connections: Connections): Promise<Dispatcher> {
 
 /**
  * A GET of any URL (ADD's downloads) the way the registry client makes its requests: through the
- * same proxies, trusting the same CAs, within the same timeouts. Redirects are followed, as many
- * as fetch() follows; the caller reads or dumps the body.
+ * same proxies, trusting the same CAs, within the same timeouts, following redirects as it does
+ * (at most 10); the caller reads or dumps the body.
  */
 export async function httpGet(url: string, options: ClientOptions = {}): Promise<Response> {
-  const { interceptors, request } = await http();
+  const { request } = await http();
   const key = options.caFile ?? '';
   let dispatcher = downloaders.get(key);
   if (!dispatcher) {
-    dispatcher = dispatcherFor(connectionsFor(options.caFile, timeouts())).then((made) => made.compose(interceptors.redirect({ maxRedirections: 20, throwOnMaxRedirect: true })));
+    dispatcher = dispatcherFor(connectionsFor(options.caFile, timeouts()));
     downloaders.set(key, dispatcher);
   }
-  // Some servers refuse a request that names no client.
-  const { statusCode, headers, body } = await request(url, { dispatcher: await dispatcher, headers: { 'user-agent': 'hoist' } });
-  return { status: statusCode, headers, body };
+  for (let redirects = 1; ; redirects++) {
+    // Some servers refuse a request that names no client.
+    const { statusCode, headers, body } = await request(url, { dispatcher: await dispatcher, headers: { 'user-agent': 'hoist' } });
+    const response = { status: statusCode, headers, body };
+    const location = redirectLocation(response);
+    if (location === undefined) return response;
+    await body.dump();
+    url = followRedirect(url, location, redirects, (why) => new Error(why));
+  }
 }
 
 /** httpGet's dispatchers by CA file: the downloads of a build share their connections. */
@@ -163,6 +171,34 @@ export interface RequestOptions {
 const RETRIES = 4;
 const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])(:\d+)?$/;
 
+/** As Go's http.Client (and so Docker's and containerd's): a request ends at its 10th redirect. */
+const MAX_REDIRECTS = 10;
+
+/** The Location a redirect answer sends a request to; undefined when the answer is not a redirect. */
+function redirectLocation(response: Response): string | undefined {
+  const { location } = response.headers;
+  return [301, 302, 303, 307, 308].includes(response.status) && location ? String(location) : undefined;
+}
+
+/**
+ * The URL the `count`th redirect of one request leads to, resolved against `url`: an error made by
+ * `fail` for the 10th, or for a Location that is not an http(s) URL.
+ */
+function followRedirect(url: string, location: string, count: number, fail: (why: string) => Error): string {
+  const target = httpUrl(location, url);
+  if (!target) throw fail(`redirected to "${excerpt(location, 100)}", which is not an http(s) URL`);
+  if (count >= MAX_REDIRECTS) throw fail(`stopped after ${MAX_REDIRECTS} redirects (the last to ${excerpt(target.origin, 100)})`);
+  return target.href;
+}
+
+/** `text` as an http or https URL (relative to `base` if given); undefined for anything else. */
+function httpUrl(text: string, base?: string): URL | undefined {
+  const url = URL.parse(text, base);
+  return url && (url.protocol === 'https:' || url.protocol === 'http:') ? url : undefined;
+}
+
+const originOf = (url: string): string => new URL(url).origin;
+
 /** The host Docker really talks to for a name's domain. */
 function endpointHost(domain: string): string {
   return domain === 'docker.io' ? 'registry-1.docker.io' : domain;
@@ -171,7 +207,14 @@ function endpointHost(domain: string): string {
 export class RegistryClient {
   readonly domain: string;
   private readonly host: string;
-  private base: string;
+  /** `https://HOST`, where every request starts. */
+  private readonly httpsOrigin: string;
+  /**
+   * The registry's origin (scheme, host, port): the only one its credentials and tokens are sent
+   * to. It is httpsOrigin until HTTPS fails on a host allowed plain HTTP; it is then `http://HOST`
+   * alone, and the HTTPS origin of that host gets nothing more.
+   */
+  private origin: string;
   /** Whether plain HTTP may be used when HTTPS fails (loopback and --insecure-registry hosts). */
   private readonly allowPlainHttp: boolean;
   private readonly credentials: Credentials | undefined;
@@ -186,7 +229,8 @@ export class RegistryClient {
     this.domain = domain;
     this.host = endpointHost(domain);
     this.allowPlainHttp = LOOPBACK.test(this.host) || (options.insecureRegistries ?? []).includes(domain);
-    this.base = `https://${this.host}`;
+    this.httpsOrigin = originOf(`https://${this.host}`);
+    this.origin = this.httpsOrigin;
     this.credentials = options.credentials ?? findCredentials(domain);
     this.limits = timeouts();
     this.connections = connectionsFor(options.caFile, this.limits);
@@ -203,32 +247,50 @@ export class RegistryClient {
    */
   async receive<T>(path: string, options: RequestOptions, read: (response: Response) => Promise<T>): Promise<T> {
     const method = options.method ?? 'GET';
-    let url = `${this.base}/v2/${path}`;
+    let url = `${this.origin}/v2/${path}`;
     let challenged = false;
+    let redirects = 0;
+    /** The time this request's attempts spent in waits that timed out (see silenceBudget). */
+    let waited = 0;
+    const fail = (why: string, status?: number): RegistryError => new RegistryError(`${method} ${excerpt(url, 200)}: ${why}`, status);
     for (let attempt = 0; ; attempt++) {
       let response: Response;
+      const started = Date.now();
       try {
         response = await this.once(url, options);
       } catch (error) {
-        const https = `https://${this.host}`;
-        if (this.allowPlainHttp && url.startsWith(https)) {
-          // A loopback or --insecure-registry host that does not speak (verifiable) TLS: plain HTTP.
-          this.base = `http://${this.host}`;
-          url = this.base + url.slice(https.length);
+        const timeout = this.expiredTimeout(error, options);
+        if (timeout) waited += Date.now() - started;
+        if (this.allowPlainHttp && originOf(url) === this.httpsOrigin) {
+          // A loopback or --insecure-registry host that does not speak (verifiable) TLS: plain HTTP,
+          // and the credentials are bound to that origin from now on.
+          this.origin = `http://${this.host}`;
+          const { pathname, search } = new URL(url);
+          url = `${this.origin}${pathname}${search}`;
           continue;
         }
-        if (attempt >= RETRIES || !isTransient(error)) throw this.failure(`${method} ${url}`, error, this.answerTimeout(options), attempt + 1);
-        await backoff(attempt);
+        if (attempt >= RETRIES || !isTransient(error) || waited + timeout > this.silenceBudget(options)) {
+          throw this.failure(`${method} ${url}`, error, this.answerTimeout(options), attempt + 1);
+        }
+        // A wait that timed out was backoff enough.
+        if (!timeout) await backoff(attempt);
         continue;
+      }
+      if (response.status === 401 && originOf(url) !== this.origin) {
+        // A host the registry redirected to (a CDN) gets no credentials, nor does a token service
+        // it names: its 401 ends the request.
+        await response.body.dump();
+        throw fail(`401 from ${excerpt(originOf(url), 100)}, where ${this.domain} redirected the request: hoist sends credentials only to ${this.origin}`, 401);
       }
       if (response.status === 401 && !challenged) {
         challenged = true;
         if (await this.authenticate(response, options.scope)) continue;
-        throw new RegistryError(`${method} ${excerpt(url, 200)}: 401 ${this.refusal()}`, 401);
+        throw fail(`401 ${this.refusal()}`, 401);
       }
-      if ([301, 302, 303, 307, 308].includes(response.status) && response.headers.location) {
+      const location = redirectLocation(response);
+      if (location !== undefined) {
         await response.body.dump();
-        url = new URL(String(response.headers.location), url).toString();
+        url = followRedirect(url, location, ++redirects, fail);
         continue;
       }
       if ((response.status === 429 || response.status >= 500) && attempt < RETRIES) {
@@ -271,6 +333,24 @@ export class RegistryClient {
     return options.body ? 10 * this.limits.headers : this.limits.headers;
   }
 
+  /**
+   * How long one request, its attempts together, may spend in waits that time out (to connect, for
+   * an answer), as measured: twice the answer timeout, so 2 minutes by default and
+   * 2 × HOIST_REGISTRY_TIMEOUT when that is set. Each wait keeps its own timeout; the request fails,
+   * naming the host, rather than try again when another wait could end past the budget, so a
+   * registry that accepts connections and never answers costs at most 2 minutes (not 5 attempts ×
+   * the timeout). A body that stops coming is not counted: the registry answered, and the request
+   * is tried again up to RETRIES times.
+   */
+  private silenceBudget(options: RequestOptions): number {
+    return 2 * this.answerTimeout(options);
+  }
+
+  /** The timeout (ms) that ended an attempt failed with `error`: to connect or for an answer; 0 for any other failure. */
+  private expiredTimeout(error: unknown, options: RequestOptions): number {
+    return { UND_ERR_CONNECT_TIMEOUT: this.limits.connect, UND_ERR_HEADERS_TIMEOUT: this.answerTimeout(options) }[errorCode(error)] ?? 0;
+  }
+
   /** The error for a request that failed for good, with its timeouts said in words. */
   private failure(what: string, error: unknown, answerTimeout: number, attempts: number): RegistryError {
     const seconds = (ms: number): string => `${ms / 1000} s`;
@@ -284,8 +364,9 @@ export class RegistryClient {
 
   private async once(url: string, options: RequestOptions): Promise<Response> {
     const headers: Record<string, string> = { ...options.headers };
-    // Credentials go only to the registry itself, never to a host it redirects to (a CDN).
-    if (url.startsWith(this.base)) {
+    // Credentials go only to the registry's own origin, never to another it redirects to (a CDN):
+    // compared as origins, so neither HOST:50001 nor HOST.evil.net passes for HOST:5000 or HOST.
+    if (originOf(url) === this.origin) {
       const token = this.tokens.get(options.scope);
       if (token && token.expires > Date.now()) headers.authorization = `Bearer ${token.value}`;
       else if (this.basic && this.credentials) headers.authorization = basicHeader(this.credentials);
@@ -301,7 +382,14 @@ export class RegistryClient {
     return (this.dispatcher ??= dispatcherFor(this.connections));
   }
 
-  /** Answers a 401's challenge; false when there is nothing more to try. */
+  /**
+   * Answers a 401's challenge from the registry's own origin; false when there is nothing more to try.
+   * As Docker's client (distribution's registry/client/auth: the credentials of the challenged
+   * request's registry) and containerd's (remotes/docker: those of the host whose 401 it is) do,
+   * the credentials go to the token realm the registry names, on whatever host (Docker Hub's is
+   * auth.docker.io). Neither refuses an http realm named by an https registry, so hoist does not.
+   * A 401 from another origin never gets here (see receive).
+   */
   private async authenticate(response: Response, scope: string): Promise<boolean> {
     await response.body.dump();
     const challenge = String(response.headers['www-authenticate'] ?? '');
@@ -312,7 +400,8 @@ export class RegistryClient {
     }
     const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!.toLowerCase(), m[2]!]));
     if (!/^bearer/i.test(challenge) || !params.realm) return false;
-    const tokenUrl = new URL(params.realm);
+    const tokenUrl = httpUrl(params.realm);
+    if (!tokenUrl) throw new RegistryError(`${this.domain}: the registry named a token service "${excerpt(params.realm, 100)}", which is not an http(s) URL`);
     if (params.service) tokenUrl.searchParams.set('service', params.service);
     for (const part of scope.split(' ').filter(Boolean)) tokenUrl.searchParams.append('scope', part);
     const what = `${this.domain}: the token service ${excerpt(tokenUrl.origin, 100)}`;
