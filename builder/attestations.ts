@@ -31,7 +31,7 @@ export async function attestImages(store: Store, images: { image: Image; platfor
   const { GITHUB_SERVER_URL: server, GITHUB_REPOSITORY: repository, GITHUB_RUN_ID: run, GITHUB_RUN_ATTEMPT: attempt } = process.env;
   const runUrl = server && repository && run ? `${server}/${repository}/actions/runs/${run}${attempt ? `/attempts/${attempt}` : ''}` : undefined;
   const builderId = attest.provenance?.builderId ?? runUrl ?? `pkg:npm/hoist-builder@${VERSION}`;
-  return Promise.all(images.map(({ image, platform }, i) => {
+  const statements = await Promise.all(images.map(({ image, platform }, i) => {
     const subjects = names.map((name) => {
       const ref = parseReference(name);
       return imagePurl(familiarRepository(ref), ref, platform);
@@ -50,6 +50,8 @@ export async function attestImages(store: Store, images: { image: Image; platfor
     };
     return attestationsOf(store, image, subjects, what);
   }));
+  // An SBOM that could not be made is left out (attestationsOf says why): with nothing else asked for, the images go without attestations.
+  return statements.some((each) => each.length > 0) ? statements : [];
 }
 
 /**
