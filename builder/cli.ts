@@ -1,7 +1,7 @@
 // The `hoist` command line, shaped like `docker buildx build` so users need no new habits: the
 // commands by name, and how their failures are printed. Exit codes: 0 success, 1 build failure, 2 usage error.
 import { VERSION, help } from './cli-help.ts';
-import { BuildError, UsageError } from './errors.ts';
+import { boundedLines, BuildError, UsageError } from './errors.ts';
 
 /**
  * ENOSPC or EDQUOT, however deep it came from (a blob, index.json, a lock, a cache record): one line
@@ -48,18 +48,20 @@ export async function main(argv: string[]): Promise<number> {
     if (!load) throw new UsageError(`unknown command "${command}" (see 'hoist --help')`);
     return await (await load())(rest);
   } catch (error) {
+    // Each line bounded: a message may carry a megabyte of outside text (a path, a registry's answer).
+    const report = (text: string): void => void process.stderr.write(`${boundedLines(text)}\n`);
     if (error instanceof UsageError) {
-      process.stderr.write(`hoist: ${error.message}\n`);
+      report(`hoist: ${error.message}`);
       return 2;
     }
     const [{ DockerfileError }, { errorAnnotation, inGithubActions }] = await Promise.all([import('../parser/index.ts'), import('./actions.ts')]);
-    if (inGithubActions()) process.stderr.write(`${errorAnnotation(error as Error)}\n`);
-    if (error instanceof DockerfileError) process.stderr.write(`${error.format()}\n`);
-    else if (process.env.HOIST_DEBUG) process.stderr.write(`${error instanceof BuildError ? `${error.summary}\n` : ''}${(error as Error).stack}\n`);
+    if (inGithubActions()) report(errorAnnotation(error as Error));
+    if (error instanceof DockerfileError) report(error.format());
+    else if (process.env.HOIST_DEBUG) report(`${error instanceof BuildError ? `${error.summary}\n` : ''}${(error as Error).stack}`);
     else {
       // The Dockerfile's lines around a failed instruction first, as BuildKit shows them: the message stays the last line.
       const excerpt = error instanceof BuildError ? error.location?.excerpt : undefined;
-      process.stderr.write(`${excerpt ? `${excerpt}\n` : ''}hoist: ${(await diskFull(error as Error)) ?? (error instanceof BuildError ? error.summary : (error as Error).message)}\n`);
+      report(`${excerpt ? `${excerpt}\n` : ''}hoist: ${(await diskFull(error as Error)) ?? (error instanceof BuildError ? error.summary : (error as Error).message)}`);
     }
     return 1;
   }

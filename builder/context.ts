@@ -1,7 +1,9 @@
 // The build context and Docker's path patterns (.dockerignore, COPY --exclude, COPY --parents).
-import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { constants, lstatSync, readlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import dockerignore from '@balena/dockerignore';
+import { followSymlinks } from '../layers/index.ts';
 
 export interface BuildContext {
   /** The context directory, absolute. */
@@ -20,16 +22,14 @@ export interface BuildContext {
  */
 export async function loadContext(dir: string, dockerfilePath: string): Promise<BuildContext> {
   const root = resolve(dir);
-  for (const file of [resolve(`${dockerfilePath}.dockerignore`), join(root, '.dockerignore')]) {
-    const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    });
-    if (text === undefined) continue;
-    const patterns = compilePatterns(readIgnoreFile(text));
+  const dockerfile = resolve(dockerfilePath);
+  for (const [base, name] of [[dirname(dockerfile), `${basename(dockerfile)}.dockerignore`], [root, '.dockerignore']] as const) {
+    const found = await readInside(base, name);
+    if (found === undefined) continue;
+    const patterns = compilePatterns(readIgnoreFile(found.text, name));
     return {
       root,
-      ignoreFile: file,
+      ignoreFile: found.path,
       isIgnored: (relPath) => patterns.matches(relPath),
       mayUnignoreUnder: (relDir) => patterns.mayExceptUnder(relDir),
     };
@@ -37,14 +37,56 @@ export async function loadContext(dir: string, dockerfilePath: string): Promise<
   return { root, isIgnored: () => false, mayUnignoreUnder: () => false };
 }
 
-/** The patterns of an ignore file, cleaned as moby's ignorefile.ReadAll does. */
-function readIgnoreFile(text: string): string[] {
+/**
+ * The file `name` of directory `base`, its symlinks followed as if `base` were `/`, as BuildKit
+ * reads the ignore file from the context's own snapshot: a link to a host file names the file of
+ * that path inside `base`. Undefined when there is nothing of that name; anything else there is
+ * read or refused, never left out quietly (its rules may be what keeps a secret out of the image).
+ */
+async function readInside(base: string, name: string): Promise<{ path: string; text: string } | undefined> {
+  const stats = lstatSync(join(base, name), { throwIfNoEntry: false });
+  if (!stats) return undefined;
+  // Named, never shown: where a link leads is the context's text, which may be anyone's.
+  const unreadable = new Error(stats.isSymbolicLink()
+    ? `${name} is a symbolic link that leads to no file inside the context (an ignore file is read inside its context, as BuildKit reads it)`
+    : `${name} is not a regular file`);
+  let rel: string;
+  try {
+    rel = followSymlinks(name, (path) => {
+      const abs = join(base, path);
+      return lstatSync(abs, { throwIfNoEntry: false })?.isSymbolicLink() ? readlinkSync(abs) : undefined;
+    });
+  } catch {
+    throw unreadable; // a loop of links
+  }
+  const path = join(base, rel);
+  // No link is followed now, and a FIFO does not hold the build up.
+  const file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR' || error.code === 'ELOOP') throw unreadable;
+    throw new Error(`cannot read ${name}: ${error.code ?? error.message}`);
+  });
+  try {
+    if (!(await file.stat()).isFile()) throw unreadable;
+    return { path, text: await file.readFile('utf8') };
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * The patterns of an ignore file, cleaned as moby's ignorefile.ReadAll does. A pattern that cannot
+ * be read is reported by the file's name and line alone: the file may be anyone's, and its text is
+ * not for the build's output.
+ */
+function readIgnoreFile(text: string, name: string): string[] {
   const patterns: string[] = [];
-  for (const line of text.replace(/^\uFEFF/, '').split(/\r?\n/)) {
+  for (const [index, line] of text.replace(/^\uFEFF/, '').split(/\r?\n/).entries()) {
     // A comment is a `#` in the first column only: an indented `#x` is a pattern.
     if (line.startsWith('#')) continue;
     let pattern = line.trim();
     if (pattern === '') continue;
+    const problem = patternProblem(pattern);
+    if (problem) throw new Error(`${name}:${index + 1}: ${problem}`);
     const invert = pattern.startsWith('!');
     if (invert) pattern = pattern.slice(1).trim();
     if (pattern !== '') {
@@ -73,11 +115,11 @@ export function compilePatterns(patterns: string[]): PatternSet {
   for (const raw of patterns) {
     let pattern = raw.trim();
     if (pattern === '') continue;
+    const problem = patternProblem(pattern);
+    if (problem) throw new Error(`${problem}: ${raw}`);
     const exception = pattern.startsWith('!');
     if (exception) pattern = pattern.slice(1);
-    if (pattern === '') throw new Error('illegal exclusion pattern: "!"');
     pattern = cleanPath(pattern);
-    if (!validPattern(pattern)) throw new Error(`syntax error in pattern: ${raw}`);
     rules.push({ parts: pattern.split('/'), exception });
     matcher.add((exception ? '!' : '') + escapeForBalena(pattern));
   }
@@ -126,7 +168,13 @@ export function containsWildcards(path: string): boolean {
   return /^(?:\\.|[^\\*?[])*[*?[]/s.test(path);
 }
 
-const validPattern = (pattern: string): boolean => pattern.split('/').every((part) => part.includes('**') || globRegExp(part) !== undefined);
+/** What is wrong with a pattern (trimmed), in words that do not quote it; undefined when nothing is. */
+function patternProblem(pattern: string): string | undefined {
+  const exception = pattern.startsWith('!');
+  if (exception && pattern.slice(1) === '') return 'illegal exclusion pattern "!"';
+  const parts = cleanPath(exception ? pattern.slice(1) : pattern).split('/');
+  return parts.every((part) => part.includes('**') || globRegExp(part) !== undefined) ? undefined : 'syntax error in pattern (an unclosed [ or a \\ at its end)';
+}
 
 /**
  * Go's filepath.Match as a RegExp: `*` and `?` stop at `/`, `[...]` classes (`^` negates), `\`

@@ -43,6 +43,23 @@ export function sourceExcerpt(lines: readonly string[], start: number, end: numb
 /** A mistake in the command line: reported in one line, with exit code 2. */
 export class UsageError extends Error {}
 
+/** The longest line hoist prints about a failure or a warning: longer than any path Linux opens whole. */
+const LINE_LIMIT = 4096;
+/** The most lines of one failure or warning. */
+const LINES_LIMIT = 100;
+
+/**
+ * Text as hoist prints it about a failure or a warning: each line cut to LINE_LIMIT characters and
+ * the whole to LINES_LIMIT lines, saying how much was left out. This is where every message that
+ * can carry outside text (a path, a name, a registry's answer, an image's fields) is bounded.
+ */
+export function boundedLines(text: string): string {
+  const lines = text.split('\n');
+  const kept = lines.slice(0, LINES_LIMIT).map((line) => (line.length > LINE_LIMIT ? `${line.slice(0, LINE_LIMIT)}... (${line.length - LINE_LIMIT} more characters)` : line));
+  if (lines.length > LINES_LIMIT) kept.push(`... (${lines.length - LINES_LIMIT} more lines)`);
+  return kept.join('\n');
+}
+
 /** Text as progress lines and messages quote it: at most 200 characters. */
 export function abbreviate(text: string): string {
   return text.length > 200 ? `${text.slice(0, 197)}...` : text;

@@ -6,7 +6,7 @@ import { applyLayers, changedEntries, importOciLayout, normalizeReference, parse
 import { pull, RegistryClient, type ClientOptions } from '../registry/index.ts';
 import type { BuildContext } from './context.ts';
 import { withXattrs } from './copy-step.ts';
-import { BuildError } from './errors.ts';
+import { abbreviate, BuildError } from './errors.ts';
 import { once, type BuildSession } from './session.ts';
 
 /**
@@ -116,11 +116,16 @@ export class Images {
   }
 
   /**
-   * An image by name: a named context (a directory is an image of its files, as in buildx), an OCI
-   * layout, or from the store, pulled first when it is not there (or always, with --pull).
+   * An image by name: a named context (an OCI layout, an image, or a directory, which is an image of
+   * its files as in buildx), or from the store, pulled first when it is not there (or always, with --pull).
    */
   private async named(ref: string, platform: Platform): Promise<Image> {
-    const named = this.namedContext(ref) ?? (ref.startsWith('oci-layout://') ? parseNamedContext(ref, process.cwd()) : undefined);
+    const named = this.namedContext(ref);
+    // A Dockerfile (perhaps a remote context's) may not read the host's files by naming them: an
+    // OCI layout comes only from the command line, as BuildKit has it.
+    if (!named && ref.startsWith('oci-layout://')) {
+      throw new BuildError(`${abbreviate(ref)}: a Dockerfile cannot name an OCI layout; give it on the command line, as BuildKit takes it: --build-context NAME=oci-layout://PATH, then FROM NAME or COPY --from=NAME`);
+    }
     if (named?.kind === 'dir') return this.directoryImage(named.path, platform);
     const name = named?.kind === 'layout' ? `oci-layout://${named.path}${named.select ? `${named.select.startsWith('sha256:') ? '@' : ':'}${named.select}` : ''}` : normalizeReference(named?.kind === 'image' ? named.ref : ref);
     const image = named?.kind === 'layout' ? await this.layout(named.path, named.select, platform) : await this.fromStoreOrRegistry(name, ref, platform);

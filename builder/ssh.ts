@@ -189,15 +189,19 @@ function answer(keys: AgentKey[], request: Buffer): Buffer {
   return Buffer.concat([Buffer.from([AGENT.signResponse]), sshString(Buffer.concat([sshString(name), sshString(signature)]))]);
 }
 
-/** Serves the agent protocol for these keys on one connection. */
+/**
+ * Serves the agent protocol for these keys on one connection. Requests are answered only while the
+ * client reads the answers: once they fill the socket's buffer, the client is no longer read until
+ * they drain, as OpenSSH's agent does. A step that floods requests and never reads stalls itself;
+ * hoist holds at most a buffer of answers and one read of requests for it.
+ */
 function serveKeys(keys: AgentKey[], client: Socket): void {
   let pending = Buffer.alloc(0);
-  client.on('data', (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk]);
+  const serve = (): void => {
     while (pending.length >= 4) {
       const length = pending.readUInt32BE(0);
       if (length > MESSAGE_LIMIT) return void client.destroy();
-      if (pending.length < 4 + length) return;
+      if (pending.length < 4 + length) break;
       let reply: Buffer;
       try {
         reply = answer(keys, pending.subarray(4, 4 + length));
@@ -205,9 +209,15 @@ function serveKeys(keys: AgentKey[], client: Socket): void {
         reply = Buffer.from([AGENT.failure]);
       }
       pending = pending.subarray(4 + length);
-      client.write(sshString(reply));
+      if (!client.write(sshString(reply))) return void client.pause();
     }
+    client.resume();
+  };
+  client.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    serve();
   });
+  client.on('drain', serve);
   client.on('error', () => client.destroy());
 }
 

@@ -122,8 +122,10 @@ export function choosePlatform(manifests: Descriptor[], platform: PlatformChoice
   if (chosen) return chosen;
   // Attestation manifests (platform unknown/unknown) are no image of any platform.
   const images = manifests.filter((m) => m.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest');
-  const have = images.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?'));
-  throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${have.join(', ')})`);
+  const have = [...new Set(images.map((m) => (m.platform ? excerpt([m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'), 40) : '?')))];
+  // An index may list thousands: the first few, and how many more.
+  const listed = have.length > 10 ? `${have.slice(0, 10).join(', ')}, and ${have.length - 10} more` : have.join(', ');
+  throw new Error(`${what} has no image for ${platform.os}/${platform.architecture} (it has ${listed})`);
 }
 
 /** A JSON document from `source`, its bytes checked against the digest. */

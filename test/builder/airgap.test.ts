@@ -1,5 +1,5 @@
 // Air-gapped delivery: several images in one OCI tarball, loaded into another store and built on
-// with no registry at all; oci-layout:// and --build-context in FROM and COPY --from; a push from
+// with no registry at all; --build-context NAME=oci-layout:// in FROM and COPY --from; a push from
 // a tarball into a site's own registry.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -52,7 +52,7 @@ describe('air-gapped delivery', () => {
     expect(hoistOk(['load', '--root', join(dir, 'socket'), '/dev/stdin'], { input: readFileSync(bundle) }).stdout).toContain('Loaded image: site/base:1');
   });
 
-  test('oci-layout:// in FROM, and --build-context with a layout, a tarball digest and a directory', () => {
+  test('--build-context with a layout, a tarball digest and a directory, in FROM and COPY --from', () => {
     const root = join(dir, 'layouts');
     const connected = join(dir, 'layouts-src');
     hoistOk(['load', '--root', connected, '-t', 'busybox', `${busyboxLayout}:latest`]);
@@ -72,7 +72,7 @@ describe('air-gapped delivery', () => {
           'FROM base',
           'COPY --from=lib /lib.txt /lib.txt',
           'COPY --from=notes notes.txt /notes.txt',
-          `COPY --from=oci-layout://${busyboxLayout}:latest /bin/busybox /copied-busybox`,
+          'COPY --from=base /bin/busybox /copied-busybox',
           'RUN cat /lib.txt /notes.txt > /all.txt',
         ].join('\n'),
       }),
@@ -82,12 +82,12 @@ describe('air-gapped delivery', () => {
     expect(readFileSync(join(out, 'copied-busybox')).equals(readFileSync(join(out, 'bin', 'busybox')))).toBe(true);
 
     const direct = join(dir, 'direct-out');
-    hoistOk(['build', '--root', root, '-o', `type=local,dest=${direct}`, writeContext(dir, 'direct-ctx', {
-      Dockerfile: `FROM oci-layout://${busyboxLayout}:latest\nRUN echo direct > /direct.txt\n`,
+    hoistOk(['build', '--root', root, '-o', `type=local,dest=${direct}`, '--build-context', `busybox=oci-layout://${busyboxLayout}:latest`, writeContext(dir, 'direct-ctx', {
+      Dockerfile: 'FROM busybox\nRUN echo direct > /direct.txt\n',
     })]);
     expect(readFileSync(join(direct, 'direct.txt'), 'utf8')).toBe('direct\n');
 
-    const missing = hoist(['build', '--root', root, writeContext(dir, 'missing-ctx', { Dockerfile: `FROM oci-layout://${busyboxLayout}:nope\n` })]);
+    const missing = hoist(['build', '--root', root, '--build-context', `base=oci-layout://${busyboxLayout}:nope`, writeContext(dir, 'missing-ctx', { Dockerfile: 'FROM base\n' })]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('has no image tagged "nope"');
   });

@@ -23,7 +23,7 @@ afterAll(() => removeTree(dir));
 async function bothBuilders(name: string, files: Record<string, string>): Promise<{ hoist: Row[][]; buildah: Row[][]; log: string }> {
   const context = writeContext(dir, name, files);
   const out = join(dir, `${name}-hoist`);
-  const built = hoistOk(['build', '--root', join(dir, 'store'), '--build-arg', `BASE=oci-layout://${busybox}:latest`, '-o', `type=oci,dest=${out},tar=false`, context]);
+  const built = hoistOk(['build', '--root', join(dir, 'store'), '--build-arg', 'BASE=base', '--build-context', `base=oci-layout://${busybox}:latest`, '-o', `type=oci,dest=${out},tar=false`, context]);
   const buildah = await Buildah.start();
   try {
     const rows = (layers: string[]): Promise<Row[][]> => Promise.all(layers.slice(1).map(layerRows));
@@ -103,7 +103,7 @@ describe('as BuildKit, judged by buildah', () => {
 test('WORKDIR into a directory an earlier step owns: its layer keeps the parents as they are, and a later step of that user writes there', async () => {
   const context = writeContext(dir, 'workdir', {
     Dockerfile: [
-      `FROM oci-layout://${busybox}:latest`,
+      'FROM base',
       'RUN mkdir -p /opt/conda && chown 1000:100 /opt/conda && chmod 2775 /opt/conda',
       'WORKDIR /opt/conda/envs',
       'USER 1000',
@@ -111,7 +111,7 @@ test('WORKDIR into a directory an earlier step owns: its layer keeps the parents
     ].join('\n'),
   });
   const out = join(dir, 'workdir-hoist');
-  hoistOk(['build', '--root', join(dir, 'store'), '-o', `type=oci,dest=${out},tar=false`, context]);
+  hoistOk(['build', '--root', join(dir, 'store'), '--build-context', `base=oci-layout://${busybox}:latest`, '-o', `type=oci,dest=${out},tar=false`, context]);
   const layers = await Promise.all((await layoutLayers(out)).slice(1).map(layerRows));
   // BuildKit's WORKDIR makes the directory in a layer of its own, an overlay's copy-up of its parents with it.
   expect(layers[1]).toEqual(['opt directory 755 0:0', 'opt/conda directory 2775 1000:100', 'opt/conda/envs directory 755 0:0']);
@@ -122,31 +122,40 @@ describe('RUN --mount as in uv\'s Dockerfile', () => {
   test('a relative target is under the working directory; options are expanded; one cache id serves two targets', () => {
     const context = writeContext(dir, 'mounts', {
       Dockerfile: [
-        `FROM oci-layout://${busybox}:latest`, 'ENV CARGO_HOME=/cargo', 'ARG CACHE=registry', 'WORKDIR /src',
+        'FROM base', 'ENV CARGO_HOME=/cargo', 'ARG CACHE=registry', 'WORKDIR /src',
         'RUN --mount=type=cache,target=${CARGO_HOME}/${CACHE},id=cargo-${CACHE} echo one > ${CARGO_HOME}/registry/first',
         'RUN --mount=type=cache,target=/elsewhere,id=cargo-registry cat /elsewhere/first > /seen-by-second',
         'RUN --mount=type=cache,target=rel,sharing=locked test -d /src/rel && touch /src/rel/mark && ! test -e /src/rel-is-not-a-layer',
         'RUN test ! -e /src/rel/mark && test ! -e /cargo/registry/first && cat /seen-by-second',
       ].join('\n'),
     });
-    const run = hoistOk(['build', '--root', join(dir, 'mounts-store'), '--no-cache', context]);
+    const run = hoistOk(['build', '--root', join(dir, 'mounts-store'), '--build-context', `base=oci-layout://${busybox}:latest`, '--no-cache', context]);
     expect(run.stderr).toMatch(/\] one\n/);
   });
 
   test('sharing=locked makes two parallel stages take turns with one cache; shared lets them in together', () => {
-    const step = (sharing: string, stage: string): string => [
-      `FROM oci-layout://${busybox}:latest AS ${stage}`,
+    const other = { a: 'b', b: 'a' };
+    const body = {
       // mkdir is atomic: a second step inside the mount at the same time finds the directory there.
-      `RUN --mount=type=cache,id=turns-${sharing},target=/c,sharing=${sharing} if mkdir /c/busy; then sleep 2; rmdir /c/busy; echo ${stage} alone; else echo ${stage} together; fi; touch /done`,
+      locked: (stage: 'a' | 'b'): string => `if mkdir /c/busy; then sleep 2; rmdir /c/busy; echo ${stage} alone; else echo ${stage} together; fi`,
+      // Each step marks its arrival, then waits for the other's mark (a minute at most, so that one
+      // left alone ends): they meet only if the mount lets them in together, however slow the machine.
+      shared: (stage: 'a' | 'b'): string => `touch /c/${stage}; i=0; while [ ! -e /c/${other[stage]} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; `
+        + `if [ -e /c/${other[stage]} ]; then echo ${stage} together; else echo ${stage} alone; fi`,
+    };
+    const step = (sharing: 'locked' | 'shared', stage: 'a' | 'b'): string => [
+      `FROM base AS ${stage}`,
+      `RUN --mount=type=cache,id=turns-${sharing},target=/c,sharing=${sharing} ${body[sharing](stage)}; touch /done`,
     ].join('\n');
-    const dockerfile = (sharing: string): string => [
-      step(sharing, 'a'), step(sharing, 'b'), `FROM oci-layout://${busybox}:latest`, 'COPY --from=a /done /a', 'COPY --from=b /done /b',
+    const dockerfile = (sharing: 'locked' | 'shared'): string => [
+      step(sharing, 'a'), step(sharing, 'b'), 'FROM base', 'COPY --from=a /done /a', 'COPY --from=b /done /b',
     ].join('\n');
-    const locked = hoistOk(['build', '--root', join(dir, 'locked-store'), '--no-cache', writeContext(dir, 'locked', { Dockerfile: dockerfile('locked') })]);
+    const locked = hoistOk(['build', '--root', join(dir, 'locked-store'), '--build-context', `base=oci-layout://${busybox}:latest`, '--no-cache', writeContext(dir, 'locked', { Dockerfile: dockerfile('locked') })]);
     expect(locked.stderr).toMatch(/a alone/);
     expect(locked.stderr).toMatch(/b alone/);
-    const shared = hoist(['build', '--root', join(dir, 'shared-store'), '--no-cache', writeContext(dir, 'shared', { Dockerfile: dockerfile('shared') })]);
+    const shared = hoist(['build', '--root', join(dir, 'shared-store'), '--build-context', `base=oci-layout://${busybox}:latest`, '--no-cache', writeContext(dir, 'shared', { Dockerfile: dockerfile('shared') })]);
     expect(shared.code, shared.stderr).toBe(0);
-    expect(shared.stderr).toMatch(/[ab] together/);
+    expect(shared.stderr).toMatch(/a together/);
+    expect(shared.stderr).toMatch(/b together/);
   });
 });
