@@ -13,7 +13,7 @@ const hoist = join(import.meta.dirname, '..', 'bin', 'hoist');
 const INPUTS = [
   'context', 'file', 'tags', 'push', 'load', 'build-args', 'labels', 'annotations', 'target', 'platforms', 'cache-from', 'cache-to',
   'outputs', 'secrets', 'secret-files', 'secret-envs', 'ssh', 'build-contexts', 'no-cache', 'no-cache-filters', 'pull', 'network', 'shm-size', 'ulimit',
-  'add-hosts', 'provenance', 'sbom', 'attests', 'github-token', 'registry', 'username', 'password',
+  'add-hosts', 'allow', 'provenance', 'sbom', 'attests', 'github-token', 'registry', 'username', 'password',
 ];
 
 /** The inputs' values, read before the environment is cleared of them. */
@@ -49,6 +49,30 @@ function listInput(text: string, options: { commas: boolean }): string[] {
   return items;
 }
 
+/** What a secret's ID may hold: no comma, quote or '=' that would end it early in `--secret id=ID,...`. */
+const SECRET_ID = /^[\w.-]+$/;
+
+/**
+ * What is wrong with the `ID=VALUE` items of a secrets input (secrets, secret-files, secret-envs),
+ * if anything. An item with no ID=, or an ID that would change the --secret it makes, is named by
+ * its position, never its content: a value pasted without its ID would otherwise become the ID,
+ * which is on hoist's command line and in mode=max provenance.
+ */
+function secretItemsProblem(name: string, items: string[]): string | undefined {
+  for (const [i, item] of items.entries()) {
+    const equals = item.indexOf('=');
+    if (equals <= 0) return `${name} item ${i + 1} has no ID=: write it as ID=VALUE`;
+    if (!SECRET_ID.test(item.slice(0, equals))) return `${name} item ${i + 1}: its ID may hold only letters, digits, '_', '.' and '-'`;
+  }
+  return undefined;
+}
+
+/** A checked secrets item (see secretItemsProblem) as [ID, VALUE]. */
+const splitSecret = (item: string): [id: string, value: string] => [item.slice(0, item.indexOf('=')), item.slice(item.indexOf('=') + 1)];
+
+/** A --secret field whose value may hold commas and quotes: quoted as CSV, which --secret reads. */
+const csvField = (key: string, value: string): string => `"${key}=${value.replaceAll('"', '""')}"`;
+
 /** Runs hoist with these arguments and this environment besides the runner's; resolves to its exit code. */
 function run(args: string[], env: Record<string, string> = {}, stdin?: string): Promise<number> {
   return new Promise((done, fail) => {
@@ -67,6 +91,13 @@ async function main(): Promise<number> {
     process.stdout.write(`::error::hoist's action does not take ${unknown.map((name) => `"${name}"`).join(', ')}: its inputs are ${INPUTS.join(', ')}\n`);
     return 2;
   }
+  const lines = (name: string): string[] => listInput(input(name), { commas: false });
+  const items = (name: string): string[] => listInput(input(name), { commas: true });
+  const secretsProblem = ['secrets', 'secret-files', 'secret-envs'].map((name) => secretItemsProblem(name, lines(name))).find(Boolean);
+  if (secretsProblem) {
+    process.stdout.write(`::error::${secretsProblem}\n`);
+    return 2;
+  }
   if (input('registry')) {
     const code = await run(['login', '-u', input('username'), '--password-stdin', input('registry')], {}, input('password'));
     if (code !== 0) return code;
@@ -75,8 +106,6 @@ async function main(): Promise<number> {
   try {
     const args = ['build', '--progress', 'plain', '--iidfile', join(work, 'iid'), '--metadata-file', join(work, 'metadata.json')];
     const add = (flag: string, values: string[]): void => values.forEach((value) => args.push(flag, value));
-    const lines = (name: string): string[] => listInput(input(name), { commas: false });
-    const items = (name: string): string[] => listInput(input(name), { commas: true });
     add('-f', [input('file')].filter(Boolean));
     add('--target', [input('target')].filter(Boolean));
     for (const flag of ['push', 'load', 'no-cache', 'pull']) if (isTrue(flag)) args.push(`--${flag}`);
@@ -103,12 +132,13 @@ async function main(): Promise<number> {
     add('--ssh', lines('ssh'));
     add('--ulimit', lines('ulimit'));
     add('--add-host', items('add-hosts'));
-    add('--secret', lines('secret-files').map((item) => `id=${item.slice(0, item.indexOf('='))},src=${item.slice(item.indexOf('=') + 1)}`));
-    add('--secret', lines('secret-envs').map((item) => `id=${item.slice(0, item.indexOf('='))},env=${item.slice(item.indexOf('=') + 1)}`));
+    add('--allow', items('allow'));
+    add('--secret', lines('secret-files').map(splitSecret).map(([id, file]) => `id=${id},${csvField('src', file)}`));
+    add('--secret', lines('secret-envs').map(splitSecret).map(([id, variable]) => `id=${id},${csvField('env', variable)}`));
     // Secrets reach hoist through its environment, never its command line; so does the token a
     // git context is fetched with (BuildKit's GIT_AUTH_TOKEN).
     const env: Record<string, string> = {};
-    const secrets = lines('secrets').map((item) => [item.slice(0, item.indexOf('=')), item.slice(item.indexOf('=') + 1)] as const);
+    const secrets = lines('secrets').map(splitSecret);
     // As build-push-action gives it: for a git context on the workflow's own server, and that host only.
     const server = new URL(process.env.GITHUB_SERVER_URL || 'https://github.com').host;
     if (input('github-token') && /^https:\/\//.test(input('context')) && new URL(input('context')).host === server) {

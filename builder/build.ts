@@ -136,6 +136,18 @@ class BuildRun {
   }
 
   buildTarget(): Promise<Image> {
+    // As BuildKit checks entitlements: a RUN that asks for more than the command line grants fails
+    // the build before any step runs (an ONBUILD trigger's, when its base is known).
+    for (const index of this.plan.order) {
+      for (const instruction of this.plan.stages[index]!.stage.instructions) {
+        if (instruction.kind !== 'RUN') continue;
+        try {
+          this.runs.checkPrivileges(instruction);
+        } catch (error) {
+          this.locate(instruction)(error);
+        }
+      }
+    }
     return this.stageResult(this.plan.target);
   }
 

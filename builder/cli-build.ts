@@ -20,7 +20,7 @@ import {
   parse, openStore, keyValues, type OutputCompression, type OutputSpec, type Annotation, type AnnotationLevel, parseAnnotation, parseAttestations, parseOutput, parseRunDefaults, reference, parseCacheSpec, readSecrets, readStdin,
   REGISTRY_FLAGS, registryOptions, writeResult,
 } from './cli-options.ts';
-import { BuildError, UsageError } from './errors.ts';
+import { boundedLines, BuildError, UsageError } from './errors.ts';
 import { help } from './cli-help.ts';
 import { attestationFiles, attestImages } from './attestations.ts';
 import { pushAndReport } from './cli-images.ts';
@@ -73,7 +73,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     iidfile: { type: 'string' }, 'metadata-file': { type: 'string' }, progress: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
     jobs: { type: 'string' }, push: { type: 'boolean' }, load: { type: 'boolean' }, pull: { type: 'boolean' }, isolation: { type: 'string' },
     call: { type: 'string' }, check: { type: 'boolean' }, attest: { type: 'string', multiple: true }, provenance: { type: 'string' }, sbom: { type: 'string' },
-    annotation: { type: 'string', multiple: true }, ssh: { type: 'string', multiple: true }, network: { type: 'string' }, 'add-host': { type: 'string', multiple: true }, 'shm-size': { type: 'string' }, ulimit: { type: 'string', multiple: true }, ...REGISTRY_FLAGS,
+    annotation: { type: 'string', multiple: true }, ssh: { type: 'string', multiple: true }, network: { type: 'string' }, 'add-host': { type: 'string', multiple: true }, 'shm-size': { type: 'string' }, ulimit: { type: 'string', multiple: true }, allow: { type: 'string', multiple: true }, ...REGISTRY_FLAGS,
   });
   if (values.help) return help('build');
   if (positionals.length !== 1) throw new UsageError(`build takes exactly one CONTEXT directory, got ${positionals.length} (see 'hoist build --help')`);
@@ -177,7 +177,8 @@ export async function buildCommand(args: string[]): Promise<number> {
     }
     view = quiet ? undefined : progressView(progress);
     const shown = view;
-    const log = shown ? (line: string) => shown.line(line) : () => undefined;
+    // hoist's own lines (warnings among them) bounded as its failures are: they may carry outside text.
+    const log = shown ? (line: string) => shown.line(boundedLines(line)) : () => undefined;
     const buildArgs = keyValues(values['build-arg'], 'build-arg');
     // BuildKit's build checks: --call check runs only them; a build fails on them with
     // `# check=error=true`, and otherwise says what they found once it has pulled its bases
@@ -186,7 +187,7 @@ export async function buildCommand(args: string[]): Promise<number> {
     const checks = await runChecks(store, text, dockerfileName, buildArgs);
     if (call === 'check' || (checks.error && checks.warnings.length > 0)) {
       const out = call === 'check' ? process.stdout : process.stderr;
-      for (const warning of checks.warnings) out.write(`${checks.format(warning)}\n`);
+      for (const warning of checks.warnings) out.write(`${boundedLines(checks.format(warning))}\n`);
       const count = checks.warnings.length;
       out.write(count === 0 ? 'Check complete, no warnings found.\n' : `Check complete, ${count} warning${count === 1 ? ' has' : 's have'} been found!\n`);
       if (count > 0 && call === 'build') throw new BuildError(`the build checks found ${count} warning${count === 1 ? '' : 's'}, and the Dockerfile says check=error=true`);

@@ -60,6 +60,8 @@ Options:
       --annotation A       [TYPE[,TYPE][PLATFORM]:]KEY=VALUE, TYPE manifest (default), manifest-descriptor, index
                            or index-descriptor, as buildx's (repeatable; -o also takes annotation.KEY=VALUE ...)
       --network MODE       Every RUN's network unless its own --network says: default (the host's), host or none
+      --allow ENTITLEMENT  Grant network.host, which a Dockerfile's RUN --network=host needs (repeatable, or
+                           comma-separated; --network host grants it too)
       --add-host NAME:IP   Add NAME to every RUN's /etc/hosts, never to the image (repeatable; host-gateway is 127.0.0.1)
       --shm-size SIZE      Size of every RUN's /dev/shm (default 64m)
       --ulimit NAME=S[:H]  A resource limit of every RUN, as docker's (nofile=1024:2048; repeatable)

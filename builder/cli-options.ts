@@ -314,12 +314,16 @@ export async function readSecrets(specs: string[]): Promise<Map<string, Buffer>>
   return secrets;
 }
 
-/** How every RUN is set up (--network, --add-host, --shm-size, --ulimit), checked as docker reads them. */
+/**
+ * How every RUN is set up (--network, --add-host, --shm-size, --ulimit, --allow), checked as
+ * docker reads them.
+ */
 export function parseRunDefaults(values: Record<string, unknown>): StepDefaults {
   const network = values.network as string | undefined;
   if (network !== undefined && !['default', 'host', 'none'].includes(network)) {
     throw new UsageError(`--network ${network}: use default, host or none (hoist has no daemon, so no networks of its own)`);
   }
+  const allowed = parseEntitlements((values.allow as string[] | undefined) ?? []);
   const addHosts = ((values['add-host'] as string[] | undefined) ?? []).map((spec): [string, string] => {
     // docker's NAME:IP, and NAME=IP (Docker 25): the first separator, as an IPv6 address holds colons.
     const at = /[:=]/.exec(spec)?.index ?? -1;
@@ -339,7 +343,24 @@ export function parseRunDefaults(values: Record<string, unknown>): StepDefaults 
     if (soft! > hard!) throw new UsageError(`--ulimit ${spec}: the soft limit is above the hard one`);
     return `${match[1]}=${match[2]}:${match[3] ?? match[2]}`;
   });
-  return { ...(network ? { network: network as StepDefaults['network'] } : {}), addHosts, ...(shmSize ? { shmSize } : {}), ulimits };
+  // As in buildx, --network=host on the command line grants the entitlement itself.
+  const hostNetworkAllowed = allowed.includes('network.host') || network === 'host';
+  return { ...(network ? { network: network as StepDefaults['network'] } : {}), hostNetworkAllowed, addHosts, ...(shmSize ? { shmSize } : {}), ulimits };
+}
+
+/**
+ * buildx's --allow: entitlements, the flag repeated or comma-separated. hoist grants network.host;
+ * BuildKit's others are refused by name, as hoist cannot give them.
+ */
+function parseEntitlements(values: string[]): string[] {
+  const entitlements = values.flatMap((value) => value.split(',')).map((each) => each.trim()).filter(Boolean);
+  for (const entitlement of entitlements) {
+    if (entitlement === 'network.host') continue;
+    if (entitlement === 'security.insecure') throw new UsageError('--allow security.insecure: hoist cannot give a step the host\'s privileges (its steps run in a user namespace), so RUN --security=insecure is not supported');
+    if (entitlement === 'device' || entitlement.startsWith('device=')) throw new UsageError(`--allow ${entitlement}: hoist gives steps no devices of the host's, so RUN --device is not supported`);
+    throw new UsageError(`--allow ${entitlement}: unknown entitlement (hoist grants network.host)`);
+  }
+  return entitlements;
 }
 
 /** The resources `docker --ulimit` names. */

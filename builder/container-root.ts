@@ -7,6 +7,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { applyLayers, KeptPaths, type Layer, type Store } from '../layers/index.ts';
+import { BuildError } from './errors.ts';
 
 type ApplyOptions = Omit<Parameters<typeof applyLayers>[3], 'keep'>;
 
@@ -24,6 +25,7 @@ export class ContainerRoot {
     this.store = store;
     this.applyOptions = applyOptions;
     this.keep = new KeptPaths([...mountPoints(), ...kept.map(realPath)]);
+    hideFromSteps();
   }
 
   /**
@@ -64,6 +66,27 @@ export class ContainerRoot {
     this.holds = [...this.afterStep.base, diffId];
     this.afterStep = undefined;
   }
+}
+
+/**
+ * Makes this process unreadable to the steps, which run as root in the same container and would
+ * otherwise read its environment (secrets given by env=, credentials) and open descriptors through
+ * /proc/PID. Any change of credentials clears a process's dumpable flag, after which those files
+ * need CAP_SYS_PTRACE, which Docker does not grant; so the effective group changes and changes
+ * back. What the steps run is exec'd, and dumpable as usual.
+ */
+function hideFromSteps(): void {
+  const group = process.getegid!();
+  for (const other of [65534, 1]) {
+    try {
+      process.setegid!(other);
+    } catch {
+      continue; // not mapped in this container's user namespace
+    }
+    process.setegid!(group);
+    return;
+  }
+  throw new BuildError('--isolation=container: hoist could not hide its own process from the steps (no group besides its own is mapped here): a step could read its environment');
 }
 
 /** The path with symlinks resolved (those of its existing part): a store named through a symlink is still kept. */

@@ -91,6 +91,35 @@ async function treeHashes(dir: string, label: string, hashes: ContentHashes, out
   for (const name of (await readdir(dir)).sort()) await treeHashes(join(dir, name), `${label}/${name}`, hashes, out);
 }
 
+/** The options each mount type honours besides type= and target=: any other given is refused by name. */
+const MOUNT_OPTIONS: Record<Mount['type'], readonly (keyof Mount)[]> = {
+  bind: ['source', 'from', 'readonly'],
+  cache: ['id', 'sharing', 'readonly', 'mode', 'uid', 'gid', 'from', 'source'],
+  tmpfs: ['size'],
+  secret: ['id', 'required', 'mode', 'uid', 'gid', 'env'],
+  ssh: ['id', 'required', 'mode', 'uid', 'gid'],
+};
+
+/** What a tmpfs (writable) and a secret (read-only) mount always are: readonly= saying so is accepted. */
+const FIXED_READONLY: Partial<Record<Mount['type'], boolean>> = { tmpfs: false, secret: true };
+
+/**
+ * Refuses an option a mount of its type would not honour, naming it: an option is never ignored
+ * (buildah's CVE-2024-9407 passed one it did not check on to mount). BuildKit refuses most of these
+ * too; hoist mounts a cache whole, so its source= only picks the directory of from= it starts as.
+ */
+function checkOptions(mount: Mount): void {
+  const honoured = MOUNT_OPTIONS[mount.type];
+  for (const key of Object.keys(mount) as (keyof Mount)[]) {
+    if (key === 'type' || key === 'target' || mount[key] === undefined || honoured.includes(key)) continue;
+    if (key === 'readonly' && mount.readonly === FIXED_READONLY[mount.type]) continue;
+    throw new MountError(`--mount=type=${mount.type}: hoist does not support ${key}= on a ${mount.type} mount (it takes ${honoured.map((name) => `${name}=`).join(', ')})`);
+  }
+  if (mount.type === 'cache' && mount.source !== undefined && mount.from === undefined) {
+    throw new MountError('--mount=type=cache: source= names the directory of from= that a new cache starts as, and this mount has no from= (hoist mounts a cache mount whole)');
+  }
+}
+
 /**
  * What the mounts add to a RUN's key: each mount as written (a secret's id, never its value), the
  * content of what a bind mount shows, and nothing of a cache mount's contents.
@@ -99,6 +128,7 @@ export async function mountInputs(mounts: Mount[], context: MountContext): Promi
   const files: Record<string, string> = {};
   const described = [];
   for (const [i, mount] of mounts.entries()) {
+    checkOptions(mount);
     const { type, id, sharing, readonly, mode, uid, gid, required, size, env, source } = mount;
     const at = target(mount, context.workdir, sshBefore(mounts, i));
     if (type === 'bind') {

@@ -23,9 +23,14 @@ export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 
 const HOSTNAME = 'hoist';
 
-/** How every RUN is set up unless its own flags say otherwise: buildx's --network, --add-host, --shm-size and --ulimit. */
+/** How every RUN is set up unless its own flags say otherwise: buildx's --network, --add-host, --shm-size, --ulimit and --allow. */
 export interface StepDefaults {
   network?: 'default' | 'host' | 'none';
+  /**
+   * The network.host entitlement (--allow network.host, or --network=host): a Dockerfile's
+   * `RUN --network=host` needs it, as BuildKit's does.
+   */
+  hostNetworkAllowed?: boolean;
   /** Names and addresses added to the step's /etc/hosts, which no layer holds. */
   addHosts?: [name: string, address: string][];
   shmSize?: number;
@@ -86,9 +91,25 @@ export class RunSteps {
     else if (dir) this.upperDirs.set(layer.diffId, dir);
   }
 
+  /**
+   * Refuses a RUN that asks for more than a step gets by default, unless the command line grants
+   * it: privileges come from whoever runs the build, never from the Dockerfile (BuildKit's
+   * entitlements, which it checks before any step runs).
+   */
+  checkPrivileges(instruction: RunInstruction): void {
+    if (instruction.network === 'host' && !this.options.defaults.hostNetworkAllowed) {
+      throw new BuildError('RUN --network=host needs the network.host entitlement: add --allow network.host to the command line (as buildx asks), or leave the flag out');
+    }
+    // Steps already have every privilege of their user namespace, and the host's are not hoist's to give.
+    if (instruction.security === 'insecure') {
+      throw new BuildError('RUN --security=insecure is not supported: hoist cannot give a step the host\'s privileges (its steps run in a user namespace), so --allow security.insecure cannot either');
+    }
+  }
+
   /** A RUN as a step of the stage: its cache inputs, and how to run it. */
   async step(planned: PlannedStage, state: StageState, instruction: RunInstruction): Promise<CachedStep> {
     helper();
+    this.checkPrivileges(instruction);
     const { isolation } = this.session.host;
     if (isolation.mode === 'none') throw new BuildError(isolation.refusal!);
     const container = state.config.config;

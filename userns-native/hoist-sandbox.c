@@ -33,6 +33,7 @@
  *     for unlimited) sets a resource limit of the step. Every path is an argument of its own, so any character may appear in
  *     it. The step's end is written to --status-fd as "exit N", "signal N", or "no-overlay" when
  *     overlay is unavailable.
+ *     Every other descriptor the helper inherits is closed first, and pid 1 holds none of hoist's.
  *     The step's environment is read from --env-fd (NUL-terminated KEY=VALUE entries until end of
  *     file), never from the command line: every local user can read a process's command line, and
  *     the environment holds secrets. The command is found on the step's own PATH.
@@ -59,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -459,18 +461,54 @@ static void forward_signal(int sig) {
   if (command_pid > 0) kill(command_pid, kill_on_signal ? SIGKILL : sig);
 }
 
-/* Closes every descriptor above 2; one by one where a seccomp profile refuses close_range (Docker's before 20.10.7). */
-static void close_inherited(void) {
-  if (close_range(3, ~0U, 0) == 0) return;
+/* Closes every descriptor above 2 but `keep` (-1: none); one by one where a seccomp profile refuses close_range (Docker's before 20.10.7). */
+static void close_inherited(int keep) {
+  int closed = keep > 2 ? (keep == 3 || close_range(3, keep - 1, 0) == 0) && close_range(keep + 1, ~0U, 0) == 0 : close_range(3, ~0U, 0) == 0;
+  if (closed) return;
   if (errno != ENOSYS && errno != EPERM) die("close inherited descriptors");
   DIR *fds = opendir("/proc/self/fd");
   if (!fds) die("open /proc/self/fd");
   struct dirent *entry;
   while ((entry = readdir(fds))) {
     int fd = (int)strtol(entry->d_name, NULL, 10);
-    if (fd > 2 && fd != dirfd(fds)) close(fd);
+    if (fd > 2 && fd != keep && fd != dirfd(fds)) close(fd);
   }
   closedir(fds);
+}
+
+/*
+ * How the step ended, as its status line says it ("exit N", "signal N", "no-overlay"). Pid 1 writes
+ * it into memory shared with the process that started it, which writes the line once pid 1 is
+ * gone: pid 1 so holds no descriptor of hoist's, which the step could reach through /proc/1/fd.
+ */
+static char *step_end;
+enum { STEP_END_SIZE = 32 };
+
+__attribute__((format(printf, 1, 2))) static void set_step_end(const char *format, ...) {
+  va_list args;
+  va_start(args, format);
+  vsnprintf(step_end, STEP_END_SIZE, format, args);
+  va_end(args);
+}
+
+/* Writes the status line, if pid 1 (or, in place, this process) set one. */
+static void write_step_end(int status_fd) {
+  if (*step_end) dprintf(status_fd, "%s\n", step_end);
+}
+
+/*
+ * Makes the step's working directory when missing and enters it, then checks that it lies inside
+ * the step's root: a path through /proc (`WORKDIR /proc/self/fd/N`) could lead out of it (runc's
+ * CVE-2024-21626), and getcwd names no path for a directory outside the root.
+ */
+static void enter_workdir(const char *cwd) {
+  char here[4096];
+  if (cwd) make_directories(cwd);
+  if (chdir(cwd ? cwd : "/") < 0) die("chdir %s", cwd ? cwd : "/");
+  if (!getcwd(here, sizeof here) || here[0] != '/') {
+    errno = 0;
+    die("the working directory %s is not inside the step's root", cwd ? cwd : "/");
+  }
 }
 
 /* The pid in /proc/PID/stat's parent field, or -1. */
@@ -511,8 +549,8 @@ static void end_descendants(void) {
   }
 }
 
-/* As pid 1 of the step (or its subreaper, in place): start the command, reap everything, end with the command's status. */
-static void init_and_exec(struct run_options *o, char **command) {
+/* As pid 1 of the step (or its subreaper, in place): start the command, reap everything; returns the exit code to end with. */
+static int init_and_exec(struct run_options *o, char **command) {
   signal(SIGINT, forward_signal);
   signal(SIGTERM, forward_signal);
   signal(SIGHUP, forward_signal);
@@ -535,9 +573,9 @@ static void init_and_exec(struct run_options *o, char **command) {
       /* In a user namespace a hard limit can be lowered, never raised. */
       if (setrlimit(o->limits[i].resource, &o->limits[i].value) < 0) die("--ulimit: setting resource %d to %llu:%llu", o->limits[i].resource, (unsigned long long)o->limits[i].value.rlim_cur, (unsigned long long)o->limits[i].value.rlim_max);
     }
-    /* The step gets stdin, stdout and stderr only: not the status fd (a stray write to it would
-       end the step as it chose), nor any descriptor hoist happened to inherit. */
-    close_inherited();
+    /* The step gets stdin, stdout and stderr only: not the status fd (in place; a stray write to it
+       would end the step as it chose), nor any descriptor hoist happened to inherit. */
+    close_inherited(-1);
     /* The step's PATH finds the command: the helper's own environment is empty. */
     environ = o->env;
     execvp(command[0], command);
@@ -557,11 +595,11 @@ static void init_and_exec(struct run_options *o, char **command) {
   /* Leaving pid 1 ends every other process of the step; in place, they are ended here. */
   if (o->in_place) end_descendants();
   if (WIFSIGNALED(status)) {
-    dprintf(o->status_fd, "signal %d\n", WTERMSIG(status));
-    _exit(128 + WTERMSIG(status));
+    set_step_end("signal %d", WTERMSIG(status));
+    return 128 + WTERMSIG(status);
   }
-  dprintf(o->status_fd, "exit %d\n", WEXITSTATUS(status));
-  _exit(WEXITSTATUS(status));
+  set_step_end("exit %d", WEXITSTATUS(status));
+  return WEXITSTATUS(status);
 }
 
 static void setup_and_run(struct run_options *o, char **command) {
@@ -569,6 +607,7 @@ static void setup_and_run(struct run_options *o, char **command) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl PDEATHSIG");
   if (other_end_gone(alive[0])) _exit(125);
   close(alive[0]);
+  if (o->status_fd > 2) close(o->status_fd);
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
   if (o->copied_root) {
     /* pivot_root needs a mount point. */
@@ -577,7 +616,7 @@ static void setup_and_run(struct run_options *o, char **command) {
     char *data = overlay_options(o);
     if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) {
       if (errno == EPERM || errno == EINVAL || errno == ENODEV || errno == ENOTSUP) {
-        dprintf(o->status_fd, "no-overlay\n");
+        set_step_end("no-overlay");
         _exit(125);
       }
       die("mount the overlay root filesystem");
@@ -594,9 +633,8 @@ static void setup_and_run(struct run_options *o, char **command) {
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
   if (umount2(".", MNT_DETACH) < 0) die("detach the old root");
   if (o->network && !strcmp(o->network, "none")) bring_up_loopback();
-  if (o->cwd) make_directories(o->cwd);
-  if (chdir(o->cwd ? o->cwd : "/") < 0) die("chdir %s", o->cwd ? o->cwd : "/");
-  init_and_exec(o, command);
+  enter_workdir(o->cwd);
+  _exit(init_and_exec(o, command));
 }
 
 static unsigned long parse_number(const char *text, const char *what) {
@@ -694,6 +732,11 @@ static int run(int argc, char **argv) {
   if (!o.in_place && (!o.rootfs || (!o.copied_root && (!o.lower_count || !o.upper || !o.work)))) die("run needs --rootfs, and --lower, --upper and --work for an overlay");
   o.single_gid = mapped_ids("/proc/self/gid_map") == 1;
   if (env_fd >= 0) o.env = read_env(env_fd);
+  /* What hoist's caller left open (a directory, as runc's CVE-2024-21626 leaked one) is closed
+     before anything else: pid 1, and the step through /proc/1/fd, would otherwise hold it. */
+  close_inherited(o.status_fd);
+  step_end = mmap(NULL, STEP_END_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (step_end == MAP_FAILED) die("map the step's status");
   if (o.in_place) {
     if (o.mount_count > 0 || (o.network && strcmp(o.network, "host") != 0)) die("--in-place takes no mounts and no network of its own");
     /* Told of hoist's death by a signal it can act on: the step and all it started are killed
@@ -702,9 +745,10 @@ static int run(int argc, char **argv) {
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0) die("prctl PDEATHSIG");
     if (other_end_gone(o.status_fd)) _exit(125);
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("prctl CHILD_SUBREAPER");
-    if (o.cwd) make_directories(o.cwd);
-    if (chdir(o.cwd ? o.cwd : "/") < 0) die("chdir %s", o.cwd ? o.cwd : "/");
-    init_and_exec(&o, argv + i + 1);
+    enter_workdir(o.cwd);
+    int code = init_and_exec(&o, argv + i + 1);
+    write_step_end(o.status_fd);
+    return code;
   }
   int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.network && !strcmp(o.network, "none")) flags |= CLONE_NEWNET;
@@ -725,6 +769,7 @@ static int run(int argc, char **argv) {
   while (waitpid(init, &status, 0) < 0) {
     if (errno != EINTR) die("wait for the step");
   }
+  write_step_end(o.status_fd);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

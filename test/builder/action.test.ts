@@ -169,6 +169,38 @@ describe('GitHub Action', () => {
     for (const secret of [pem, 'from the environment']) expect(run.stdout + run.stderr).not.toContain(secret);
   });
 
+  test('allow grants network.host, which RUN --network=host needs; a secret-files path may hold commas', () => {
+    writeContext(dir, 'allow', {
+      Dockerfile: 'FROM base/busybox:1\nRUN --network=host --mount=type=secret,id=fromfile,required cat /run/secrets/fromfile > /got\n',
+      'dir,with,commas/secret.txt': 'from a file with commas in its path\n',
+    });
+    const inputs = { 'build-contexts': `base/busybox:1=oci-layout://${join(dir, 'busybox')}:latest`, 'secret-files': 'fromfile=dir,with,commas/secret.txt' };
+    const refused = runAction('allow', inputs);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('::error file=Dockerfile,line=2::RUN --network=host needs the network.host entitlement: add --allow network.host to the command line');
+    const out = join(dir, 'allow-out');
+    const allowed = runAction('allow', { ...inputs, allow: 'network.host', outputs: `type=local,dest=${out}` });
+    expect(allowed.status, allowed.stdout + allowed.stderr).toBe(0);
+    expect(readFileSync(join(out, 'got'), 'utf8')).toBe('from a file with commas in its path\n');
+  });
+
+  test('a secrets item without ID=, or whose ID would add keys to --secret, is refused by its position and never echoed', () => {
+    writeContext(dir, 'secret-items', { Dockerfile: 'FROM scratch\n' });
+    const cases: [input: string, value: string, error: string][] = [
+      ['secrets', 'token=fine-value\nno-id-value-7f3a', 'secrets item 2 has no ID=: write it as ID=VALUE'],
+      ['secrets', '=empty-id-value-2b8d', 'secrets item 1 has no ID='],
+      ['secrets', 'a,env=HOME=comma-id-value-9c1e', "secrets item 1: its ID may hold only letters, digits, '_', '.' and '-'"],
+      ['secret-files', 'path-without-id-4d2e', 'secret-files item 1 has no ID='],
+      ['secret-envs', 'x,src=/etc/shadow=VARIABLE_5a7b', 'secret-envs item 1: its ID may hold only'],
+    ];
+    for (const [name, value, error] of cases) {
+      const run = runAction('secret-items', { [name]: value });
+      expect(run.status, value).toBe(2);
+      expect(run.stdout).toContain(`::error::${error}`);
+      for (const part of value.split(/[\n=,]/).filter((each) => each.length > 8)) expect(run.stdout + run.stderr).not.toContain(part);
+    }
+  });
+
   test('an input the action does not declare is an ::error, and a non-Linux runner stops at setup', () => {
     writeContext(dir, 'unknown', { Dockerfile: 'FROM scratch\n' });
     const run = runAction('unknown', {}, { HOIST_ACTION_INPUTS: JSON.stringify({ context: '.', 'cache-form': 'typo' }) });
