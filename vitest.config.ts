@@ -10,6 +10,9 @@ export default defineConfig({
   test: {
     fsModuleCachePath: join(cacheDir, 'modules'),
     include: ['test/**/*.test.ts'],
+    // A loaded machine (other suites, other builds beside this one) makes everything slower: a hook
+    // (a registry to start, a base image to import, a store to remove) gets as long as a test.
     testTimeout: 120_000,
+    hookTimeout: 120_000,
   },
 });

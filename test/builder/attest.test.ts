@@ -12,6 +12,8 @@ import { gunzipSync } from 'node:zlib';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { gitIn } from '../support/git.ts';
+import { GO_BUILDINFO_MAGIC, goBuildInfo } from '../support/go-binary.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { debianLayout } from '../support/oci-layouts.ts';
 import { repoRoot } from '../support/paths.ts';
@@ -209,29 +211,13 @@ test('two platforms: an attestation manifest for each image in the index and the
   expect(unknown.stderr).toContain('"generator"');
 }, 300_000);
 
-/** A varint-prefixed string, as Go's build info holds them. */
-const goString = (bytes: Buffer): Buffer => {
-  const length: number[] = [];
-  for (let n = bytes.length; ; n >>= 7) {
-    length.push((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
-    if (n < 0x80) break;
-  }
-  return Buffer.concat([Buffer.from(length), bytes]);
-};
-
 /**
  * An executable with Go 1.18's build-info layout at offset 64, after a decoy copy of the magic at
  * an offset no build info can have (Go's reader takes only multiples of 16).
  */
 function fakeGoBinary(): Buffer {
-  const magic = Buffer.from('\xff Go buildinf:', 'latin1');
-  const modinfo = Buffer.concat([
-    Buffer.from('3077af0c9274080241e1c107e6d618e6', 'hex'),
-    Buffer.from('path\texample.com/fake/cmd\nmod\texample.com/fake\tv1.2.3\th1:x=\ndep\tgolang.org/x/text\tv0.14.0\th1:y=\n'),
-    Buffer.from('f932433186182072008242104116d8f2', 'hex'),
-  ]);
-  const header = Buffer.concat([magic, Buffer.from([8, 2]), Buffer.alloc(16)]);
-  return Buffer.concat([Buffer.alloc(3), magic, Buffer.from([8, 2]), Buffer.alloc(64 - 19), header, goString(Buffer.from('go1.21.5')), goString(modinfo)]);
+  const modules = 'path\texample.com/fake/cmd\nmod\texample.com/fake\tv1.2.3\th1:x=\ndep\tgolang.org/x/text\tv0.14.0\th1:y=\n';
+  return Buffer.concat([Buffer.alloc(3), GO_BUILDINFO_MAGIC, Buffer.from([8, 2]), Buffer.alloc(64 - 19), goBuildInfo(modules)]);
 }
 
 /** A lock file of version 1, its dependencies nested `depth` deep. */
@@ -262,7 +248,7 @@ test('the SBOM reads apk, Python, npm and Go build info, and skips what does not
   mkdirSync(join(ctx, 'usr', 'bin'));
   writeFileSync(join(ctx, 'usr', 'bin', 'fake-go'), fakeGoBinary(), { mode: 0o755 });
   // The context is a git checkout whose remote URL carries a token.
-  const git = (...args: string[]): string => execFileSync('git', ['-C', ctx, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
+  const git = (...args: string[]): string => gitIn(ctx, ...args);
   git('init', '-q');
   git('remote', 'add', 'origin', 'https://builder:ghp_notarealtoken@example.com/org/app.git');
   git('add', 'Dockerfile');

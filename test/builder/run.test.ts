@@ -1,6 +1,6 @@
 // RUN in the rootless sandbox: run as the unprivileged test user with a subuid range, judged by
 // GNU tar listings of the layers and by rootless buildah building the same RUN.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,9 @@ import { importOciLayout, normalizeReference, Store, writeImage, writeLayer } fr
 import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from '../../layers/tar.ts';
 import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { Buildah } from '../support/layers.ts';
+import { waitUntil } from '../support/load.ts';
 import { repoRoot } from '../support/paths.ts';
+import { descendantsOf, waitUntilGone, type OwnProcess } from '../support/processes.ts';
 import { freePort, startRegistry } from '../support/registry.ts';
 
 let dir: string;
@@ -167,13 +169,14 @@ describe('RUN', () => {
 
   test('stages that do not depend on each other run at the same time, their output kept apart', async () => {
     // Each of the first two stages waits for the other over the (shared) host network: built one
-    // after the other, the first would time out.
+    // after the other, the first would time out. Each waits a minute, which no load delays the other's
+    // start by.
     const port = await freePort();
     const ctx = context('parallel', [
       // The listener reads through -e: a plain `nc -l` also reads the step's empty stdin, and may
       // end the connection on that end of file before the talker's bytes arrive.
-      'FROM busybox AS listener', `RUN busybox timeout 20 busybox nc -l -p ${port} -e sh -c 'cat > /got' && echo "listener got $(cat /got)"`,
-      'FROM busybox AS talker', `RUN for i in $(busybox seq 1 100); do echo hello | busybox nc 127.0.0.1 ${port} && break; sleep 0.1; done; echo talker done`,
+      'FROM busybox AS listener', `RUN busybox timeout 60 busybox nc -l -p ${port} -e sh -c 'cat > /got' && echo "listener got $(cat /got)"`,
+      'FROM busybox AS talker', `RUN for i in $(busybox seq 1 600); do echo hello | busybox nc 127.0.0.1 ${port} && break; sleep 0.1; done; echo talker done`,
       'FROM busybox', 'COPY --from=listener /got /got', 'COPY --from=talker /bin/sh /talker-sh',
     ].join('\n'));
     const built = hoistOk(['build', '--root', root, '--jobs', '2', '--output', `type=local,dest=${dir}/parallel-fs`, ctx]);
@@ -238,17 +241,22 @@ describe('RUN', () => {
   });
 
   test('a killed build leaves no process, mount or temp dir', async () => {
-    const ctx = context('killed-run', 'FROM busybox\nRUN echo started; sleep 1000\n');
+    const ctx = context('killed-run', 'FROM busybox\nRUN sleep 1000\n');
     const child = spawn(join(repoRoot, 'bin', 'hoist'), ['build', '--root', root, ctx], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    for (let i = 0; i < 200 && !stderr.includes('started'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(stderr).toContain('started');
+    // This build's own processes, from hoist down: the sandbox helper running the step, and the step's sleep.
+    let tree: OwnProcess[] = [];
+    await waitUntil(() => {
+      if (child.exitCode !== null) throw new Error(`the build ended before its step ran:\n${stderr}`);
+      tree = descendantsOf(child.pid!);
+      return tree.some((each) => each.cmdline === 'sleep 1000');
+    }, 'the step\'s sleep under hoist');
+    expect(tree.map((each) => each.cmdline)).toContainEqual(expect.stringMatching(/\/hoist-sandbox run /));
     child.kill('SIGKILL');
-    await new Promise((resolve) => child.once('exit', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(spawnSync('pgrep', ['-f', 'sleep 1000']).status).toBe(1);
-    expect(spawnSync('pgrep', ['-f', 'hoist-sandbox run']).status).toBe(1);
+    await exited;
+    expect(await waitUntilGone(tree)).toEqual([]);
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(root);
     hoistOk(['images', '--root', root]);
     expect(readdirSync(join(root, 'tmp'))).toEqual([]);

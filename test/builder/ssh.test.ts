@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { importOciLayout, normalizeReference, Store } from '../../layers/index.ts';
 import { openAgentSocket, parseSshSpec } from '../../builder/ssh.ts';
 import { hoist, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { waitUntil } from '../support/load.ts';
 
 const run = promisify(execFile);
 let dir: string;
@@ -75,7 +76,7 @@ test('--ssh default forwards the running agent into RUN --mount=type=ssh; the so
   const agentSocket = join(dir, 'real-agent.sock');
   const agent = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
   try {
-    for (let i = 0; i < 100 && !existsSync(agentSocket); i++) await new Promise((done) => setTimeout(done, 50));
+    await waitUntil(() => existsSync(agentSocket), 'ssh-agent\'s socket');
     await run('ssh-add', [keys.ed25519!], { env: { ...process.env, SSH_AUTH_SOCK: agentSocket } });
     const ctx = sshAddContext('forward', [
       'FROM busybox',

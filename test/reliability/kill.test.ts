@@ -3,17 +3,19 @@
 // tagging; and a RUN step's first milliseconds), five to ten times per phase, the whole process
 // group or the top process alone.
 // After each kill: no process of the build is left, nor a mount of it, the store is whole (every
-// blob hashes to its name, every tag's blobs are there, no lock blocks), and the next build in the
-// same store works and gives the right image. The moments come from a seeded PRNG: the seed is
-// printed, and HOIST_KILL_SEED=N repeats a run.
+// blob hashes to its name, every tag's blobs are there, no lock blocks: the next tag takes it at
+// once), and the next build in the same store works and gives the right image. The moments come
+// from a seeded PRNG: the seed is printed, and HOIST_KILL_SEED=N repeats a run.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { hoist, hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
+import { acquireLock } from '../../layers/index.ts';
+import { hoistOk, makeBusyboxLayout, removeTree, writeContext } from '../support/hoist.ts';
 import { repoRoot } from '../support/paths.ts';
+import { childrenOf } from '../support/processes.ts';
 import { startRegistry, type Registry } from '../support/registry.ts';
 import {
   deadTemps, hashFile, kill, prng, processesMentioning, readdirSafe, sleep, STORE_ENTRIES, storeProblems, storeTags, waitForNoMounts, waitForNoProcesses, watch,
@@ -37,6 +39,8 @@ const KILLS: Record<Phase, { top: number; group: number }> = {
   pull: { top: 2, group: 3 }, 'run-start': { top: 8, group: 2 }, run: { top: 2, group: 3 }, layer: { top: 2, group: 3 }, push: { top: 2, group: 3 }, tag: { top: 2, group: 3 },
 };
 const helper = join(repoRoot, 'userns-native', 'build', 'hoist-sandbox');
+/** How long what dies with hoist may take to be gone, on a loaded machine: only a failure waits it out. */
+const GONE_MS = 30_000;
 
 let dir: string;
 let registry: Registry;
@@ -141,22 +145,13 @@ const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve)
 
 /** A child of `pid` that is the sandbox helper running a step (`hoist-sandbox run`). */
 function sandboxChild(pid: number): number | undefined {
-  for (const task of readdirSafe(`/proc/${pid}/task`)) {
-    let children: string;
+  return childrenOf(pid).find((child) => {
     try {
-      children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8');
+      return readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith(`${helper}\0run\0`);
     } catch {
-      continue;
+      return false; // gone
     }
-    for (const child of children.split(' ').filter(Boolean)) {
-      try {
-        if (readFileSync(`/proc/${child}/cmdline`, 'utf8').startsWith(`${helper}\0run\0`)) return Number(child);
-      } catch {
-        // gone
-      }
-    }
-  }
-  return undefined;
+  });
 }
 
 const localOutput = (name: string): string => join(dir, 'out', `${name}-${randomBytes(4).toString('hex')}`);
@@ -165,10 +160,7 @@ const stepMarker = (phase: string, n: number): string => `${token}-${phase}-${n}
 /** A build with -t and an image output besides a local one, so that every next build also tags. */
 function verifyBuild(args: string[], name: string): { dest: string; stderr: string } {
   const dest = localOutput(name);
-  const started = Date.now();
   const run = hoistOk(['build', '--root', root, '-t', `verify/${name}:1`, '--output', 'type=image', '--output', `type=local,dest=${dest}`, ...args], { env });
-  // A lock left behind blocks a tag for 30 s: the next build must not wait for it.
-  expect(Date.now() - started, `the build after the kill took too long:\n${run.stderr}`).toBeLessThan(20_000);
   return { dest, stderr: run.stderr };
 }
 
@@ -325,9 +317,7 @@ const plans: Record<Phase, PhasePlan> = {
       return { inPhase: count > 0 && count < TAGS && !/^exported image/m.test(w.stderr), evidence: `${count} of ${TAGS} tags were written` };
     },
     verify: async (n) => {
-      const started = Date.now();
       const run = hoistOk(['build', '--root', root, ...Array.from({ length: TAGS }, (_, i) => ['-t', `tags-${n}:${i}`]).flat(), join(dir, 'tag')], { env });
-      expect(Date.now() - started).toBeLessThan(20_000);
       const digest = /built (sha256:[a-f0-9]{64})/.exec(run.stdout)?.[1];
       const tags = [...storeTags(root)].filter(([tag]) => tag.includes(`/tags-${n}:`));
       expect(tags).toHaveLength(TAGS);
@@ -361,28 +351,25 @@ async function attempt(phase: Phase, n: number, how: 'group' | 'top', scale: num
   if (delayMs < 5) for (const until = performance.now() + delayMs; performance.now() < until;);
   else await sleep(delayMs);
   kill(w, how);
-  const exit = await Promise.race([w.exited, sleep(10_000).then(() => undefined)]);
+  const exit = await Promise.race([w.exited, sleep(GONE_MS).then(() => undefined)]);
   expect(exit, `the top process did not end after SIGKILL:\n${w.stderr}`).toBeDefined();
   // What is left once the top process is gone: processes whose command line names the store (node,
   // the sandbox helpers) or whose environment holds the token (node; a RUN step's processes, by
-  // its NONCE argument). They get 3 s to go: the kernel ends them at once (parent-death signals, the
-  // end of a pid namespace's init).
-  const { seen, left } = await waitForNoProcesses([root, token], 3_000);
-  const mounts = await waitForNoMounts([root], 3_000);
+  // its NONCE argument). The kernel ends them at once (parent-death signals, the end of a pid
+  // namespace's init); the wait is for a loaded machine to get round to it.
+  const { seen, left } = await waitForNoProcesses([root, token], GONE_MS);
+  const mounts = await waitForNoMounts([root], GONE_MS);
   // Every process that held hoist's output pipes (a step's too) has closed them.
-  const closed = await Promise.race([w.closed.then(() => true), sleep(5_000).then(() => false)]);
+  const closed = await Promise.race([w.closed.then(() => true), sleep(GONE_MS).then(() => false)]);
   expect(closed, 'something still holds the killed build\'s output pipes').toBe(true);
   const { inPhase, evidence } = await plan.judge(w, n);
   const locks = readdirSafe(root).filter((name) => name.startsWith('index.json.lock') && !litterSeen.has(name));
   const temps = deadTemps(root).length;
-  if (locks.includes('index.json.lock')) {
-    // The killed build held the store's lock: the next tag takes it over at once (rmi of a name that
-    // is not there still rewrites index.json under the lock).
-    const started = Date.now();
-    const probe = hoist(['rmi', '--root', root, 'lock-probe:none'], { env });
-    expect.soft(probe.stderr).toContain('no image named lock-probe:none');
-    expect.soft(Date.now() - started, `a tag after a kill (${how}) in ${phase} waited for the lock it left`).toBeLessThan(2_000);
-  }
+  // The killed build may have held the store's lock: the next tag takes it over at once (a lock that
+  // cannot be read is waited for until it ages; a live owner's, for 30 s). hoist's own lock code says.
+  const release = await acquireLock(join(root, 'index.json.lock'), { waitMs: 0, what: 'the store' });
+  expect.soft(release, `a tag after a kill (${how}) in ${phase} would wait for the lock it left`).toBeDefined();
+  await release?.();
   const result: Attempt = { phase, how, delayMs: Math.round(delayMs), inPhase, evidence, seen, left, leftMounts: mounts.length, locks, temps };
   // Soft: the loop goes on, so that one run counts every kind of thing left behind.
   expect.soft(left, `processes left after killing ${how} in ${phase}`).toEqual([]);
@@ -403,7 +390,7 @@ async function attempt(phase: Phase, n: number, how: 'group' | 'top', scale: num
 function describeAttempt(a: Attempt): string {
   const alive = a.seen.map((p) => p.cmdline.split(' ').slice(0, 2).join(' ').replace(/^\S*\//, '')).join('; ');
   return `${a.inPhase ? 'in' : 'missed'} ${a.phase} (${a.how}, ${a.delayMs} ms): ${a.evidence}; `
-    + `${a.seen.length} process(es) alive right after the top one ended${alive ? ` (${alive})` : ''}, ${a.left.length} left after 3 s`
+    + `${a.seen.length} process(es) alive right after the top one ended${alive ? ` (${alive})` : ''}, ${a.left.length} left after ${GONE_MS / 1000} s`
     + `${a.left.length ? ` (${a.left.map((p) => p.cmdline.slice(0, 80)).join('; ')})` : ''}, ${a.leftMounts} mount(s) held by them; `
     + `${a.locks.length ? `lock files ${a.locks.join(',')}; ` : ''}${a.temps} temp(s) of dead processes`
     + `${a.litter?.length ? `; left in the store after the next build: ${a.litter.join(',')}` : ''}`;

@@ -7,6 +7,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitUntil } from './load.ts';
 
 export interface Registry {
   /** `127.0.0.1:PORT` */
@@ -129,19 +130,14 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
   closeSync(logFd);
   const stderr = (): string => readFileSync(log, 'utf8');
   const host = `127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr()}`);
-    const ok = certificates
-      ? spawnSync('curl', ['-s', '-o', '/dev/null', '--cacert', certificates.ca, `https://${host}/v2/`]).status === 0
-      : await fetch(`http://${host}/v2/`).then((response) => response.ok || response.status === 401, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill();
-      throw new Error(`docker-registry did not answer on ${host}: ${stderr()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  const answering = async (): Promise<boolean> => (certificates
+    ? spawnSync('curl', ['-s', '-o', '/dev/null', '--cacert', certificates.ca, `https://${host}/v2/`]).status === 0
+    : fetch(`http://${host}/v2/`).then((response) => response.ok || response.status === 401, () => false));
+  await waitUntil(async () => child.exitCode !== null || await answering(), `docker-registry answering on ${host}`).catch((error: Error) => {
+    child.kill();
+    throw new Error(`${error.message}: ${stderr()}`);
+  });
+  if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr()}`);
   return {
     host,
     ...(certificates ? { ca: certificates.ca } : {}),

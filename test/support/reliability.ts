@@ -5,7 +5,9 @@ import { readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashFile } from '../../builder/cache.ts';
 import { isAlive, tempOwner } from '../../layers/store.ts';
+import { waitUntil } from './load.ts';
 import { repoRoot } from './paths.ts';
+import { childrenOf } from './processes.ts';
 
 // The suites take the builder's hashFile from here, with the other helpers.
 export { hashFile };
@@ -109,10 +111,8 @@ export function processesMentioning(markers: string[]): ProcessInfo[] {
   }
   // And their descendants, which may carry no marker (a step's processes whose environment never came).
   for (let i = 0; i < found.length; i++) {
-    for (const task of readdirSafe(`/proc/${found[i]!.pid}/task`)) {
-      for (const child of read(`/proc/${found[i]!.pid}/task/${task}/children`).split(' ').filter(Boolean).map(Number)) {
-        if (!found.some((known) => known.pid === child)) found.push({ pid: child, cmdline: read(`/proc/${child}/cmdline`) });
-      }
+    for (const child of childrenOf(found[i]!.pid)) {
+      if (!found.some((known) => known.pid === child)) found.push({ pid: child, cmdline: read(`/proc/${child}/cmdline`) });
     }
   }
   return found.filter((info) => info.cmdline !== '');
@@ -265,7 +265,7 @@ export interface TmpfsNamespace {
   /** The path of `path` (inside the namespace) as this process sees it. */
   outside(path: string): string;
   /** Runs a command inside the namespace as its root (hoist runs without entering another). */
-  run(command: string[], options?: { env?: Record<string, string>; input?: string }): { code: number; stdout: string; stderr: string; ms: number };
+  run(command: string[], options?: { env?: Record<string, string>; input?: string }): { code: number; stdout: string; stderr: string };
   /** Free bytes on the tmpfs (statfs). */
   free(): number;
   stop(): Promise<void>;
@@ -280,23 +280,21 @@ export async function startTmpfsNamespace(dir: string, sizeBytes: number): Promi
   let output = '';
   holder.stdout!.on('data', (chunk) => (output += chunk));
   holder.stderr!.on('data', (chunk) => (output += chunk));
-  const deadline = Date.now() + 10_000;
-  while (!output.includes('ready')) {
-    if (holder.exitCode !== null || Date.now() > deadline) throw new Error(`could not mount a tmpfs in a user namespace: ${output}`);
-    await sleep(10);
-  }
+  await waitUntil(() => {
+    if (holder.exitCode !== null) throw new Error(`could not mount a tmpfs in a user namespace: ${output}`);
+    return output.includes('ready');
+  }, 'a tmpfs in a user namespace');
   // `cat` replaced the shell: the holder's pid is the namespace's.
   const pid = holder.pid!;
   const outside = (path: string): string => `/proc/${pid}/root${path}`;
   return {
     pid, dir, outside,
     run: (command, options = {}) => {
-      const started = Date.now();
       const result = spawnSync('nsenter', ['-t', String(pid), '-U', '-m', '--', 'env', 'HOIST_USERNS=1', ...command], {
         cwd: '/', env: { ...process.env, ...options.env }, input: options.input ?? '', encoding: 'utf8', maxBuffer: 1 << 26,
       });
       if (result.error) throw result.error;
-      return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
+      return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
     },
     free: () => {
       const stats = statfsSync(outside(dir));
