@@ -63,7 +63,6 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
-#include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -73,6 +72,27 @@
 #include <sys/xattr.h>
 #include <ftw.h>
 #include <unistd.h>
+
+/* The mount API of Linux 5.2 (open_tree, move_mount) and 5.12 (mount_setattr), for C libraries
+ * older than glibc 2.36, which declare none of it. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+struct mount_attr {
+  unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+#endif
 
 __attribute__((noreturn)) static void die(const char *format, ...) {
   va_list args;
@@ -299,10 +319,9 @@ static int open_in_root(int root, const char *path, int flags) {
   return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
 }
 
-/* Bind-mounts `source` onto `target` inside the root. A target under /dev (the step's own tmpfs)
- * is made first when missing, with its directories: that is where heredoc scripts go. */
-static void bind_in_root(int root, const char *rootfs, const char *source, const char *target) {
-  char fd_path[64];
+/* The mount point `target` inside the root, found once (O_PATH). A target under /dev (the step's
+ * own tmpfs) is made first when missing, with its directories: that is where heredoc scripts go. */
+static int mount_point(int root, const char *rootfs, const char *target) {
   int fd = open_in_root(root, target, 0);
   if (fd < 0 && errno == ENOENT && !strncmp(target, "/dev/", 5) && !strstr(target, "..")) {
     char path[4096];
@@ -316,29 +335,22 @@ static void bind_in_root(int root, const char *rootfs, const char *source, const
     fd = open_in_root(root, target, 0);
   }
   if (fd < 0) die("find mount point %s in the root filesystem", target);
-  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
-  if (mount(source, fd_path, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s to %s", source, target);
-  close(fd);
+  return fd;
 }
 
-/* Makes the mount at `target` read-only. A remount in a user namespace must keep the flags the
- * mount was locked with (nosuid, nodev, noexec, atime): they are read back first. */
-static void make_read_only(int root, const char *target) {
-  char fd_path[64];
-  struct statvfs info;
-  int fd = open_in_root(root, target, 0);
-  if (fd < 0) die("find %s again", target);
-  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
-  if (statvfs(fd_path, &info) < 0) die("statvfs %s", target);
-  unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY;
-  if (info.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-  if (info.f_flag & ST_NODEV) flags |= MS_NODEV;
-  if (info.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-  if (info.f_flag & ST_NOATIME) flags |= MS_NOATIME;
-  if (info.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
-  if (info.f_flag & ST_RELATIME) flags |= MS_RELATIME;
-  if (mount(NULL, fd_path, NULL, flags, NULL) < 0) die("make %s read-only", target);
+/* Bind-mounts `source` onto `target` inside the root, read-only if asked (recursively, as
+ * BuildKit's are). The mount is made whole, detached, and then moved onto the mount point found
+ * once: nothing looks the target's path up a second time, which a step sharing a cache could
+ * meanwhile point elsewhere with a symlink (BuildKit CVE-2024-23651). */
+static void bind_in_root(int root, const char *rootfs, const char *source, const char *target, int read_only) {
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+  if (tree < 0) die("bind %s to %s", source, target);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (read_only && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) die("make %s read-only", target);
+  int fd = mount_point(root, rootfs, target);
+  if (syscall(SYS_move_mount, tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) die("bind %s to %s", source, target);
   close(fd);
+  close(tree);
 }
 
 static void mount_in_root(int root, const char *type, const char *target, unsigned long flags, const char *data) {
@@ -357,8 +369,7 @@ static void apply_mount(int root, const char *rootfs, const struct mount_item *m
     mount_in_root(root, "tmpfs", mount->target, MS_NOSUID | MS_NODEV, data);
     return;
   }
-  bind_in_root(root, rootfs, mount->source, mount->target);
-  if (mount->kind == READ_ONLY_BIND) make_read_only(root, mount->target);
+  bind_in_root(root, rootfs, mount->source, mount->target, mount->kind == READ_ONLY_BIND);
 }
 
 /* Writes `path` as overlayfs reads a directory in its options: ':', ',' and '\' escaped by a '\'. */
